@@ -1,0 +1,79 @@
+import mimetypes
+from pathlib import PurePath
+
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods
+
+from dashboard.forms import ThumbnailJobForm
+from jobs import selectors, services
+from jobs.models import Job
+
+
+def _visible_job(request: HttpRequest, job_id) -> Job:
+    # Someone else's job answers 404, exactly like a job that does not exist.
+    return get_object_or_404(selectors.visible_jobs(user=request.user), pk=job_id)
+
+
+@require_http_methods(["GET", "POST"])
+def upload(request: HttpRequest) -> HttpResponse:
+    form = ThumbnailJobForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        image = form.cleaned_data["image"]
+        job = services.submit_thumbnail_job(
+            owner=request.user,
+            upload=image,
+            source_name=image.name,
+            extension=form.image_info.extension,
+            boxes=form.cleaned_data["boxes"],
+        )
+        return redirect("dashboard:job", job_id=job.pk)
+    status = 400 if form.is_bound else 200
+    context = {"form": form, "jobs": selectors.recent_jobs(user=request.user)}
+    return render(request, "dashboard/upload.html", context, status=status)
+
+
+@require_GET
+def job_page(request: HttpRequest, job_id) -> HttpResponse:
+    return render(request, "dashboard/job.html", _panel_context(_visible_job(request, job_id)))
+
+
+@require_GET
+@never_cache
+def job_panel(request: HttpRequest, job_id) -> HttpResponse:
+    job = _visible_job(request, job_id)
+    context = _panel_context(job)
+    if request.GET.get("v") == context["version"]:
+        return HttpResponse(status=204)  # unchanged: htmx keeps what it shows
+    return render(request, "dashboard/_job_panel.html", context)
+
+
+def _panel_context(job: Job) -> dict:
+    # The version lets a poll that finds nothing new answer 204 without rendering.
+    return {"job": job, "version": str(int(job.updated_at.timestamp() * 1_000_000))}
+
+
+@require_GET
+@never_cache
+def job_status(request: HttpRequest, job_id) -> JsonResponse:
+    return JsonResponse(selectors.job_status(job=_visible_job(request, job_id)))
+
+
+@require_GET
+def download(request: HttpRequest, job_id) -> FileResponse:
+    job = _visible_job(request, job_id)
+    if job.status != Job.Status.SUCCEEDED or not job.archive:
+        raise Http404("This job has no archive.")
+    filename = f"{PurePath(job.source_name).stem or 'image'}-thumbnails.zip"
+    return FileResponse(job.archive.open("rb"), as_attachment=True, filename=filename)
+
+
+@require_GET
+def thumbnail(request: HttpRequest, job_id, name: str) -> HttpResponse:
+    content = selectors.thumbnail_content(job=_visible_job(request, job_id), name=name)
+    if content is None:
+        raise Http404("No such thumbnail.")
+    response = HttpResponse(content, content_type=mimetypes.guess_type(name)[0])
+    response["Cache-Control"] = "private, max-age=86400"
+    return response

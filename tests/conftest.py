@@ -1,0 +1,156 @@
+"""Shared fixtures: a real Redis, a real Celery worker process and a file-backed test database.
+
+Under CI=true a component that cannot be had is a failure, never a skip.
+"""
+
+import io
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from django.conf import settings
+from django.test.utils import override_settings
+from PIL import Image
+
+from parroter.celery_app import app as celery_app
+from parroter.local_redis import LocalRedis
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+JOB_TIMEOUT = 60
+
+
+def require(available: bool, reason: str) -> None:
+    """Skip a test whose component is missing, except in CI where that is a failure."""
+    if not available:
+        if IN_CI:
+            pytest.fail(f"{reason} (CI=true: missing components fail the run)")
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, tmp_path_factory):
+    # The worker is another process: an in-memory SQLite test database would be invisible to it.
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        database.setdefault("TEST", {})["NAME"] = str(tmp_path_factory.mktemp("db") / "test.sqlite3")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def media_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("media")
+    (root / "tmp").mkdir()
+    with override_settings(MEDIA_ROOT=root, FILE_UPLOAD_TEMP_DIR=root / "tmp"):
+        yield root
+
+
+@pytest.fixture(autouse=True)
+def _static_without_manifest(settings):
+    # The manifest exists only after collectstatic; tests render templates without it.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory) -> str:
+    url = os.environ.get("REDIS_URL")
+    server = None
+    if not url:
+        server = LocalRedis(directory=tmp_path_factory.mktemp("redis")).start()
+        url = server.url
+    # The app was configured from Django settings under the CELERY_ namespace; that key wins.
+    celery_app.conf["CELERY_BROKER_URL"] = url
+    yield url
+    if server:
+        server.stop()
+
+
+def _database_url() -> str:
+    from django.db import connection
+
+    config = connection.settings_dict
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{config['NAME']}"
+    user = quote(config["USER"] or "", safe="")
+    password = quote(config["PASSWORD"] or "", safe="")
+    host, port = config["HOST"] or "localhost", config["PORT"] or 5432
+    return f"postgres://{user}:{password}@{host}:{port}/{config['NAME']}"
+
+
+class Worker:
+    def __init__(self, process: subprocess.Popen, log: Path) -> None:
+        self.process = process
+        self.log = log
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def celery_worker(redis_url, django_db_setup, django_db_blocker, media_root, tmp_path_factory):
+    """One real `celery worker` process (prefork) on the test broker and test database."""
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "DATABASE_URL": _database_url(),
+        "MEDIA_ROOT": str(media_root),
+        "FILE_UPLOAD_TEMP_DIR": str(media_root / "tmp"),
+        "PYTHONPATH": os.pathsep.join([str(settings.BASE_DIR), str(settings.BASE_DIR / "platform")]),
+    }
+    command = [
+        sys.executable, "-m", "celery", "-A", "parroter", "worker", "-E",
+        "--pool", "prefork", "--concurrency", "1", "--loglevel", "INFO",
+        "--without-gossip", "--without-mingle", "--hostname", f"test-{os.getpid()}@%h",
+    ]  # fmt: skip
+    with log.open("wb") as sink:
+        process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT)
+    worker = Worker(process, log)
+    deadline = time.monotonic() + 60
+    while not celery_app.control.ping(timeout=0.5):
+        if not worker.alive or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"the Celery worker did not start:\n{worker.output()[-3000:]}")
+    yield worker
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def wait_for_job(job, timeout: float = JOB_TIMEOUT):
+    """Poll the database (what a person sees) until the job is finished."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job.refresh_from_db()
+        if job.is_finished:
+            return job
+        if time.monotonic() > deadline:
+            pytest.fail(f"job {job.pk} still {job.status} after {timeout}s")
+        time.sleep(0.1)
+
+
+def image_bytes(size=(1200, 800), mode="RGB", fmt="JPEG", color=(200, 80, 40), **save) -> bytes:
+    buffer = io.BytesIO()
+    Image.new(mode, size, color).save(buffer, fmt, **save)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def user(django_user_model):
+    return django_user_model.objects.create_user(username="alice", password="alice-password-1")
+
+
+@pytest.fixture
+def other_user(django_user_model):
+    return django_user_model.objects.create_user(username="bob", password="bob-password-1")

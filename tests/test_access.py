@@ -1,0 +1,70 @@
+"""Who may see what: anonymous people only the login page and probes; users only their own jobs."""
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+
+from jobs.models import Job
+from tests.conftest import image_bytes
+
+pytestmark = pytest.mark.django_db
+
+JOB_VIEWS = ["dashboard:job", "dashboard:job_panel", "dashboard:job_status", "dashboard:download"]
+
+
+@pytest.fixture
+def finished_job(user):
+    job = Job.objects.create(
+        owner=user,
+        source=SimpleUploadedFile("source.jpg", image_bytes((10, 10))),
+        source_name="mine.jpg",
+        params={"sizes": [[128, 128]]},
+        status=Job.Status.SUCCEEDED,
+        archive=SimpleUploadedFile("thumbnails.zip", b"PK\x05\x06" + b"\0" * 18),
+        result={"thumbnails": [{"name": "thumb_128x128.jpg", "width": 10, "height": 10, "bytes": 1}]},
+    )
+    return job
+
+
+@pytest.mark.parametrize("url", ["/", "/jobs/00000000-0000-0000-0000-000000000000/status.json"])
+def test_anonymous_people_are_sent_to_the_login_page(client, url):
+    response = client.get(url)
+    assert response.status_code == 302
+    assert response.url.startswith(reverse("login"))
+
+
+def test_login_page_and_probes_are_open(client):
+    assert client.get(reverse("login")).status_code == 200
+    assert client.get(reverse("healthz")).json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize("view", [*JOB_VIEWS, "dashboard:thumbnail"])
+def test_someone_elses_job_is_not_found(client, other_user, finished_job, view):
+    client.force_login(other_user)
+    args = [finished_job.pk, "thumb_128x128.jpg"] if view == "dashboard:thumbnail" else [finished_job.pk]
+    assert client.get(reverse(view, args=args)).status_code == 404
+
+
+@pytest.mark.parametrize("view", JOB_VIEWS)
+def test_owner_and_staff_see_the_job(client, user, other_user, finished_job, view):
+    client.force_login(user)
+    assert client.get(reverse(view, args=[finished_job.pk])).status_code == 200
+    other_user.is_staff = True
+    other_user.save()
+    client.force_login(other_user)
+    assert client.get(reverse(view, args=[finished_job.pk])).status_code == 200
+
+
+def test_an_unchanged_job_panel_answers_204(client, user, finished_job):
+    client.force_login(user)
+    finished_job.status = Job.Status.RUNNING
+    finished_job.save()
+    first = client.get(reverse("dashboard:job_panel", args=[finished_job.pk]))
+    assert first.status_code == 200 and 'hx-trigger="every 1s"' in first.content.decode()
+    version = first.content.decode().split("?v=")[1].split('"')[0]
+    url = reverse("dashboard:job_panel", args=[finished_job.pk])
+    assert client.get(url, {"v": version}).status_code == 204
+    finished_job.progress = 50
+    finished_job.save()
+    changed = client.get(url, {"v": version})
+    assert changed.status_code == 200 and "50%" in changed.content.decode()

@@ -1,0 +1,152 @@
+"""Upload to download through the real stack: test client -> Redis -> Celery worker -> database."""
+
+import io
+import zipfile
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+from django_celery_results.models import TaskResult
+from PIL import Image
+
+from jobs import services
+from jobs.kinds import thumbnails
+from jobs.models import Job
+from tests.conftest import image_bytes, wait_for_job
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+
+def upload(client, data: bytes, name="photo.jpg", sizes=("128", "256", "512"), custom=""):
+    image = SimpleUploadedFile(name, data, content_type="application/octet-stream")
+    return client.post(reverse("dashboard:upload"), {"image": image, "sizes": list(sizes), "custom_sizes": custom})
+
+
+def submitted_job(response) -> Job:
+    assert response.status_code == 302, response.content.decode()[:2000]
+    return Job.objects.get(pk=response.url.rstrip("/").rsplit("/", 1)[1])
+
+
+def job_files(media_root, job) -> list[str]:
+    folder = media_root / "jobs" / str(job.pk)
+    return sorted(path.name for path in folder.iterdir())
+
+
+def test_upload_makes_a_zip_of_the_requested_thumbnails(client, user, celery_worker, media_root):
+    client.force_login(user)
+    response = upload(client, image_bytes((1200, 800)), name="holiday photo.jpg", custom="300x100")
+    job = wait_for_job(submitted_job(response))
+
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    assert job.progress == 100 and job.attempts == 1
+    download = client.get(reverse("dashboard:download", args=[job.pk]))
+    assert download.status_code == 200
+    assert 'filename="holiday photo-thumbnails.zip"' in download["Content-Disposition"]
+    with zipfile.ZipFile(io.BytesIO(b"".join(download.streaming_content))) as archive:
+        sizes = {}
+        for info in archive.infolist():
+            assert info.compress_type == zipfile.ZIP_STORED
+            with Image.open(archive.open(info)) as thumb:
+                sizes[info.filename] = thumb.size
+    # 1200x800 fit into each box, aspect kept; 300x100 is bound by its height.
+    assert sorted(sizes.values()) == [(128, 85), (150, 100), (256, 171), (512, 341)]
+    assert job_files(media_root, job) == ["source.jpg", "thumbnails.zip"]
+
+    status = client.get(reverse("dashboard:job_status", args=[job.pk])).json()
+    assert status["status"] == "succeeded" and status["error"] is None
+    assert status["result"]["archive_url"] == reverse("dashboard:download", args=[job.pk])
+    assert {(t["width"], t["height"]) for t in status["result"]["thumbnails"]} == set(sizes.values())
+
+    task = TaskResult.objects.get(task_id=job.task_id)
+    assert task.status == "SUCCESS"
+    assert task.task_name == "jobs.run_job"
+    assert str(job.pk) in task.task_args
+
+    first = status["result"]["thumbnails"][0]
+    preview = client.get(reverse("dashboard:thumbnail", args=[job.pk, first["name"]]))
+    assert preview.status_code == 200 and preview["Content-Type"] == "image/jpeg"
+    assert len(preview.content) == first["bytes"]
+
+
+def test_job_page_shows_finished_job_with_previews_and_download(client, user, celery_worker):
+    client.force_login(user)
+    job = wait_for_job(submitted_job(upload(client, image_bytes((600, 600), "RGBA", "PNG", (0, 0, 255, 128)))))
+    page = client.get(reverse("dashboard:job", args=[job.pk])).content.decode()
+    assert "Download ZIP" in page
+    assert page.count(f"/jobs/{job.pk}/thumbnails/") == 3
+    assert all(t["name"].endswith(".png") for t in job.result["thumbnails"])  # alpha kept
+
+
+def test_truncated_jpeg_fails_with_a_clear_message_and_the_worker_goes_on(
+    client, user, celery_worker, media_root
+):
+    client.force_login(user)
+    whole = image_bytes((1600, 1200), color=(10, 120, 230), quality=95)
+    broken = wait_for_job(submitted_job(upload(client, whole[: len(whole) // 2])))
+
+    assert broken.status == Job.Status.FAILED
+    assert "truncated or corrupt" in broken.error
+    assert broken.archive.name == ""
+    assert job_files(media_root, broken) == ["source.jpg"]  # no partial archive
+    assert not any((media_root / "tmp").iterdir())  # no temporary leftovers
+    assert TaskResult.objects.get(task_id=broken.task_id).status == "FAILURE"
+    status = client.get(reverse("dashboard:job_status", args=[broken.pk])).json()
+    assert status["status"] == "failed" and "truncated" in status["error"] and status["result"] is None
+    assert client.get(reverse("dashboard:download", args=[broken.pk])).status_code == 404
+
+    assert celery_worker.alive
+    after = wait_for_job(submitted_job(upload(client, whole)))
+    assert after.status == Job.Status.SUCCEEDED
+
+
+def test_worker_refuses_a_decompression_bomb_that_skipped_the_form(user, celery_worker, media_root):
+    bomb = image_bytes((20000, 20000), mode="1", fmt="PNG", color=0)
+    job = services.submit_thumbnail_job(
+        owner=user,
+        upload=SimpleUploadedFile("bomb.png", bomb),
+        source_name="bomb.png",
+        extension="png",
+        boxes=[thumbnails.Box(128, 128)],
+    )
+    job = wait_for_job(job)
+    assert job.status == Job.Status.FAILED
+    assert "megapixels" in job.error
+    assert job_files(media_root, job) == ["source.png"]
+    assert celery_worker.alive
+
+
+def test_a_message_delivered_again_does_not_run_a_finished_or_retried_job(client, user, celery_worker):
+    client.force_login(user)
+    job = wait_for_job(submitted_job(upload(client, image_bytes((300, 200)))))
+    finished_at = job.finished_at
+    # What the worker does with a redelivered message (acks_late) for this job:
+    assert services.run_job(job_id=str(job.pk), task_id=job.task_id) == {"job": str(job.pk), "skipped": True}
+    # ...and with a message from before a retry (the job now waits for another task id):
+    Job.objects.filter(pk=job.pk).update(status=Job.Status.QUEUED, task_id="newer")
+    assert services.run_job(job_id=str(job.pk), task_id=job.task_id)["skipped"]
+    job.refresh_from_db()
+    assert (job.status, job.attempts, job.finished_at) == (Job.Status.QUEUED, 1, finished_at)
+
+
+@pytest.mark.parametrize(
+    ("data", "name", "fields", "message"),
+    [
+        (b"", "empty.jpg", {}, "The submitted file is empty."),
+        (b"just some text, not a picture\n" * 20, "notes.jpg", {}, "not an image"),
+        (image_bytes((20000, 20000), mode="1", fmt="PNG", color=0), "bomb.png", {}, "megapixels"),
+        (image_bytes((64, 64)), "a.jpg", {"custom": "0x0"}, "between 1 and"),
+        (image_bytes((64, 64)), "a.jpg", {"custom": "10,20,30,40,50,60"}, "at most 8"),
+        (image_bytes((64, 64)), "a.jpg", {"sizes": (), "custom": ""}, "Pick at least one size"),
+    ],
+    ids=["empty", "text-as-jpg", "bomb", "size-0x0", "too-many-sizes", "no-size"],
+)
+def test_bad_uploads_are_refused_with_a_form_error_and_store_nothing(
+    client, user, media_root, data, name, fields, message
+):
+    client.force_login(user)
+    files_before = set(media_root.rglob("*"))
+    response = upload(client, data, name=name, **fields)
+    assert response.status_code == 400
+    assert message in response.content.decode()
+    assert not Job.objects.exists()
+    assert set(media_root.rglob("*")) == files_before
