@@ -37,7 +37,9 @@ class ThumbnailJobForm(forms.Form):
                 f"The file is {filesizeformat(upload.size)}; the limit is {filesizeformat(limit)}."
             )
         try:
-            self.image_info = thumbnails.inspect_image(upload, max_pixels=settings.PARROTER_MAX_PIXELS)
+            self.image_info = thumbnails.inspect_image(
+                upload, max_pixels=settings.PARROTER_MAX_PIXELS
+            )
         except thumbnails.ThumbnailError as exc:
             raise ValidationError(str(exc)) from exc
         return upload

@@ -24,13 +24,17 @@ class Job(models.Model):
     FINISHED = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs"
+    )
     kind = models.CharField(max_length=32, choices=Kind.choices, default=Kind.THUMBNAILS)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     progress = models.PositiveSmallIntegerField(default=0, help_text="Percent done, 0-100.")
     params = models.JSONField(default=dict, blank=True)
     source = models.FileField(upload_to=job_file_path, max_length=255)
-    source_name = models.CharField(max_length=255, help_text="The uploaded file's name, shown only.")
+    source_name = models.CharField(
+        max_length=255, help_text="The uploaded file's name, shown only."
+    )
     archive = models.FileField(upload_to=job_file_path, max_length=255, blank=True)
     result = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
@@ -56,3 +60,9 @@ class Job(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in self.FINISHED
+
+    @property
+    def runtime_seconds(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None

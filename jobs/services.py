@@ -5,7 +5,8 @@ A Job row is the truth a person sees; the broker only carries "go run job <id>".
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from datetime import timedelta
 from functools import partial
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -14,6 +15,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.files import File
 from django.core.files.uploadedfile import TemporaryUploadedFile
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from jobs.kinds import thumbnails
@@ -26,6 +28,10 @@ INTERNAL_ERROR_MESSAGE = (
     "Parroter could not finish this job because of an internal error. "
     "Operators can see the details; retrying may help."
 )
+
+
+class JobFailed(Exception):
+    """Raised from the task so its TaskResult reads FAILURE with the person-facing message."""
 
 
 def submit_thumbnail_job(
@@ -63,16 +69,61 @@ def _enqueue(job: Job) -> None:
     run_job.apply_async(args=[str(job.pk)], task_id=job.task_id)
 
 
+def _requeue(job: Job) -> None:
+    """Send the job again under a new task id, so any older message for it is ignored."""
+    job.status = Job.Status.QUEUED
+    job.task_id = str(uuid.uuid4())
+    job.progress = 0
+    job.save(update_fields=["status", "task_id", "progress", "updated_at"])
+    transaction.on_commit(partial(_enqueue, job), robust=True)
+
+
+def dispatch_waiting_jobs(*, waiting_longer_than: timedelta) -> int:
+    """Re-send queued jobs whose message may never have reached a worker (broker down at submit)."""
+    cutoff = timezone.now() - waiting_longer_than
+    count = 0
+    for job in _each_locked(Job.objects.filter(status=Job.Status.QUEUED, updated_at__lt=cutoff)):
+        _requeue(job)
+        count += 1
+    return count
+
+
+def reap_stuck_jobs(*, running_longer_than: timedelta) -> int:
+    """Jobs "running" past the hard time limit lost their worker: run them again or give up."""
+    cutoff = timezone.now() - running_longer_than
+    count = 0
+    for job in _each_locked(Job.objects.filter(status=Job.Status.RUNNING, started_at__lt=cutoff)):
+        if job.attempts >= settings.PARROTER_MAX_ATTEMPTS:
+            _finish(job, status=Job.Status.FAILED, error=_interrupted_message(job.attempts))
+        else:
+            _requeue(job)
+        count += 1
+    return count
+
+
+def _each_locked(candidates: QuerySet[Job]) -> Iterator[Job]:
+    """Each candidate, locked in a transaction of its own and re-read so it still matches."""
+    for job_id in candidates.values_list("pk", flat=True):
+        with transaction.atomic():
+            job = candidates.select_for_update().filter(pk=job_id).first()
+            if job is not None:
+                yield job
+
+
+def _interrupted_message(attempts: int) -> str:
+    return (
+        f"The job was interrupted {attempts} times (the worker stopped, or the job ran out of "
+        "time or memory) and was given up."
+    )
+
+
 def run_job(*, job_id: str, task_id: str) -> dict:
     """Run one delivery of a job. Safe to call again for the same message (acks_late)."""
     job = _claim(job_id=job_id, task_id=task_id)
     if job is None:
         return {"job": job_id, "skipped": True}
     if job.attempts > settings.PARROTER_MAX_ATTEMPTS:
-        message = (
-            f"The job was interrupted {job.attempts - 1} times (worker stopped or ran out of "
-            "time or memory) and was given up."
-        )
+        message = _interrupted_message(job.attempts - 1)
         _finish(job, status=Job.Status.FAILED, error=message)
         raise JobFailed(message)
     try:
@@ -81,7 +132,8 @@ def run_job(*, job_id: str, task_id: str) -> dict:
         _finish(job, status=Job.Status.FAILED, error=str(exc))
         raise JobFailed(str(exc)) from exc
     except SoftTimeLimitExceeded as exc:
-        message = f"The job took longer than {settings.CELERY_TASK_SOFT_TIME_LIMIT} seconds and was stopped."
+        limit = settings.CELERY_TASK_SOFT_TIME_LIMIT
+        message = f"The job took longer than {limit} seconds and was stopped."
         _finish(job, status=Job.Status.FAILED, error=message)
         raise JobFailed(message) from exc
     except Exception:
@@ -92,10 +144,6 @@ def run_job(*, job_id: str, task_id: str) -> dict:
     if not _finish(job, status=Job.Status.SUCCEEDED, archive=archive_name, result=result):
         job.archive.storage.delete(archive_name)  # cancelled while running: keep nothing
     return {"job": job_id, **result}
-
-
-class JobFailed(Exception):
-    """Raised from the task so its TaskResult reads FAILURE with the person-facing message."""
 
 
 def _claim(*, job_id: str, task_id: str) -> Job | None:
@@ -109,7 +157,9 @@ def _claim(*, job_id: str, task_id: str) -> Job | None:
         job.progress = 0
         job.error = ""
         job.started_at = timezone.now()
-        job.save(update_fields=["status", "attempts", "progress", "error", "started_at", "updated_at"])
+        job.save(
+            update_fields=["status", "attempts", "progress", "error", "started_at", "updated_at"]
+        )
     return job
 
 
@@ -121,7 +171,9 @@ def _set_progress(job: Job, percent: int) -> None:
     _running(job).update(progress=min(percent, 99), updated_at=timezone.now())
 
 
-def _finish(job: Job, *, status: str, error: str = "", archive: str = "", result: dict | None = None) -> bool:
+def _finish(
+    job: Job, *, status: str, error: str = "", archive: str = "", result: dict | None = None
+) -> bool:
     """Record the outcome unless the job was cancelled or retried meanwhile."""
     now = timezone.now()
     fields = {"status": status, "error": error, "finished_at": now, "updated_at": now}

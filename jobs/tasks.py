@@ -1,4 +1,7 @@
+from datetime import timedelta
+
 from celery import shared_task
+from django.conf import settings
 
 from jobs import services
 
@@ -8,3 +11,18 @@ from jobs import services
 @shared_task(name="jobs.run_job", bind=True, acks_late=True, reject_on_worker_lost=True)
 def run_job(self, job_id: str) -> dict:
     return services.run_job(job_id=job_id, task_id=self.request.id)
+
+
+@shared_task(name="jobs.dispatch_waiting_jobs")
+def dispatch_waiting_jobs() -> int:
+    return services.dispatch_waiting_jobs(
+        waiting_longer_than=timedelta(seconds=settings.PARROTER_REDISPATCH_AFTER)
+    )
+
+
+@shared_task(name="jobs.reap_stuck_jobs")
+def reap_stuck_jobs() -> int:
+    # A job can run no longer than the hard time limit; past it (plus slack) its worker is gone.
+    return services.reap_stuck_jobs(
+        running_longer_than=timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
+    )

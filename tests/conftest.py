@@ -5,6 +5,7 @@ Under CI=true a component that cannot be had is a failure, never a skip.
 
 import io
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -14,10 +15,9 @@ from urllib.parse import quote
 import pytest
 from django.conf import settings
 from django.test.utils import override_settings
-from PIL import Image
-
 from parroter.celery_app import app as celery_app
-from parroter.local_redis import LocalRedis
+from parroter.local_redis import LocalRedis, stop_with_parent
+from PIL import Image
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 JOB_TIMEOUT = 60
@@ -36,7 +36,9 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, t
     # The worker is another process: an in-memory SQLite test database would be invisible to it.
     database = settings.DATABASES["default"]
     if database["ENGINE"] == "django.db.backends.sqlite3":
-        database.setdefault("TEST", {})["NAME"] = str(tmp_path_factory.mktemp("db") / "test.sqlite3")
+        database.setdefault("TEST", {})["NAME"] = str(
+            tmp_path_factory.mktemp("db") / "test.sqlite3"
+        )
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -105,7 +107,9 @@ def celery_worker(redis_url, django_db_setup, django_db_blocker, media_root, tmp
         "DATABASE_URL": _database_url(),
         "MEDIA_ROOT": str(media_root),
         "FILE_UPLOAD_TEMP_DIR": str(media_root / "tmp"),
-        "PYTHONPATH": os.pathsep.join([str(settings.BASE_DIR), str(settings.BASE_DIR / "platform")]),
+        "PYTHONPATH": os.pathsep.join(
+            [str(settings.BASE_DIR), str(settings.BASE_DIR / "platform")]
+        ),
     }
     command = [
         sys.executable, "-m", "celery", "-A", "parroter", "worker", "-E",
@@ -113,19 +117,24 @@ def celery_worker(redis_url, django_db_setup, django_db_blocker, media_root, tmp
         "--without-gossip", "--without-mingle", "--hostname", f"test-{os.getpid()}@%h",
     ]  # fmt: skip
     with log.open("wb") as sink:
-        process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, env=env, stdout=sink, stderr=subprocess.STDOUT,
+            start_new_session=True, preexec_fn=stop_with_parent,
+        )  # fmt: skip
     worker = Worker(process, log)
-    deadline = time.monotonic() + 60
-    while not celery_app.control.ping(timeout=0.5):
-        if not worker.alive or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"the Celery worker did not start:\n{worker.output()[-3000:]}")
-    yield worker
-    process.terminate()
     try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
+        deadline = time.monotonic() + 60
+        while not celery_app.control.ping(timeout=0.5):
+            if not worker.alive or time.monotonic() > deadline:
+                pytest.fail(f"the Celery worker did not start:\n{worker.output()[-3000:]}")
+        yield worker
+    finally:
+        # The whole process group: the prefork pool's children too.
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 def wait_for_job(job, timeout: float = JOB_TIMEOUT):
@@ -146,11 +155,14 @@ def image_bytes(size=(1200, 800), mode="RGB", fmt="JPEG", color=(200, 80, 40), *
     return buffer.getvalue()
 
 
+PASSWORDS = {"alice": "alice-password-1", "bob": "bob-password-1"}
+
+
 @pytest.fixture
 def user(django_user_model):
-    return django_user_model.objects.create_user(username="alice", password="alice-password-1")
+    return django_user_model.objects.create_user(username="alice", password=PASSWORDS["alice"])
 
 
 @pytest.fixture
 def other_user(django_user_model):
-    return django_user_model.objects.create_user(username="bob", password="bob-password-1")
+    return django_user_model.objects.create_user(username="bob", password=PASSWORDS["bob"])

@@ -21,7 +21,9 @@ def finished_job(user):
         params={"sizes": [[128, 128]]},
         status=Job.Status.SUCCEEDED,
         archive=SimpleUploadedFile("thumbnails.zip", b"PK\x05\x06" + b"\0" * 18),
-        result={"thumbnails": [{"name": "thumb_128x128.jpg", "width": 10, "height": 10, "bytes": 1}]},
+        result={
+            "thumbnails": [{"name": "thumb_128x128.jpg", "width": 10, "height": 10, "bytes": 1}]
+        },
     )
     return job
 
@@ -41,7 +43,11 @@ def test_login_page_and_probes_are_open(client):
 @pytest.mark.parametrize("view", [*JOB_VIEWS, "dashboard:thumbnail"])
 def test_someone_elses_job_is_not_found(client, other_user, finished_job, view):
     client.force_login(other_user)
-    args = [finished_job.pk, "thumb_128x128.jpg"] if view == "dashboard:thumbnail" else [finished_job.pk]
+    args = (
+        [finished_job.pk, "thumb_128x128.jpg"]
+        if view == "dashboard:thumbnail"
+        else [finished_job.pk]
+    )
     assert client.get(reverse(view, args=args)).status_code == 404
 
 

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import expect, sync_playwright
 
-from tests.conftest import image_bytes, require
+from tests.conftest import PASSWORDS, image_bytes, require
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -20,22 +20,28 @@ QUIET_FLAGS = ["--disable-background-networking", "--disable-component-update", 
 
 @pytest.fixture
 def browser(monkeypatch):
-    require(CHROMIUM is not None, "Debian's chromium is not installed (`make test` installs it as root)")
+    require(
+        CHROMIUM is not None, "Debian's chromium is not installed (`make test` installs it as root)"
+    )
     # Playwright's sync API keeps an event loop in this thread; the test's own ORM calls are
     # still plain synchronous ones.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=QUIET_FLAGS)
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=QUIET_FLAGS
+        )
         yield browser
         browser.close()
 
 
-def test_sign_in_upload_watch_progress_and_download(live_server, browser, user, celery_worker, tmp_path):
+def test_sign_in_upload_watch_progress_and_download(
+    live_server, browser, user, celery_worker, tmp_path
+):
     page = browser.new_page(accept_downloads=True)
     page.goto(f"{live_server.url}/")
     expect(page).to_have_url(f"{live_server.url}/accounts/login/?next=/")
     page.fill("#id_username", "alice")
-    page.fill("#id_password", "alice-password-1")
+    page.fill("#id_password", PASSWORDS["alice"])
     page.click("button:has-text('Sign in')")
 
     photo = tmp_path / "garden.jpg"
@@ -57,5 +63,7 @@ def test_sign_in_upload_watch_progress_and_download(live_server, browser, user, 
     download = download_info.value
     assert download.suggested_filename == "garden-thumbnails.zip"
     with zipfile.ZipFile(download.path()) as archive:
-        sizes = sorted(Image.open(io.BytesIO(archive.read(name))).size for name in archive.namelist())
+        sizes = sorted(
+            Image.open(io.BytesIO(archive.read(name))).size for name in archive.namelist()
+        )
     assert sizes == [(128, 85), (256, 171), (512, 341)]

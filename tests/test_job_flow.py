@@ -19,7 +19,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 def upload(client, data: bytes, name="photo.jpg", sizes=("128", "256", "512"), custom=""):
     image = SimpleUploadedFile(name, data, content_type="application/octet-stream")
-    return client.post(reverse("dashboard:upload"), {"image": image, "sizes": list(sizes), "custom_sizes": custom})
+    return client.post(
+        reverse("dashboard:upload"), {"image": image, "sizes": list(sizes), "custom_sizes": custom}
+    )
 
 
 def submitted_job(response) -> Job:
@@ -55,7 +57,9 @@ def test_upload_makes_a_zip_of_the_requested_thumbnails(client, user, celery_wor
     status = client.get(reverse("dashboard:job_status", args=[job.pk])).json()
     assert status["status"] == "succeeded" and status["error"] is None
     assert status["result"]["archive_url"] == reverse("dashboard:download", args=[job.pk])
-    assert {(t["width"], t["height"]) for t in status["result"]["thumbnails"]} == set(sizes.values())
+    assert {(t["width"], t["height"]) for t in status["result"]["thumbnails"]} == set(
+        sizes.values()
+    )
 
     task = TaskResult.objects.get(task_id=job.task_id)
     assert task.status == "SUCCESS"
@@ -70,7 +74,9 @@ def test_upload_makes_a_zip_of_the_requested_thumbnails(client, user, celery_wor
 
 def test_job_page_shows_finished_job_with_previews_and_download(client, user, celery_worker):
     client.force_login(user)
-    job = wait_for_job(submitted_job(upload(client, image_bytes((600, 600), "RGBA", "PNG", (0, 0, 255, 128)))))
+    job = wait_for_job(
+        submitted_job(upload(client, image_bytes((600, 600), "RGBA", "PNG", (0, 0, 255, 128))))
+    )
     page = client.get(reverse("dashboard:job", args=[job.pk])).content.decode()
     assert "Download ZIP" in page
     assert page.count(f"/jobs/{job.pk}/thumbnails/") == 3
@@ -91,7 +97,9 @@ def test_truncated_jpeg_fails_with_a_clear_message_and_the_worker_goes_on(
     assert not any((media_root / "tmp").iterdir())  # no temporary leftovers
     assert TaskResult.objects.get(task_id=broken.task_id).status == "FAILURE"
     status = client.get(reverse("dashboard:job_status", args=[broken.pk])).json()
-    assert status["status"] == "failed" and "truncated" in status["error"] and status["result"] is None
+    assert (
+        status["status"] == "failed" and "truncated" in status["error"] and status["result"] is None
+    )
     assert client.get(reverse("dashboard:download", args=[broken.pk])).status_code == 404
 
     assert celery_worker.alive
@@ -115,12 +123,17 @@ def test_worker_refuses_a_decompression_bomb_that_skipped_the_form(user, celery_
     assert celery_worker.alive
 
 
-def test_a_message_delivered_again_does_not_run_a_finished_or_retried_job(client, user, celery_worker):
+def test_a_message_delivered_again_does_not_run_a_finished_or_retried_job(
+    client, user, celery_worker
+):
     client.force_login(user)
     job = wait_for_job(submitted_job(upload(client, image_bytes((300, 200)))))
     finished_at = job.finished_at
     # What the worker does with a redelivered message (acks_late) for this job:
-    assert services.run_job(job_id=str(job.pk), task_id=job.task_id) == {"job": str(job.pk), "skipped": True}
+    assert services.run_job(job_id=str(job.pk), task_id=job.task_id) == {
+        "job": str(job.pk),
+        "skipped": True,
+    }
     # ...and with a message from before a retry (the job now waits for another task id):
     Job.objects.filter(pk=job.pk).update(status=Job.Status.QUEUED, task_id="newer")
     assert services.run_job(job_id=str(job.pk), task_id=job.task_id)["skipped"]

@@ -23,7 +23,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _stop_with_parent() -> None:
+def stop_with_parent() -> None:
     # If whoever started Redis dies without stopping it, the kernel stops it too.
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
@@ -48,7 +48,7 @@ class LocalRedis:
         ]  # fmt: skip
         # Its own session: a Ctrl-C meant for the services must not stop the broker first.
         self.process = subprocess.Popen(
-            command, start_new_session=True, preexec_fn=_stop_with_parent
+            command, start_new_session=True, preexec_fn=stop_with_parent
         )
         client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
         deadline = time.monotonic() + timeout

@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    "django.contrib.humanize",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django_htmx",
@@ -162,6 +163,13 @@ CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 360)
 # it must be longer than the hard time limit or a slow job would run twice.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
 CELERY_TIMEZONE = TIME_ZONE
+# Task results are kept as long as jobs, so a job's page can always show its task.
+CELERY_RESULT_EXPIRES = env_int("PARROTER_RETENTION_DAYS", 30) * 86400
+# The database scheduler (beat -S django_celery_beat...) copies these into its tables at start.
+CELERY_BEAT_SCHEDULE = {
+    "dispatch-waiting-jobs": {"task": "jobs.dispatch_waiting_jobs", "schedule": 60.0},
+    "reap-stuck-jobs": {"task": "jobs.reap_stuck_jobs", "schedule": 120.0},
+}
 
 # --- Job limits -------------------------------------------------------------------------
 PARROTER_MAX_UPLOAD_BYTES = env_int("PARROTER_MAX_UPLOAD_BYTES", 50 * 1024 * 1024)
@@ -169,6 +177,8 @@ PARROTER_MAX_PIXELS = env_int("PARROTER_MAX_PIXELS", 120_000_000)
 PARROTER_MAX_SIZES = env_int("PARROTER_MAX_SIZES", 8)
 PARROTER_MAX_EDGE = env_int("PARROTER_MAX_EDGE", 4096)
 PARROTER_DEFAULT_SIZES = env_list("PARROTER_DEFAULT_SIZES", "128,256,512")
+# A job still queued after this many seconds is sent to the broker again.
+PARROTER_REDISPATCH_AFTER = env_int("PARROTER_REDISPATCH_AFTER", 300)
 # A job interrupted this many times (worker killed mid-run) is failed instead of retried.
 PARROTER_MAX_ATTEMPTS = env_int("PARROTER_MAX_ATTEMPTS", 3)
 

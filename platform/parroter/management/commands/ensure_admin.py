@@ -5,7 +5,9 @@ from django.core.management.base import BaseCommand
 
 
 class Command(BaseCommand):
-    help = "Create the admin account with a random password (printed once) unless a superuser exists."
+    help = (
+        "Create the admin account with a random password (printed once) unless a superuser exists."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--username", default="admin")
@@ -21,7 +23,9 @@ class Command(BaseCommand):
             return
         password = secrets.token_urlsafe(12)
         users.objects.create_superuser(username=username, email="", password=password)
-        self.stdout.write(self.style.SUCCESS(
-            f"Admin login created: username {username!r}, password {password!r} "
-            "(shown only this once)"
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Admin login created: username {username!r}, password {password!r} "
+                "(shown only this once)"
+            )
+        )

@@ -32,7 +32,12 @@ class Command(BaseCommand):
         try:
             self._print_banner(env)
             honcho = subprocess.Popen(
-                [os.path.join(bin_dir, "honcho"), "start", "-f", str(settings.BASE_DIR / "Procfile")],
+                [
+                    os.path.join(bin_dir, "honcho"),
+                    "start",
+                    "-f",
+                    str(settings.BASE_DIR / "Procfile"),
+                ],
                 cwd=settings.BASE_DIR,
                 env=env,
             )
@@ -56,8 +61,12 @@ class Command(BaseCommand):
 
     def _print_banner(self, env: dict) -> None:
         self.stdout.write(self.style.SUCCESS("\nParroter is starting:"))
-        self.stdout.write(f"  web     http://{env['WEB_BIND']}/   (sign in with the admin login above)")
+        self.stdout.write(
+            f"  web     http://{env['WEB_BIND']}/   (sign in with the admin login above)"
+        )
         self.stdout.write(f"  admin   http://{env['WEB_BIND']}/admin/")
-        self.stdout.write(f"  flower  http://127.0.0.1:{env['FLOWER_PORT']}/   login {env['FLOWER_BASIC_AUTH']}")
+        self.stdout.write(
+            f"  flower  http://127.0.0.1:{env['FLOWER_PORT']}/   login {env['FLOWER_BASIC_AUTH']}"
+        )
         self.stdout.write(f"  redis   {env['REDIS_URL']}")
         self.stdout.write("Press Ctrl-C to stop everything.\n")
