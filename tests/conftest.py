@@ -129,12 +129,24 @@ def celery_worker(redis_url, django_db_setup, django_db_blocker, media_root, tmp
                 pytest.fail(f"the Celery worker did not start:\n{worker.output()[-3000:]}")
         yield worker
     finally:
-        # The whole process group: the prefork pool's children too.
+        # The whole process group, the prefork pool's children too, and gone before the test
+        # database is dropped (PostgreSQL refuses while they are connected).
         os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
+        _wait_until_group_is_gone(process.pid)
+
+
+def _wait_until_group_is_gone(group: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
 
 
 def wait_for_job(job, timeout: float = JOB_TIMEOUT):
@@ -146,6 +158,21 @@ def wait_for_job(job, timeout: float = JOB_TIMEOUT):
             return job
         if time.monotonic() > deadline:
             pytest.fail(f"job {job.pk} still {job.status} after {timeout}s")
+        time.sleep(0.1)
+
+
+def finished_task_result(task_id: str, timeout: float = JOB_TIMEOUT):
+    """The task's row once the worker has stored its outcome (a moment after the job's)."""
+    from celery import states
+    from django_celery_results.models import TaskResult
+
+    deadline = time.monotonic() + timeout
+    while True:
+        task = TaskResult.objects.filter(task_id=task_id).first()
+        if task and task.status in states.READY_STATES:
+            return task
+        if time.monotonic() > deadline:
+            pytest.fail(f"task {task_id} has no final result after {timeout}s")
         time.sleep(0.1)
 
 

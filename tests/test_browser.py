@@ -23,8 +23,9 @@ def browser(monkeypatch):
     require(
         CHROMIUM is not None, "Debian's chromium is not installed (`make test` installs it as root)"
     )
-    # Playwright's sync API keeps an event loop in this thread; the test's own ORM calls are
-    # still plain synchronous ones.
+    # Playwright's sync API keeps an event loop in this thread. Tests take their database
+    # fixtures before this one: ORM calls made under Playwright get a connection of their own
+    # that is never closed, and PostgreSQL then refuses to drop the test database.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
@@ -35,7 +36,7 @@ def browser(monkeypatch):
 
 
 def test_sign_in_upload_watch_progress_and_download(
-    live_server, browser, user, celery_worker, tmp_path
+    live_server, celery_worker, user, browser, tmp_path
 ):
     page = browser.new_page(accept_downloads=True)
     page.goto(f"{live_server.url}/")

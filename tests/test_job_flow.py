@@ -6,13 +6,12 @@ import zipfile
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
-from django_celery_results.models import TaskResult
 from PIL import Image
 
 from jobs import services
 from jobs.kinds import thumbnails
 from jobs.models import Job
-from tests.conftest import image_bytes, wait_for_job
+from tests.conftest import finished_task_result, image_bytes, wait_for_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -61,7 +60,7 @@ def test_upload_makes_a_zip_of_the_requested_thumbnails(client, user, celery_wor
         sizes.values()
     )
 
-    task = TaskResult.objects.get(task_id=job.task_id)
+    task = finished_task_result(job.task_id)
     assert task.status == "SUCCESS"
     assert task.task_name == "jobs.run_job"
     assert str(job.pk) in task.task_args
@@ -95,7 +94,7 @@ def test_truncated_jpeg_fails_with_a_clear_message_and_the_worker_goes_on(
     assert broken.archive.name == ""
     assert job_files(media_root, broken) == ["source.jpg"]  # no partial archive
     assert not any((media_root / "tmp").iterdir())  # no temporary leftovers
-    assert TaskResult.objects.get(task_id=broken.task_id).status == "FAILURE"
+    assert finished_task_result(broken.task_id).status == "FAILURE"
     status = client.get(reverse("dashboard:job_status", args=[broken.pk])).json()
     assert (
         status["status"] == "failed" and "truncated" in status["error"] and status["result"] is None
