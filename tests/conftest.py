@@ -15,9 +15,10 @@ from urllib.parse import quote
 import pytest
 from django.conf import settings
 from django.test.utils import override_settings
+from PIL import Image
+
 from parroter.celery_app import app as celery_app
 from parroter.local_redis import LocalRedis, stop_with_parent
-from PIL import Image
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 JOB_TIMEOUT = 60
