@@ -18,8 +18,12 @@ def _visible_job(request: HttpRequest, job_id) -> Job:
 
 @require_http_methods(["GET", "POST"])
 def upload(request: HttpRequest) -> HttpResponse:
-    form = ThumbnailJobForm(request.POST or None, request.FILES or None)
-    if request.method == "POST" and form.is_valid():
+    form = (
+        ThumbnailJobForm(request.POST, request.FILES)
+        if request.method == "POST"
+        else ThumbnailJobForm()
+    )
+    if form.is_bound and form.is_valid():
         image = form.cleaned_data["image"]
         job = services.submit_thumbnail_job(
             owner=request.user,

@@ -140,6 +140,13 @@ def test_a_message_delivered_again_does_not_run_a_finished_or_retried_job(
     assert (job.status, job.attempts, job.finished_at) == (Job.Status.QUEUED, 1, finished_at)
 
 
+def test_a_post_without_a_file_is_refused(client, user):
+    client.force_login(user)
+    response = client.post(reverse("dashboard:upload"), {})
+    assert response.status_code == 400
+    assert "This field is required." in response.content.decode()
+
+
 @pytest.mark.parametrize(
     ("data", "name", "fields", "message"),
     [
