@@ -8,8 +8,7 @@ from jobs.kinds import thumbnails
 
 class ThumbnailJobForm(forms.Form):
     image = forms.FileField(
-        help_text="JPEG, PNG, GIF, WebP, BMP or TIFF.",
-        widget=forms.ClearableFileInput(attrs={"accept": "image/*"}),
+        widget=forms.FileInput(attrs={"accept": "image/*"}),
     )
     sizes = forms.MultipleChoiceField(
         required=False,
@@ -26,6 +25,11 @@ class ThumbnailJobForm(forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         presets = settings.PARROTER_DEFAULT_SIZES
+        self.fields["image"].help_text = (
+            f"JPEG, PNG, GIF, WebP, BMP or TIFF; up to "
+            f"{filesizeformat(settings.PARROTER_MAX_UPLOAD_BYTES)} and "
+            f"{settings.PARROTER_MAX_PIXELS / 1e6:g} megapixels."
+        )
         self.fields["sizes"].choices = [(size, f"{size} px") for size in presets]
         self.fields["sizes"].initial = presets
 

@@ -144,6 +144,17 @@ def test_a_message_delivered_again_does_not_run_a_finished_or_retried_job(
     assert (job.status, job.attempts, job.finished_at) == (Job.Status.QUEUED, 1, finished_at)
 
 
+def test_a_file_over_the_upload_limit_is_refused_before_it_is_read_as_an_image(
+    client, user, settings
+):
+    settings.PARROTER_MAX_UPLOAD_BYTES = 2048
+    client.force_login(user)
+    response = upload(client, image_bytes((400, 400), quality=100))
+    assert response.status_code == 400
+    assert "the limit is 2.0\xa0KB" in response.content.decode()
+    assert not Job.objects.exists()
+
+
 def test_a_post_without_a_file_is_refused(client, user):
     client.force_login(user)
     response = client.post(reverse("dashboard:upload"), {})
