@@ -25,7 +25,7 @@ def upload(request: HttpRequest) -> HttpResponse:
     )
     if form.is_bound and form.is_valid():
         image = form.cleaned_data["image"]
-        job = services.submit_thumbnail_job(
+        job = services.submit_job(
             owner=request.user,
             upload=image,
             source_name=image.name,

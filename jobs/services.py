@@ -34,7 +34,7 @@ class JobFailed(Exception):
     """Raised from the task so its TaskResult reads FAILURE with the person-facing message."""
 
 
-def submit_thumbnail_job(
+def submit_job(
     *,
     owner: AbstractBaseUser,
     upload: File,

@@ -112,7 +112,7 @@ def test_truncated_jpeg_fails_with_a_clear_message_and_the_worker_goes_on(
 
 def test_worker_refuses_a_decompression_bomb_that_skipped_the_form(user, celery_worker, media_root):
     bomb = image_bytes((20000, 20000), mode="1", fmt="PNG", color=0)
-    job = services.submit_thumbnail_job(
+    job = services.submit_job(
         owner=user,
         upload=SimpleUploadedFile("bomb.png", bomb),
         source_name="bomb.png",
