@@ -163,7 +163,7 @@ def _claim(*, job_id: str, task_id: str) -> Job | None:
     return job
 
 
-def _running(job: Job):
+def _running(job: Job) -> QuerySet[Job]:
     return Job.objects.filter(pk=job.pk, task_id=job.task_id, status=Job.Status.RUNNING)
 
 
