@@ -87,4 +87,8 @@ def test_flower_asks_for_its_login(redis_url, tmp_path):
     finally:
         if flower.poll() is None:
             os.killpg(flower.pid, signal.SIGTERM)
-            flower.wait(timeout=10)
+            try:
+                flower.wait(timeout=10)
+            except subprocess.TimeoutExpired:  # still waiting on its inspect threads
+                os.killpg(flower.pid, signal.SIGKILL)
+                flower.wait()
