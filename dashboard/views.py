@@ -23,7 +23,7 @@ def upload(request: HttpRequest) -> HttpResponse:
         if request.method == "POST"
         else ThumbnailJobForm()
     )
-    if form.is_bound and form.is_valid():
+    if form.is_valid():  # an unbound form (GET) is never valid
         image = form.cleaned_data["image"]
         job = services.submit_job(
             owner=request.user,

@@ -54,13 +54,17 @@ def submit_job(
     try:
         with transaction.atomic():
             job.save(force_insert=True)
-            # robust: a broker outage must not lose the job; it stays queued and is
-            # re-dispatched later.
-            transaction.on_commit(partial(_enqueue, job), robust=True)
+            _enqueue_on_commit(job)
     except BaseException:
         job.source.delete(save=False)
         raise
     return job
+
+
+def _enqueue_on_commit(job: Job) -> None:
+    # After commit, so the worker finds the row; robust, so a broker outage does not fail the
+    # request: the job stays queued and dispatch_waiting_jobs sends it later.
+    transaction.on_commit(partial(_enqueue, job), robust=True)
 
 
 def _enqueue(job: Job) -> None:
@@ -75,7 +79,7 @@ def _requeue(job: Job) -> None:
     job.task_id = str(uuid.uuid4())
     job.progress = 0
     job.save(update_fields=["status", "task_id", "progress", "updated_at"])
-    transaction.on_commit(partial(_enqueue, job), robust=True)
+    _enqueue_on_commit(job)
 
 
 def dispatch_waiting_jobs(*, waiting_longer_than: timedelta) -> int:
