@@ -1,13 +1,13 @@
 from django.urls import path
 
-from dashboard import views
+from dashboard.views import owner
 
 app_name = "dashboard"
 urlpatterns = [
-    path("", views.upload, name="upload"),
-    path("jobs/<uuid:job_id>/", views.job_page, name="job"),
-    path("jobs/<uuid:job_id>/panel", views.job_panel, name="job_panel"),
-    path("jobs/<uuid:job_id>/status.json", views.job_status, name="job_status"),
-    path("jobs/<uuid:job_id>/download", views.download, name="download"),
-    path("jobs/<uuid:job_id>/thumbnails/<str:name>", views.thumbnail, name="thumbnail"),
+    path("", owner.upload, name="upload"),
+    path("jobs/<uuid:job_id>/", owner.job_page, name="job"),
+    path("jobs/<uuid:job_id>/panel", owner.job_panel, name="job_panel"),
+    path("jobs/<uuid:job_id>/status.json", owner.job_status, name="job_status"),
+    path("jobs/<uuid:job_id>/download", owner.download, name="download"),
+    path("jobs/<uuid:job_id>/thumbnails/<str:name>", owner.thumbnail, name="thumbnail"),
 ]

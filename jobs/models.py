@@ -4,6 +4,15 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+# Upper bounds (seconds) of the duration histograms kept per rollup row; the last is +inf.
+# The same bounds serve run time and queue wait, from a 10 ms thumbnail to an hour's backlog.
+DURATION_BOUNDS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+DURATION_BUCKETS = len(DURATION_BOUNDS) + 1
+
+
+def default_max_attempts() -> int:
+    return settings.PARROTER_MAX_ATTEMPTS
+
 
 def job_file_path(job: "Job", filename: str) -> str:
     """Everything a job stores lives under jobs/<id>/; the name is chosen by us, not the client."""
@@ -32,15 +41,24 @@ class Job(models.Model):
     progress = models.PositiveSmallIntegerField(default=0, help_text="Percent done, 0-100.")
     params = models.JSONField(default=dict, blank=True)
     source = models.FileField(upload_to=job_file_path, max_length=255)
+    # Indexed for prefix search (PostgreSQL also gets a pattern-ops index for LIKE 'x%').
     source_name = models.CharField(
-        max_length=255, help_text="The uploaded file's name, shown only."
+        max_length=255, db_index=True, help_text="The uploaded file's name, shown only."
     )
     archive = models.FileField(upload_to=job_file_path, max_length=255, blank=True)
     result = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
     task_id = models.CharField(max_length=255, blank=True, db_index=True)
     attempts = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField(
+        default=default_max_attempts,
+        help_text="Deliveries allowed before the job is given up; a retry by an operator "
+        "extends it.",
+    )
+    worker = models.CharField(max_length=255, blank=True, help_text="Who ran the last attempt.")
     created_at = models.DateTimeField(default=timezone.now)
+    # When the job last entered the queue (submit or retry): queue wait is started_at - this.
+    queued_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -52,6 +70,14 @@ class Job(models.Model):
             models.Index(fields=["-created_at", "-id"], name="job_recent_idx"),
             models.Index(fields=["owner", "-created_at", "-id"], name="job_owner_recent_idx"),
             models.Index(fields=["status", "-created_at", "-id"], name="job_status_recent_idx"),
+            # "Has anything changed since version T?" is one probe of this index.
+            models.Index(fields=["-updated_at"], name="job_updated_idx"),
+            # The oldest waiting job, without walking the jobs that finished.
+            models.Index(
+                fields=["queued_at"],
+                condition=models.Q(status="queued"),
+                name="job_waiting_idx",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -66,3 +92,36 @@ class Job(models.Model):
         if self.started_at and self.finished_at:
             return (self.finished_at - self.started_at).total_seconds()
         return None
+
+
+class JobRollup(models.Model):
+    """Finished jobs per minute, kind and status, with duration sums and histograms.
+
+    Written by jobs.services in the same transaction as every transition into or out of a
+    finished state, so these rows always equal an aggregate of the jobs table grouped by
+    (minute of finished_at, kind, status); the console's counters and charts read them
+    instead of scanning jobs. Deleting a job does not remove it from history.
+    """
+
+    minute = models.IntegerField(help_text="Minutes since the Unix epoch (UTC) of finished_at.")
+    kind = models.CharField(max_length=32, choices=Job.Kind.choices)
+    status = models.CharField(max_length=16, choices=Job.Status.choices)
+    jobs = models.IntegerField(db_default=0)
+    run_seconds = models.FloatField(db_default=0)
+    wait_seconds = models.FloatField(db_default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["minute", "kind", "status"], name="rollup_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.minute} {self.kind} {self.status}: {self.jobs}"
+
+
+# run_0 .. run_15 and wait_0 .. wait_15: how many jobs fell in each DURATION_BOUNDS bucket.
+# Plain columns (not JSON) so the database sums them over a time range in one query.
+RUN_BUCKET_FIELDS = [f"run_{index}" for index in range(DURATION_BUCKETS)]
+WAIT_BUCKET_FIELDS = [f"wait_{index}" for index in range(DURATION_BUCKETS)]
+for _name in RUN_BUCKET_FIELDS + WAIT_BUCKET_FIELDS:
+    models.IntegerField(db_default=0).contribute_to_class(JobRollup, _name)

@@ -13,17 +13,21 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files import File
+from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import TemporaryUploadedFile
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from jobs import rollups
 from jobs.kinds import thumbnails
 from jobs.models import Job, job_file_path
 
 logger = logging.getLogger(__name__)
 
 ARCHIVE_FILENAME = "thumbnails.zip"
+RETRYABLE = [Job.Status.FAILED, Job.Status.CANCELLED]
+CANCELLABLE = [Job.Status.QUEUED, Job.Status.RUNNING]
 INTERNAL_ERROR_MESSAGE = (
     "Parroter could not finish this job because of an internal error. "
     "Operators can see the details; retrying may help."
@@ -64,21 +68,37 @@ def submit_job(
 def _enqueue_on_commit(job: Job) -> None:
     # After commit, so the worker finds the row; robust, so a broker outage does not fail the
     # request: the job stays queued and dispatch_waiting_jobs sends it later.
-    transaction.on_commit(partial(_enqueue, job), robust=True)
+    transaction.on_commit(partial(_enqueue, job.pk, job.task_id), robust=True)
 
 
-def _enqueue(job: Job) -> None:
+def _enqueue(job_id: uuid.UUID, task_id: str) -> None:
     from jobs.tasks import run_job  # tasks import this module
 
-    run_job.apply_async(args=[str(job.pk)], task_id=job.task_id)
+    run_job.apply_async(args=[str(job_id)], task_id=task_id)
+
+
+def _send_again(job: Job) -> None:
+    """Send a queued job again under a new task id, so any older message for it is ignored."""
+    job.task_id = str(uuid.uuid4())
+    job.save(update_fields=["task_id", "updated_at"])
+    _enqueue_on_commit(job)
 
 
 def _requeue(job: Job) -> None:
-    """Send the job again under a new task id, so any older message for it is ignored."""
+    """Put a job back in the queue as if new: a fresh task id, wait and run timed anew."""
     job.status = Job.Status.QUEUED
     job.task_id = str(uuid.uuid4())
     job.progress = 0
-    job.save(update_fields=["status", "task_id", "progress", "updated_at"])
+    job.error = ""
+    job.result = {}
+    job.queued_at = timezone.now()
+    job.started_at = job.finished_at = None
+    job.save(
+        update_fields=[
+            "status", "task_id", "progress", "error", "result", "queued_at", "started_at",
+            "finished_at", "max_attempts", "updated_at",
+        ]
+    )  # fmt: skip
     _enqueue_on_commit(job)
 
 
@@ -87,7 +107,7 @@ def dispatch_waiting_jobs(*, waiting_longer_than: timedelta) -> int:
     cutoff = timezone.now() - waiting_longer_than
     count = 0
     for job in _each_locked(Job.objects.filter(status=Job.Status.QUEUED, updated_at__lt=cutoff)):
-        _requeue(job)
+        _send_again(job)
         count += 1
     return count
 
@@ -97,12 +117,72 @@ def reap_stuck_jobs(*, running_longer_than: timedelta) -> int:
     cutoff = timezone.now() - running_longer_than
     count = 0
     for job in _each_locked(Job.objects.filter(status=Job.Status.RUNNING, started_at__lt=cutoff)):
-        if job.attempts >= settings.PARROTER_MAX_ATTEMPTS:
+        if job.attempts >= job.max_attempts:
             _finish(job, status=Job.Status.FAILED, error=_interrupted_message(job.attempts))
         else:
             _requeue(job)
         count += 1
     return count
+
+
+def retry_jobs(*, jobs: QuerySet[Job]) -> int:
+    """Queue failed and cancelled jobs again; returns how many. Others are left as they are."""
+    count = 0
+    for batch in _locked_batches(jobs.filter(status__in=RETRYABLE)):
+        rollups.record(batch, sign=-1)  # no longer finished: out of their rollup bucket
+        for job in batch:
+            if job.attempts >= job.max_attempts:  # a person asked: give it a fresh allowance
+                job.max_attempts = job.attempts + settings.PARROTER_MAX_ATTEMPTS
+            _requeue(job)
+        count += len(batch)
+    return count
+
+
+def cancel_jobs(*, jobs: QuerySet[Job], by: AbstractBaseUser | None = None) -> int:
+    """Cancel queued and running jobs; returns how many. Running ones are stopped on their
+    worker: the soft-time-limit signal makes the task clean up and leave nothing behind."""
+    count = 0
+    reason = f"Cancelled by {by.get_username()}." if by else "Cancelled."
+    for batch in _locked_batches(jobs.filter(status__in=CANCELLABLE)):
+        now = timezone.now()
+        running = [job.task_id for job in batch if job.status == Job.Status.RUNNING]
+        for job in batch:
+            job.status, job.finished_at, job.error = Job.Status.CANCELLED, now, reason
+            job.save(update_fields=["status", "finished_at", "error", "updated_at"])
+        rollups.record(batch, sign=+1)
+        if running:
+            transaction.on_commit(partial(_stop_tasks, running), robust=True)
+        count += len(batch)
+    return count
+
+
+def retry_job(*, job_id: uuid.UUID | str) -> bool:
+    return retry_jobs(jobs=Job.objects.filter(pk=job_id)) == 1
+
+
+def cancel_job(*, job_id: uuid.UUID | str, by: AbstractBaseUser | None = None) -> bool:
+    return cancel_jobs(jobs=Job.objects.filter(pk=job_id), by=by) == 1
+
+
+def _stop_tasks(task_ids: list[str]) -> None:
+    from parroter.celery_app import app
+
+    # SIGUSR1 raises SoftTimeLimitExceeded inside the task (run_job cleans up and stops);
+    # SIGTERM would kill the pool process before it could remove its temporary files.
+    app.control.revoke(task_ids, terminate=True, signal="SIGUSR1")
+
+
+def delete_job_files(*, job_id: uuid.UUID | str) -> None:
+    """Remove everything stored under a job's folder (called once its row is deleted)."""
+    storage = default_storage
+    folder = job_file_path(Job(pk=job_id), "").rstrip("/")
+    try:
+        _, files = storage.listdir(folder)
+    except FileNotFoundError:
+        return
+    for name in files:
+        storage.delete(f"{folder}/{name}")
+    storage.delete(folder)  # FileSystemStorage removes the empty folder; object stores ignore it
 
 
 def _each_locked(candidates: QuerySet[Job]) -> Iterator[Job]:
@@ -114,6 +194,24 @@ def _each_locked(candidates: QuerySet[Job]) -> Iterator[Job]:
                 yield job
 
 
+def _locked_batches(candidates: QuerySet[Job], size: int = 500) -> Iterator[list[Job]]:
+    """The candidates in batches, each locked in one transaction and re-read so they still
+    match: bounded memory and transaction size however many jobs a filter matches."""
+    after = None
+    while True:
+        page = candidates.order_by("pk")
+        if after is not None:
+            page = page.filter(pk__gt=after)
+        ids = list(page.values_list("pk", flat=True)[:size])
+        if not ids:
+            return
+        after = ids[-1]
+        with transaction.atomic():
+            batch = list(candidates.select_for_update().filter(pk__in=ids).order_by("pk"))
+            if batch:
+                yield batch
+
+
 def _interrupted_message(attempts: int) -> str:
     return (
         f"The job was interrupted {attempts} times (the worker stopped, or the job ran out of "
@@ -121,12 +219,15 @@ def _interrupted_message(attempts: int) -> str:
     )
 
 
-def run_job(*, job_id: str, task_id: str) -> dict:
-    """Run one delivery of a job. Safe to call again for the same message (acks_late)."""
-    job = _claim(job_id=job_id, task_id=task_id)
+def run_job(*, job_id: str, task_id: str, worker: str = "") -> dict:
+    """Run one delivery of a job. Safe to call again for the same message (acks_late).
+
+    Returns {"cancelled": True} when an operator cancelled the job while it ran.
+    """
+    job = _claim(job_id=job_id, task_id=task_id, worker=worker)
     if job is None:
         return {"job": job_id, "skipped": True}
-    if job.attempts > settings.PARROTER_MAX_ATTEMPTS:
+    if job.attempts > job.max_attempts:
         message = _interrupted_message(job.attempts - 1)
         _finish(job, status=Job.Status.FAILED, error=message)
         raise JobFailed(message)
@@ -136,6 +237,10 @@ def run_job(*, job_id: str, task_id: str) -> dict:
         _finish(job, status=Job.Status.FAILED, error=str(exc))
         raise JobFailed(str(exc)) from exc
     except SoftTimeLimitExceeded as exc:
+        # The same signal stops a job an operator cancelled (see _stop_tasks).
+        _discard_archive(job)
+        if not _running(job).exists():
+            return {"job": job_id, "cancelled": True}
         limit = settings.CELERY_TASK_SOFT_TIME_LIMIT
         message = f"The job took longer than {limit} seconds and was stopped."
         _finish(job, status=Job.Status.FAILED, error=message)
@@ -147,10 +252,11 @@ def run_job(*, job_id: str, task_id: str) -> dict:
     result = {"thumbnails": [_thumbnail_row(item) for item in made]}
     if not _finish(job, status=Job.Status.SUCCEEDED, archive=archive_name, result=result):
         job.archive.storage.delete(archive_name)  # cancelled while running: keep nothing
+        return {"job": job_id, "cancelled": True}
     return {"job": job_id, **result}
 
 
-def _claim(*, job_id: str, task_id: str) -> Job | None:
+def _claim(*, job_id: str, task_id: str, worker: str) -> Job | None:
     with transaction.atomic():
         job = Job.objects.select_for_update().filter(pk=job_id).first()
         # A message for an older attempt (the job was retried since) or a finished job is stale.
@@ -160,10 +266,13 @@ def _claim(*, job_id: str, task_id: str) -> Job | None:
         job.attempts += 1
         job.progress = 0
         job.error = ""
+        job.worker = worker[:255]
         job.started_at = timezone.now()
         job.save(
-            update_fields=["status", "attempts", "progress", "error", "started_at", "updated_at"]
-        )
+            update_fields=[
+                "status", "attempts", "progress", "error", "worker", "started_at", "updated_at"
+            ]
+        )  # fmt: skip
     return job
 
 
@@ -183,7 +292,19 @@ def _finish(
     fields = {"status": status, "error": error, "finished_at": now, "updated_at": now}
     if status == Job.Status.SUCCEEDED:
         fields.update(progress=100, archive=archive, result=result or {})
-    return _running(job).update(**fields) == 1
+    with transaction.atomic():
+        if _running(job).update(**fields) != 1:
+            return False
+        for name, value in fields.items():
+            setattr(job, name, value)
+        rollups.record([job], sign=+1)
+    return True
+
+
+def _discard_archive(job: Job) -> None:
+    name = job_file_path(job, ARCHIVE_FILENAME)
+    if job.archive.storage.exists(name):
+        job.archive.storage.delete(name)
 
 
 def _make_thumbnail_archive(job: Job) -> tuple[str, list[thumbnails.Thumbnail]]:

@@ -1,6 +1,7 @@
 from datetime import timedelta
 
 from celery import shared_task
+from celery.exceptions import Ignore
 from django.conf import settings
 
 from jobs import services
@@ -10,7 +11,12 @@ from jobs import services
 # (services.run_job is idempotent and gives up after PARROTER_MAX_ATTEMPTS).
 @shared_task(name="jobs.run_job", bind=True, acks_late=True, reject_on_worker_lost=True)
 def run_job(self, job_id: str) -> dict:
-    return services.run_job(job_id=job_id, task_id=self.request.id)
+    outcome = services.run_job(job_id=job_id, task_id=self.request.id, worker=self.request.hostname)
+    if outcome.get("cancelled"):
+        # The task's result reads REVOKED, whether the revoke stopped it or came too late.
+        self.backend.mark_as_revoked(self.request.id, "cancelled", request=self.request)
+        raise Ignore()
+    return outcome
 
 
 @shared_task(name="jobs.dispatch_waiting_jobs")

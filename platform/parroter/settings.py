@@ -174,6 +174,17 @@ CELERY_BEAT_SCHEDULE = {
     "reap-stuck-jobs": {"task": "jobs.reap_stuck_jobs", "schedule": 120.0},
 }
 
+# Shared by every web process: the few-second cache of worker and queue facts (jobs.monitoring).
+# Short socket timeouts: with the broker down, pages render from the database without waiting.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "parroter",
+        "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+    }
+}
+
 # --- Job limits -------------------------------------------------------------------------
 PARROTER_MAX_UPLOAD_BYTES = env_int("PARROTER_MAX_UPLOAD_BYTES", 50 * 1024 * 1024)
 PARROTER_MAX_PIXELS = env_int("PARROTER_MAX_PIXELS", 120_000_000)

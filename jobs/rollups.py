@@ -1,0 +1,106 @@
+"""The arithmetic of JobRollup rows: which minute and histogram bucket a finished job counts
+in, the upsert that adds it (or takes it away again), and percentiles from a histogram.
+
+Only jobs.services writes rollups, inside the transaction of the job's own transition.
+"""
+
+from bisect import bisect_left
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from django.db import connection
+
+from jobs.models import (
+    DURATION_BOUNDS,
+    RUN_BUCKET_FIELDS,
+    WAIT_BUCKET_FIELDS,
+    Job,
+    JobRollup,
+)
+
+KEY_FIELDS = ("minute", "kind", "status")
+
+
+def minute_of(moment: datetime) -> int:
+    return int(moment.timestamp() // 60)
+
+
+def bucket_of(seconds: float) -> int:
+    """Index of the first bound >= seconds (Prometheus' "le"); past the last, the +inf bucket."""
+    return bisect_left(DURATION_BOUNDS, seconds)
+
+
+def run_seconds(job: Job) -> float | None:
+    if job.started_at and job.finished_at:
+        return max((job.finished_at - job.started_at).total_seconds(), 0.0)
+    return None
+
+
+def wait_seconds(job: Job) -> float | None:
+    if job.started_at:
+        return max((job.started_at - job.queued_at).total_seconds(), 0.0)
+    return None
+
+
+def record(jobs: Iterable[Job], *, sign: int) -> None:
+    """Add finished jobs to their rollup rows (sign=+1), or take them out again (sign=-1).
+
+    Call inside the transaction that moves the jobs into (or out of) a finished state, with
+    their fields as they are (or were) while finished.
+    """
+    deltas: dict[tuple, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for job in jobs:
+        delta = deltas[(minute_of(job.finished_at), job.kind, job.status)]
+        delta["jobs"] += sign
+        run, wait = run_seconds(job), wait_seconds(job)
+        if run is not None:
+            delta["run_seconds"] += sign * run
+            delta[RUN_BUCKET_FIELDS[bucket_of(run)]] += sign
+        if wait is not None:
+            delta["wait_seconds"] += sign * wait
+            delta[WAIT_BUCKET_FIELDS[bucket_of(wait)]] += sign
+    for key, delta in deltas.items():
+        _add(key, delta)
+
+
+def _add(key: tuple, delta: dict[str, float]) -> None:
+    # One statement, atomic on both SQLite and PostgreSQL: concurrent finishes in the same
+    # minute add up instead of racing between a read and a write.
+    quote = connection.ops.quote_name
+    table = quote(JobRollup._meta.db_table)
+    columns = [*KEY_FIELDS, *delta]
+    updates = ", ".join(f"{quote(c)} = {table}.{quote(c)} + excluded.{quote(c)}" for c in delta)
+    # Identifiers come from the model and this module, never from input; values are parameters.
+    sql = (
+        f"INSERT INTO {table} ({', '.join(map(quote, columns))}) "  # noqa: S608
+        f"VALUES ({', '.join(['%s'] * len(columns))}) "
+        f"ON CONFLICT ({', '.join(map(quote, KEY_FIELDS))}) DO UPDATE SET {updates}"
+    )
+    # Columns a delta does not name take their database default (0) on insert.
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*key, *(_number(c, v) for c, v in delta.items())])
+
+
+def _number(column: str, value: float) -> float | int:
+    return value if column.endswith("_seconds") else int(value)
+
+
+def quantile(q: float, buckets: Sequence[int]) -> float | None:
+    """The q-quantile of a histogram over DURATION_BOUNDS, interpolated within its bucket
+    (as Prometheus' histogram_quantile does). None when the histogram is empty; a quantile in
+    the +inf bucket is reported as the largest bound."""
+    total = sum(buckets)
+    if total <= 0:
+        return None
+    rank = q * total
+    seen = 0
+    for index, count in enumerate(buckets):
+        if count > 0 and seen + count >= rank:
+            if index == len(DURATION_BOUNDS):
+                return float(DURATION_BOUNDS[-1])
+            lower = DURATION_BOUNDS[index - 1] if index else 0.0
+            upper = DURATION_BOUNDS[index]
+            return lower + (upper - lower) * (rank - seen) / count
+        seen += count
+    return float(DURATION_BOUNDS[-1])
