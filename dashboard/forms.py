@@ -1,9 +1,14 @@
+from datetime import timedelta
+from urllib.parse import urlencode
+
 from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.template.defaultfilters import filesizeformat
+from django.utils import timezone
 
 from jobs.kinds import thumbnails
+from jobs.models import Job
 
 
 class ThumbnailJobForm(forms.Form):
@@ -69,3 +74,79 @@ class ThumbnailJobForm(forms.Form):
             )
         cleaned["boxes"] = boxes
         return cleaned
+
+
+# The console's history ranges: name -> (window, slot). Per-minute bars for an hour,
+# 5-minute bars for a day, hourly bars for a week.
+HISTORY_RANGES = {
+    "1h": (timedelta(hours=1), timedelta(minutes=1)),
+    "24h": (timedelta(hours=24), timedelta(minutes=5)),
+    "7d": (timedelta(days=7), timedelta(hours=1)),
+}
+DEFAULT_RANGE = "24h"
+
+
+class JobFilterForm(forms.Form):
+    """The console's filters and history range, read from the URL so a view can be shared
+    and reloaded."""
+
+    CREATED_WITHIN = {
+        "1h": timedelta(hours=1),
+        "24h": timedelta(hours=24),
+        "7d": timedelta(days=7),
+        "30d": timedelta(days=30),
+    }
+
+    q = forms.CharField(
+        required=False,
+        max_length=255,
+        label="Search",
+        widget=forms.TextInput(
+            attrs={"placeholder": "Job id or prefix, task id, file name prefix", "type": "search"}
+        ),
+    )
+    status = forms.ChoiceField(required=False, choices=[("", "Any status"), *Job.Status.choices])
+    kind = forms.ChoiceField(required=False, choices=[("", "Any kind"), *Job.Kind.choices])
+    owner = forms.CharField(
+        required=False, max_length=150, widget=forms.TextInput(attrs={"placeholder": "Username"})
+    )
+    created = forms.ChoiceField(
+        required=False,
+        label="Submitted",
+        choices=[
+            ("", "Any time"),
+            ("1h", "Last hour"),
+            ("24h", "Last 24 hours"),
+            ("7d", "Last 7 days"),
+            ("30d", "Last 30 days"),
+        ],
+    )
+
+    range = forms.ChoiceField(
+        required=False, choices=[(name, name) for name in HISTORY_RANGES], widget=forms.HiddenInput
+    )
+
+    @property
+    def history_range(self) -> str:
+        self.is_valid()
+        return self.cleaned_data.get("range") or DEFAULT_RANGE
+
+    def job_filters(self) -> dict:
+        """Keyword arguments for jobs.selectors.find_jobs; a field with an error is ignored."""
+        self.is_valid()
+        data = self.cleaned_data
+        within = self.CREATED_WITHIN.get(data.get("created", ""))
+        return {
+            "status": data.get("status", ""),
+            "kind": data.get("kind", ""),
+            "owner": data.get("owner", "").strip(),
+            "search": data.get("q", ""),
+            "created_after": timezone.now() - within if within else None,
+        }
+
+    def query(self, **changes: str) -> str:
+        """The URL query of these filters (only those set), with `changes` applied."""
+        self.is_valid()
+        values = {name: self.cleaned_data.get(name) or "" for name in self.fields}
+        values.update(changes)
+        return urlencode({name: value for name, value in values.items() if value})

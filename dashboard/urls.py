@@ -1,6 +1,6 @@
 from django.urls import path
 
-from dashboard.views import owner
+from dashboard.views import ops, owner
 
 app_name = "dashboard"
 urlpatterns = [
@@ -10,4 +10,13 @@ urlpatterns = [
     path("jobs/<uuid:job_id>/status.json", owner.job_status, name="job_status"),
     path("jobs/<uuid:job_id>/download", owner.download, name="download"),
     path("jobs/<uuid:job_id>/thumbnails/<str:name>", owner.thumbnail, name="thumbnail"),
+    # The operator console (staff only).
+    path("ops/", ops.index, name="ops"),
+    path("ops/jobs", ops.jobs_table, name="ops_jobs"),
+    path("ops/stats", ops.stats, name="ops_stats"),
+    path("ops/workers", ops.workers, name="ops_workers"),
+    path("ops/jobs/<uuid:job_id>/", ops.job_detail, name="ops_job"),
+    path("ops/jobs/<uuid:job_id>/retry", ops.retry, name="ops_retry"),
+    path("ops/jobs/<uuid:job_id>/cancel", ops.cancel, name="ops_cancel"),
+    path("ops/bulk/<str:action>", ops.bulk, name="ops_bulk"),
 ]

@@ -88,9 +88,21 @@ class Job(models.Model):
         return self.status in self.FINISHED
 
     @property
-    def runtime_seconds(self) -> float | None:
+    def queue_wait_seconds(self) -> float | None:
+        """Time in the queue before the current attempt started (so far, while queued)."""
+        if self.started_at:
+            return max((self.started_at - self.queued_at).total_seconds(), 0.0)
+        if self.status == self.Status.QUEUED:
+            return max((timezone.now() - self.queued_at).total_seconds(), 0.0)
+        return None
+
+    @property
+    def run_seconds(self) -> float | None:
+        """Run time of the current attempt (so far, while running)."""
         if self.started_at and self.finished_at:
-            return (self.finished_at - self.started_at).total_seconds()
+            return max((self.finished_at - self.started_at).total_seconds(), 0.0)
+        if self.started_at and self.status == self.Status.RUNNING:
+            return max((timezone.now() - self.started_at).total_seconds(), 0.0)
         return None
 
 

@@ -31,18 +31,6 @@ def bucket_of(seconds: float) -> int:
     return bisect_left(DURATION_BOUNDS, seconds)
 
 
-def run_seconds(job: Job) -> float | None:
-    if job.started_at and job.finished_at:
-        return max((job.finished_at - job.started_at).total_seconds(), 0.0)
-    return None
-
-
-def wait_seconds(job: Job) -> float | None:
-    if job.started_at:
-        return max((job.started_at - job.queued_at).total_seconds(), 0.0)
-    return None
-
-
 def record(jobs: Iterable[Job], *, sign: int) -> None:
     """Add finished jobs to their rollup rows (sign=+1), or take them out again (sign=-1).
 
@@ -51,9 +39,11 @@ def record(jobs: Iterable[Job], *, sign: int) -> None:
     """
     deltas: dict[tuple, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for job in jobs:
+        if job.finished_at is None:  # never finished (e.g. made by hand): in no bucket
+            continue
         delta = deltas[(minute_of(job.finished_at), job.kind, job.status)]
         delta["jobs"] += sign
-        run, wait = run_seconds(job), wait_seconds(job)
+        run, wait = job.run_seconds, job.queue_wait_seconds
         if run is not None:
             delta["run_seconds"] += sign * run
             delta[RUN_BUCKET_FIELDS[bucket_of(run)]] += sign

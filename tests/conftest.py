@@ -59,8 +59,9 @@ def _static_without_manifest(settings):
     }
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def redis_url(tmp_path_factory) -> str:
+    """A real Redis for the whole session: the broker, and the cache of worker facts."""
     url = os.environ.get("REDIS_URL")
     server = None
     if not url:
@@ -68,7 +69,9 @@ def redis_url(tmp_path_factory) -> str:
         url = server.url
     # The app was configured from Django settings under the CELERY_ namespace; that key wins.
     celery_app.conf["CELERY_BROKER_URL"] = url
-    yield url
+    cache = {**settings.CACHES["default"], "LOCATION": url}
+    with override_settings(CACHES={"default": cache}):
+        yield url
     if server:
         server.stop()
 
@@ -183,7 +186,7 @@ def image_bytes(size=(1200, 800), mode="RGB", fmt="JPEG", color=(200, 80, 40), *
     return buffer.getvalue()
 
 
-PASSWORDS = {"alice": "alice-password-1", "bob": "bob-password-1"}
+PASSWORDS = {"alice": "alice-password-1", "bob": "bob-password-1", "olivia": "olivia-password-1"}
 
 
 @pytest.fixture
@@ -194,3 +197,74 @@ def user(django_user_model):
 @pytest.fixture
 def other_user(django_user_model):
     return django_user_model.objects.create_user(username="bob", password=PASSWORDS["bob"])
+
+
+@pytest.fixture
+def staff(django_user_model):
+    """An operator: staff, so the console and Flower open, but not a superuser."""
+    return django_user_model.objects.create_user(
+        username="olivia", password=PASSWORDS["olivia"], is_staff=True
+    )
+
+
+# --- Flower, as `make run` starts it (shared by test_services and test_flower_proxy) -----------
+
+PROCFILE = settings.BASE_DIR / "Procfile"
+
+
+def procfile() -> dict[str, str]:
+    """The Procfile's services: name -> command line (run through /bin/sh, like honcho)."""
+    lines = PROCFILE.read_text().splitlines()
+    return dict(line.split(": ", 1) for line in lines if line.strip())
+
+
+def service_env(**overrides: str) -> dict[str, str]:
+    """The environment honcho gives a service under `make run`: the virtualenv's bin first."""
+    path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+    return {**os.environ, "PATH": path, **overrides}
+
+
+class FlowerProcess:
+    def __init__(self, url: str, credentials: str) -> None:
+        self.url = url  # without the /flower/ prefix, like settings.FLOWER_URL
+        self.credentials = credentials  # FLOWER_BASIC_AUTH, user:password
+
+
+@pytest.fixture(scope="session")
+def flower(redis_url, tmp_path_factory):
+    """One real Flower, started from the Procfile's line on a free loopback port."""
+    import secrets
+    import socket
+
+    from parroter.local_redis import free_port
+
+    port = free_port()
+    credentials = f"operator:{secrets.token_urlsafe(12)}"
+    env = service_env(REDIS_URL=redis_url, FLOWER_PORT=str(port), FLOWER_BASIC_AUTH=credentials)
+    env.pop("FLOWER_ADDRESS", None)  # the Procfile's default: loopback
+    log = tmp_path_factory.mktemp("flower") / "flower.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            ["/bin/sh", "-c", procfile()["flower"]], env=env, stdout=sink,
+            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=stop_with_parent,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    output = log.read_text(errors="replace")[-3000:]
+                    pytest.fail(f"Flower did not start listening:\n{output}")
+                time.sleep(0.2)
+        yield FlowerProcess(f"http://127.0.0.1:{port}", credentials)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:  # still waiting on its inspect threads
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()

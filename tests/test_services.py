@@ -1,40 +1,24 @@
 """The Procfile's services as `make run` starts them (each line through /bin/sh, like honcho)."""
 
 import base64
-import os
-import signal
+import io
 import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 
 import pytest
-from django.conf import settings
 
-from parroter.local_redis import free_port
-
-PROCFILE = settings.BASE_DIR / "Procfile"
+from parroter.management.commands.runservices import Command as RunServices
+from tests.conftest import procfile, service_env
 
 
-def procfile() -> dict[str, str]:
-    lines = PROCFILE.read_text().splitlines()
-    return dict(line.split(": ", 1) for line in lines if line.strip())
-
-
-def service_env(**overrides: str) -> dict[str, str]:
-    """The environment honcho gives a service under `make run`: the virtualenv's bin first."""
-    path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
-    return {**os.environ, "PATH": path, **overrides}
-
-
-def flower_status(port: int, credentials: str | None = None) -> int:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/workers")
+def flower_status(url: str, credentials: str | None = None) -> int:
+    request = urllib.request.Request(url)  # noqa: S310 (the test's loopback Flower)
     if credentials:
         token = base64.b64encode(credentials.encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
     try:
-        with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310 (loopback)
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 (loopback)
             return response.status
     except urllib.error.HTTPError as error:
         return error.code
@@ -45,6 +29,9 @@ def test_procfile_runs_web_worker_beat_and_flower():
     assert set(services) == {"web", "worker", "beat", "flower"}
     assert " -E" in services["worker"]
     assert "django_celery_beat.schedulers:DatabaseScheduler" in services["beat"]
+    # Flower on loopback under /flower/, the path the web app proxies.
+    assert "--address=${FLOWER_ADDRESS:-127.0.0.1}" in services["flower"]
+    assert "--url_prefix=flower" in services["flower"]
 
 
 def test_flower_refuses_to_start_without_a_login():
@@ -58,37 +45,25 @@ def test_flower_refuses_to_start_without_a_login():
 
 
 @pytest.mark.integration
-def test_flower_asks_for_its_login(redis_url, tmp_path):
-    port = free_port()
-    env = service_env(REDIS_URL=redis_url, FLOWER_PORT=str(port))
-    env["FLOWER_BASIC_AUTH"] = "operator:s3cret-flower"
-    log = tmp_path / "flower.log"
-    with log.open("wb") as sink:
-        flower = subprocess.Popen(
-            ["/bin/sh", "-c", procfile()["flower"]],
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                anonymous = flower_status(port)
-                break
-            except OSError:
-                assert flower.poll() is None, f"Flower exited:\n{log.read_text()[-2000:]}"
-                assert time.monotonic() < deadline, "Flower did not start listening"
-                time.sleep(0.2)
-        assert anonymous == 401
-        assert flower_status(port, "operator:wrong") == 401
-        assert flower_status(port, "operator:s3cret-flower") == 200
-    finally:
-        if flower.poll() is None:
-            os.killpg(flower.pid, signal.SIGTERM)
-            try:
-                flower.wait(timeout=10)
-            except subprocess.TimeoutExpired:  # still waiting on its inspect threads
-                os.killpg(flower.pid, signal.SIGKILL)
-                flower.wait()
+def test_flower_asks_for_its_login(flower):
+    # Flower's own basic auth stays on as a second lock behind the app's staff check.
+    workers = f"{flower.url}/flower/workers"
+    assert flower_status(workers) == 401
+    assert flower_status(workers, "operator:wrong") == 401
+    assert flower_status(workers, flower.credentials) == 200
+
+
+def test_make_run_shows_flower_through_the_web_app_without_its_password():
+    out = io.StringIO()
+    RunServices(stdout=out)._print_banner(
+        {
+            "WEB_BIND": "127.0.0.1:8000",
+            "FLOWER_PORT": "5555",
+            "FLOWER_BASIC_AUTH": "flower:s3cret-flower",
+            "REDIS_URL": "redis://127.0.0.1:6399/0",
+        }
+    )
+    banner = out.getvalue()
+    assert "http://127.0.0.1:8000/flower/" in banner
+    assert "s3cret-flower" not in banner
+    assert ":5555" not in banner

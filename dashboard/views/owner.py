@@ -7,7 +7,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
 from dashboard.forms import ThumbnailJobForm
-from jobs import selectors, services
+from jobs import monitoring, selectors, services
 from jobs.models import Job
 
 
@@ -54,8 +54,15 @@ def job_panel(request: HttpRequest, job_id) -> HttpResponse:
 
 
 def _panel_context(job: Job) -> dict:
+    # A queued job's owner is told plainly when no worker is there to run it (the same cached
+    # check the console uses); the version covers it, so the notice comes and goes with polls.
+    no_worker = False
+    if job.status == Job.Status.QUEUED:
+        facts = monitoring.cluster_facts()
+        no_worker = facts is not None and not facts.online
     # The version lets a poll that finds nothing new answer 204 without rendering.
-    return {"job": job, "version": str(int(job.updated_at.timestamp() * 1_000_000))}
+    version = f"{int(job.updated_at.timestamp() * 1_000_000)}{'n' if no_worker else ''}"
+    return {"job": job, "version": version, "no_worker": no_worker}
 
 
 @require_GET

@@ -185,6 +185,14 @@ CACHES = {
     }
 }
 
+# --- Flower: staff reach it at /flower/ through the web app ------------------------------
+# Flower on loopback (the internal network in docker-compose), run with --url_prefix=flower.
+FLOWER_URL = os.environ.get("FLOWER_URL", "http://127.0.0.1:5555")
+# Flower's own login, user:password: the proxy sends it, Flower refuses to start without it.
+FLOWER_BASIC_AUTH = os.environ.get("FLOWER_BASIC_AUTH", "")
+# django-revproxy reads this (it is not an installed app): a space in a path is %20, not '+'.
+REVPROXY = {"QUOTE_SPACES_AS_PLUS": False}
+
 # --- Job limits -------------------------------------------------------------------------
 PARROTER_MAX_UPLOAD_BYTES = env_int("PARROTER_MAX_UPLOAD_BYTES", 50 * 1024 * 1024)
 PARROTER_MAX_PIXELS = env_int("PARROTER_MAX_PIXELS", 120_000_000)

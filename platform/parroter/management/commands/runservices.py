@@ -21,9 +21,11 @@ class Command(BaseCommand):
         env = os.environ.copy()
         bin_dir = str(Path(sys.executable).parent)
         env["PATH"] = os.pathsep.join([bin_dir, env.get("PATH", "")])
+        # Flower's own login: honcho hands it to flower and to web, whose /flower/ proxy sends it.
         env.setdefault("FLOWER_BASIC_AUTH", self._flower_credentials())
         env.setdefault("WEB_BIND", "127.0.0.1:8000")
         env.setdefault("FLOWER_PORT", "5555")
+        env.setdefault("FLOWER_URL", f"http://127.0.0.1:{env['FLOWER_PORT']}")
 
         local_redis = None
         if "REDIS_URL" not in env:
@@ -65,8 +67,6 @@ class Command(BaseCommand):
             f"  web     http://{env['WEB_BIND']}/   (sign in with the admin login above)"
         )
         self.stdout.write(f"  admin   http://{env['WEB_BIND']}/admin/")
-        self.stdout.write(
-            f"  flower  http://127.0.0.1:{env['FLOWER_PORT']}/   login {env['FLOWER_BASIC_AUTH']}"
-        )
+        self.stdout.write(f"  flower  http://{env['WEB_BIND']}/flower/   (staff accounts)")
         self.stdout.write(f"  redis   {env['REDIS_URL']}")
         self.stdout.write("Press Ctrl-C to stop everything.\n")

@@ -1,0 +1,81 @@
+"""Small formatting filters the job and console pages share."""
+
+import json
+from datetime import datetime
+
+from django import template
+from django.utils import timezone
+
+register = template.Library()
+
+
+@register.filter
+def duration(seconds: float | None) -> str:
+    """12 ms, 3.4 s, 2 min 5 s, 3 h 20 min: the units an operator reads at a glance."""
+    if seconds is None:
+        return "—"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s" if minutes < 10 and secs else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    return f"{hours // 24} d {hours % 24} h"
+
+
+@register.filter
+def ago(moment: datetime | None) -> str:
+    """How long ago, compactly (3 s ago, 5 min ago, 2 h ago), for dense tables."""
+    if moment is None:
+        return "—"
+    seconds = max((timezone.now() - moment).total_seconds(), 0)
+    if seconds < 60:
+        return f"{seconds:.0f} s ago"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f} min ago"
+    if seconds < 86400:
+        return f"{seconds // 3600:.0f} h ago"
+    return f"{seconds // 86400:.0f} d ago"
+
+
+@register.filter
+def host(worker: str) -> str:
+    """celery@worker-3 -> worker-3: the part that tells workers apart."""
+    return worker.rpartition("@")[2] or "—"
+
+
+@register.filter
+def percent(fraction: float | None) -> str:
+    if fraction is None:
+        return "—"
+    return f"{fraction * 100:.1f} %" if fraction < 0.1 else f"{fraction * 100:.0f} %"
+
+
+@register.filter
+def sizes(params: dict) -> str:
+    """The boxes a job asked for: 128, 256, 800×600."""
+    return ", ".join(
+        str(width) if width == height else f"{width}×{height}"
+        for width, height in params.get("sizes", [])
+    )
+
+
+@register.filter
+def wait_quantile(slot, q: float) -> float | None:
+    return slot.wait_quantile(q)
+
+
+@register.filter
+def run_quantile(slot, q: float) -> float | None:
+    return slot.run_quantile(q)
+
+
+@register.filter
+def as_json(value, indent: int | None = None) -> str:
+    return json.dumps(value, indent=indent, sort_keys=True)

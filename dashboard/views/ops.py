@@ -1,0 +1,216 @@
+"""The operator console at /ops/: staff only, read through jobs.selectors, act through
+jobs.services (the same functions Django admin's actions call)."""
+
+from functools import wraps
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_celery_results.models import TaskResult
+
+from dashboard import charts
+from dashboard.forms import HISTORY_RANGES, JobFilterForm
+from jobs import monitoring, selectors, services
+from jobs.models import Job
+
+BULK_ACTIONS = {
+    # action -> (the status of the jobs it changes, verb, how)
+    "retry": (Job.Status.FAILED, "Retry", lambda jobs, user: services.retry_jobs(jobs=jobs)),
+    "cancel": (
+        Job.Status.QUEUED,
+        "Cancel",
+        lambda jobs, user: services.cancel_jobs(jobs=jobs, by=user),
+    ),
+}
+
+
+def staff_only(view):
+    """Anonymous people were already sent to the login page; signed-in non-staff get 403."""
+
+    @wraps(view)
+    def guarded(request: HttpRequest, *args, **kwargs):
+        if not request.user.is_staff:
+            raise PermissionDenied("The operator console is for staff.")
+        return view(request, *args, **kwargs)
+
+    return guarded
+
+
+@require_GET
+@staff_only
+def index(request: HttpRequest) -> HttpResponse:
+    jobs = _jobs_context(request)
+    context = {
+        **jobs,
+        **_stats_context(request),
+        "range_links": [(name, jobs["form"].query(range=name)) for name in HISTORY_RANGES],
+    }
+    return render(request, "dashboard/ops/index.html", context)
+
+
+@require_GET
+@never_cache
+@staff_only
+def jobs_table(request: HttpRequest) -> HttpResponse:
+    version = selectors.jobs_version()
+    if request.GET.get("v") == version:
+        return HttpResponse(status=204)  # nothing changed: htmx keeps the table it shows
+    return render(request, "dashboard/ops/_jobs.html", _jobs_context(request, version=version))
+
+
+@require_GET
+@never_cache
+@staff_only
+def stats(request: HttpRequest) -> HttpResponse:
+    context = _stats_context(request)
+    if request.GET.get("v") == context["stats_version"]:
+        return HttpResponse(status=204)
+    return render(request, "dashboard/ops/_stats.html", context)
+
+
+@require_GET
+@never_cache
+@staff_only
+def workers(request: HttpRequest) -> HttpResponse:
+    return render(
+        request, "dashboard/ops/_workers.html", {"facts": monitoring.cluster_facts(refresh=True)}
+    )
+
+
+@require_GET
+@staff_only
+def job_detail(request: HttpRequest, job_id) -> HttpResponse:
+    job = get_object_or_404(Job.objects.select_related("owner"), pk=job_id)
+    context = {
+        "job": job,
+        "task": TaskResult.objects.filter(task_id=job.task_id).first(),
+        "version": str(int(job.updated_at.timestamp() * 1_000_000)),
+        "timeline": _timeline(job),
+    }
+    return render(request, "dashboard/ops/job.html", context)
+
+
+@require_POST
+@staff_only
+def retry(request: HttpRequest, job_id) -> HttpResponse:
+    if services.retry_job(job_id=job_id):
+        messages.success(request, "The job is queued again.")
+    else:
+        messages.info(request, "Nothing to retry: only failed or cancelled jobs can be retried.")
+    return _back(request, job_id)
+
+
+@require_POST
+@staff_only
+def cancel(request: HttpRequest, job_id) -> HttpResponse:
+    if services.cancel_job(job_id=job_id, by=request.user):
+        messages.success(request, "The job is cancelled.")
+    else:
+        messages.info(request, "Nothing to cancel: the job had already finished.")
+    return _back(request, job_id)
+
+
+@require_http_methods(["GET", "POST"])
+@staff_only
+def bulk(request: HttpRequest, action: str) -> HttpResponse:
+    """GET: how many jobs the action would change (the confirmation); POST: change them."""
+    if action not in BULK_ACTIONS:
+        raise Http404("No such action.")
+    status, verb, service = BULK_ACTIONS[action]
+    params = request.POST if request.method == "POST" else request.GET
+    form = JobFilterForm(params)
+    filters = form.job_filters()
+    jobs = selectors.find_jobs(**{**filters, "status": status})
+    if filters["status"] not in ("", status):  # e.g. "retry failed" while showing succeeded
+        jobs = jobs.none()
+    if request.method == "POST":
+        changed = service(jobs, request.user)
+        messages.success(request, f"{verb}: {changed} job{'s' if changed != 1 else ''} changed.")
+        return redirect(f"{reverse('dashboard:ops')}?{form.query()}")
+    context = {
+        "form": form,
+        "action": action,
+        "verb": verb,
+        "status": Job.Status(status),
+        "count": jobs.count(),
+        "query": form.query(),
+    }
+    return render(request, "dashboard/ops/bulk.html", context)
+
+
+def _jobs_context(request: HttpRequest, version: str | None = None) -> dict:
+    form = JobFilterForm(request.GET)
+    after = selectors.Cursor.parse(request.GET.get("after", ""))
+    before = selectors.Cursor.parse(request.GET.get("before", ""))
+    page = selectors.job_page(
+        jobs=selectors.find_jobs(**form.job_filters()), after=after, before=before
+    )
+    position = {"after": str(after)} if after else {"before": str(before)} if before else {}
+    return {
+        "form": form,
+        "page": page,
+        "filtered": any(form.job_filters().values()),
+        "version": version or selectors.jobs_version(),
+        "here": form.query(**position),
+        "newer_query": form.query(before=str(page.newer)) if page.newer else "",
+        "older_query": form.query(after=str(page.older)) if page.older else "",
+        "filter_query": form.query(),
+    }
+
+
+def _stats_context(request: HttpRequest) -> dict:
+    name = JobFilterForm(request.GET).history_range
+    window, slot = HISTORY_RANGES[name]
+    history = selectors.job_history(window=window, slot=slot)
+    now = selectors.now_counts()
+    facts = monitoring.cluster_facts(refresh=False)
+    # Counters move with any job change; charts also with the clock's current slot.
+    version = "-".join(
+        [
+            selectors.jobs_version(),
+            str(int(history.slots[-1].start.timestamp())),
+            str(len(facts.online) if facts else "?"),
+        ]
+    )
+    return {
+        "range": name,
+        "history": history,
+        "now": now,
+        "facts": facts,
+        "stats_version": version,
+        "charts": [
+            charts.throughput(history),
+            charts.failure_rate(history),
+            charts.durations(history, metric="wait"),
+            charts.durations(history, metric="run"),
+        ],
+    }
+
+
+def _timeline(job: Job) -> list[tuple[str, object, float | None]]:
+    """(event, when, seconds since the previous event) for the job's current attempt."""
+    events = [("Created", job.created_at)]
+    if job.queued_at and job.queued_at != job.created_at:
+        events.append(("Queued again", job.queued_at))
+    if job.started_at:
+        events.append((f"Started (attempt {job.attempts})", job.started_at))
+    if job.finished_at:
+        events.append((job.get_status_display(), job.finished_at))
+    return [
+        (name, when, (when - events[index - 1][1]).total_seconds() if index else None)
+        for index, (name, when) in enumerate(events)
+    ]
+
+
+def _back(request: HttpRequest, job_id) -> HttpResponse:
+    target = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        target = reverse("dashboard:ops_job", args=[job_id])
+    return redirect(target)

@@ -1,0 +1,204 @@
+"""The operator console: who may use it, and that its tables, searches, pages and polls
+return exactly the right jobs."""
+
+import re
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from jobs.models import Job
+from jobs.selectors import PAGE_SIZE
+
+pytestmark = pytest.mark.django_db
+
+NO_JOB = uuid.UUID(int=0)
+PAGES = [
+    ("dashboard:ops", []),
+    ("dashboard:ops_jobs", []),
+    ("dashboard:ops_stats", []),
+    ("dashboard:ops_workers", []),
+    ("dashboard:ops_job", [NO_JOB]),
+    ("dashboard:ops_bulk", ["retry"]),
+]
+ACTIONS = [
+    ("dashboard:ops_retry", [NO_JOB]),
+    ("dashboard:ops_cancel", [NO_JOB]),
+    ("dashboard:ops_bulk", ["cancel"]),
+]
+
+
+def make_job(owner, **fields) -> Job:
+    fields.setdefault("source_name", "photo.jpg")
+    fields.setdefault("params", {"sizes": [[128, 128]]})
+    fields.setdefault("task_id", str(uuid.uuid4()))
+    return Job.objects.create(owner=owner, **fields)
+
+
+@pytest.mark.parametrize(("name", "args"), PAGES + ACTIONS)
+def test_anonymous_people_get_the_login_page(client, name, args):
+    url = reverse(name, args=args)
+    response = client.post(url) if (name, args) in ACTIONS else client.get(url)
+    assert response.status_code == 302
+    assert response.url.startswith(reverse("login"))
+
+
+@pytest.mark.parametrize(("name", "args"), PAGES + ACTIONS)
+def test_signed_in_people_who_are_not_staff_get_403(client, user, name, args):
+    client.force_login(user)
+    url = reverse(name, args=args)
+    response = client.post(url) if (name, args) in ACTIONS else client.get(url)
+    assert response.status_code == 403
+
+
+def test_staff_get_every_page_and_the_top_bar_links_to_the_console(client, staff, user):
+    job = make_job(user)
+    client.force_login(staff)
+    for name, args in PAGES:
+        args = [job.pk] if args == [NO_JOB] else args
+        assert client.get(reverse(name, args=args)).status_code == 200, name
+    home = client.get(reverse("dashboard:upload")).content.decode()
+    assert f'href="{reverse("dashboard:ops")}"' in home
+    client.force_login(user)
+    assert reverse("dashboard:ops") not in client.get(reverse("dashboard:upload")).content.decode()
+
+
+def test_actions_refuse_a_post_without_the_csrf_token(staff, user):
+    failed = make_job(user, status=Job.Status.FAILED)
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(staff)
+    response = client.post(reverse("dashboard:ops_retry", args=[failed.pk]))
+    assert response.status_code == 403
+    failed.refresh_from_db()
+    assert failed.status == Job.Status.FAILED
+
+
+def test_actions_are_post_only(client, staff, user):
+    queued = make_job(user)
+    client.force_login(staff)
+    assert client.get(reverse("dashboard:ops_cancel", args=[queued.pk])).status_code == 405
+    queued.refresh_from_db()
+    assert queued.status == Job.Status.QUEUED
+
+
+# --- the table -------------------------------------------------------------------------------
+
+
+def table_ids(client, **query) -> list[str]:
+    response = client.get(reverse("dashboard:ops_jobs"), query)
+    assert response.status_code == 200
+    return re.findall(r'<tr data-job="([0-9a-f-]+)"', response.content.decode())
+
+
+def link(html: str, rel: str) -> str | None:
+    found = re.search(rf'rel="{rel}" href="([^"]+)"', html)
+    return found.group(1).replace("&amp;", "&") if found else None
+
+
+def follow(client, url: str) -> str:
+    """Fetch a console page link as the table partial (same query)."""
+    query = url.split("?", 1)[1]
+    return client.get(f"{reverse('dashboard:ops_jobs')}?{query}").content.decode()
+
+
+def test_keyset_pages_list_every_job_once_newest_first_even_with_equal_times(client, staff, user):
+    moment = timezone.now() - timedelta(minutes=5)
+    jobs = [  # groups of seven share a created_at: the id breaks the tie
+        make_job(user, created_at=moment - timedelta(seconds=index // 7))
+        for index in range(PAGE_SIZE * 2 + 13)
+    ]
+    expected = [str(job.pk) for job in sorted(jobs, key=lambda j: (j.created_at, j.pk))][::-1]
+    client.force_login(staff)
+
+    html = client.get(reverse("dashboard:ops_jobs")).content.decode()
+    pages = [re.findall(r'<tr data-job="([0-9a-f-]+)"', html)]
+    assert link(html, "prev") is None
+    while next_url := link(html, "next"):
+        assert "after=" in next_url
+        html = follow(client, next_url)
+        pages.append(re.findall(r'<tr data-job="([0-9a-f-]+)"', html))
+    assert [len(page) for page in pages] == [PAGE_SIZE, PAGE_SIZE, 13]
+    assert sum(pages, []) == expected
+
+    # ...and back again with the "newer" links, page by page.
+    for page in reversed(pages[:-1]):
+        html = follow(client, link(html, "prev"))
+        assert re.findall(r'<tr data-job="([0-9a-f-]+)"', html) == page
+    assert link(html, "prev") is None
+
+
+def test_filters_by_status_kind_owner_and_time(client, staff, user, other_user):
+    old = make_job(user, status=Job.Status.FAILED, created_at=timezone.now() - timedelta(days=2))
+    mine = make_job(user, status=Job.Status.FAILED)
+    theirs = make_job(other_user, status=Job.Status.FAILED)
+    make_job(user, status=Job.Status.SUCCEEDED)
+    client.force_login(staff)
+
+    failed = table_ids(client, status="failed", kind="thumbnails")
+    assert sorted(failed) == sorted(str(job.pk) for job in (old, mine, theirs))
+    assert table_ids(client, status="failed", owner="alice", created="24h") == [str(mine.pk)]
+    assert table_ids(client, owner="nobody") == []
+    # A filter value that is not a choice is reported, not obeyed or crashed on.
+    page = client.get(reverse("dashboard:ops"), {"status": "bogus"})
+    assert page.status_code == 200 and "Select a valid choice" in page.content.decode()
+
+
+def test_search_by_job_id_prefix_task_id_and_name_prefix(client, staff, user):
+    beach = make_job(user, source_name="beach.jpg")
+    beef = make_job(user, source_name="beef-stew.png")
+    upper = make_job(user, source_name="Beach.JPG")
+    client.force_login(staff)
+
+    assert table_ids(client, q=str(beach.pk)) == [str(beach.pk)]
+    assert table_ids(client, q=beach.pk.hex.upper()) == [str(beach.pk)]
+    assert str(beef.pk) in table_ids(client, q=str(beef.pk)[:13])  # a prefix, dash included
+    assert table_ids(client, q=beach.task_id) == [str(beach.pk)]
+    assert table_ids(client, q="bea") == [str(beach.pk)]  # prefixes are case-sensitive
+    assert table_ids(client, q="Bea") == [str(upper.pk)]
+    assert str(beef.pk) in table_ids(client, q="beef")  # hex-looking text still finds names
+    assert table_ids(client, q="each") == []  # a prefix, not a substring
+    assert table_ids(client, q="\U0010ffff") == []
+
+
+def test_an_unchanged_table_answers_204_and_a_changed_job_200(client, staff, user):
+    job = make_job(user, status=Job.Status.RUNNING, progress=10)
+    client.force_login(staff)
+    first = client.get(reverse("dashboard:ops_jobs"), {"status": "running"})
+    version = re.search(r'data-version="([^"]+)"', first.content.decode()).group(1)
+    poll = {"status": "running", "v": version}
+    assert client.get(reverse("dashboard:ops_jobs"), poll).status_code == 204
+
+    Job.objects.filter(pk=job.pk).update(progress=60, updated_at=timezone.now())
+    changed = client.get(reverse("dashboard:ops_jobs"), poll)
+    assert changed.status_code == 200
+    assert 'aria-valuenow="60"' in changed.content.decode()
+
+    make_job(user)  # a new job arrives: the first page changes too
+    version = re.search(r'data-version="([^"]+)"', changed.content.decode()).group(1)
+    assert client.get(reverse("dashboard:ops_jobs"), {"v": version}).status_code == 200
+
+
+def test_the_counters_poll_answers_204_until_something_changes(client, staff, user):
+    client.force_login(staff)
+    first = client.get(reverse("dashboard:ops_stats"), {"range": "1h"}).content.decode()
+    version = re.search(r"v=([0-9?-]+)", first).group(1)
+    poll = {"range": "1h", "v": version}
+    assert client.get(reverse("dashboard:ops_stats"), poll).status_code == 204
+    make_job(user)
+    response = client.get(reverse("dashboard:ops_stats"), poll)
+    assert response.status_code == 200
+    assert re.search(r"Queued</span><span class=\"value\">1<", response.content.decode())
+
+
+def test_empty_console_says_so(client, staff):
+    client.force_login(staff)
+    page = client.get(reverse("dashboard:ops")).content.decode()
+    assert "No jobs yet" in page
+    assert page.count("No finished jobs in this range") == 4
+    assert (
+        "No jobs match these filters"
+        in client.get(reverse("dashboard:ops"), {"q": "nothing-like-this"}).content.decode()
+    )
