@@ -5,7 +5,7 @@ A Job row is the truth a person sees; the broker only carries "go run job <id>".
 
 import logging
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from functools import partial
 
@@ -65,10 +65,20 @@ def submit_job(
     return job
 
 
+def after_commit(func: Callable[..., object], *args: object, **kwargs: object) -> None:
+    """Call func once the transaction commits; a failure is logged, never raised."""
+
+    def call() -> None:
+        func(*args, **kwargs)
+
+    call.__qualname__ = func.__qualname__  # what Django logs (a functools.partial has none)
+    transaction.on_commit(call, robust=True)
+
+
 def _enqueue_on_commit(job: Job) -> None:
     # After commit, so the worker finds the row; robust, so a broker outage does not fail the
     # request: the job stays queued and dispatch_waiting_jobs sends it later.
-    transaction.on_commit(partial(_enqueue, job.pk, job.task_id), robust=True)
+    after_commit(_enqueue, job.pk, job.task_id)
 
 
 def _enqueue(job_id: uuid.UUID, task_id: str) -> None:
@@ -151,7 +161,7 @@ def cancel_jobs(*, jobs: QuerySet[Job], by: AbstractBaseUser | None = None) -> i
             job.save(update_fields=["status", "finished_at", "error", "updated_at"])
         rollups.record(batch, sign=+1)
         if running:
-            transaction.on_commit(partial(_stop_tasks, running), robust=True)
+            after_commit(_stop_tasks, running)
         count += len(batch)
     return count
 

@@ -1,6 +1,3 @@
-from functools import partial
-
-from django.db import transaction
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
@@ -12,4 +9,4 @@ from jobs.models import Job
 def remove_files_of_deleted_job(sender, instance: Job, **kwargs) -> None:
     # Every way a job is deleted (admin, bulk, a deleted owner's cascade) passes here; the
     # files go only once the deletion is committed, so a rolled-back delete keeps them.
-    transaction.on_commit(partial(services.delete_job_files, job_id=instance.pk))
+    services.after_commit(services.delete_job_files, job_id=instance.pk)

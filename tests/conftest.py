@@ -76,6 +76,27 @@ def redis_url(tmp_path_factory) -> str:
         server.stop()
 
 
+@pytest.fixture
+def switch_broker(monkeypatch, settings):
+    """Point the app (publishing, inspect, the cache of worker facts) at another Redis URL for
+    one test, e.g. a closed port to play "the broker is down"."""
+
+    def drop_connections() -> None:
+        # Celery keeps its connection and producer pools; they would still reach the old URL.
+        celery_app.pool.force_close_all()
+        celery_app._pool = None
+        celery_app.amqp._producer_pool = None
+
+    def switch(url: str) -> None:
+        monkeypatch.setitem(celery_app.conf, "CELERY_BROKER_URL", url)
+        settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": url}}
+        drop_connections()
+
+    yield switch
+    monkeypatch.undo()
+    drop_connections()
+
+
 def _database_url() -> str:
     from django.db import connection
 

@@ -15,6 +15,7 @@ from PIL import Image
 from jobs import services
 from jobs.kinds import thumbnails
 from jobs.models import Job
+from parroter.local_redis import free_port
 from tests.conftest import JOB_TIMEOUT, finished_task_result, image_bytes, wait_for_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -221,3 +222,15 @@ def test_a_job_whose_worker_process_is_killed_mid_run_is_delivered_again(
 def pool_processes(master: int) -> list[int]:
     children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
     return [int(pid) for pid in children]
+
+
+def test_an_upload_while_the_broker_is_down_is_accepted_and_waits_as_queued(
+    client, user, switch_broker
+):
+    switch_broker(f"redis://127.0.0.1:{free_port()}/0")
+    client.force_login(user)
+    job = submitted_job(upload(client, image_bytes((300, 200))))
+    job.refresh_from_db()
+    assert job.status == Job.Status.QUEUED  # the dispatcher sends it once the broker is back
+    page = client.get(reverse("dashboard:job", args=[job.pk])).content.decode()
+    assert "No worker is running right now" in page

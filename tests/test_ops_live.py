@@ -1,0 +1,203 @@
+"""The console's actions and worker facts against the real stack: Redis, a Celery worker
+process, the database."""
+
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+from django.core.cache import cache
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+from django_celery_results.models import TaskResult
+
+from jobs import monitoring, services
+from jobs.kinds import thumbnails
+from jobs.models import Job
+from parroter.local_redis import LocalRedis, free_port
+from tests.conftest import JOB_TIMEOUT, finished_task_result, image_bytes, wait_for_job
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+
+def submit(owner, data: bytes) -> Job:
+    return services.submit_job(
+        owner=owner,
+        upload=SimpleUploadedFile("photo.jpg", data),
+        source_name="photo.jpg",
+        extension="jpg",
+        boxes=[thumbnails.Box(96, 96)],
+    )
+
+
+def waiting_job(owner, media_root: Path, status=Job.Status.QUEUED) -> Job:
+    """A job with a real source but no message in the broker: it stays as it is made."""
+    job = Job.objects.create(
+        owner=owner, status=status, source_name="held.jpg", params={"sizes": [[64, 64]]}
+    )
+    job.source.save("source.jpg", SimpleUploadedFile("s.jpg", image_bytes((120, 80))))
+    return job
+
+
+def until(condition, timeout: float = JOB_TIMEOUT, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+    return value
+
+
+def test_a_failed_job_retried_from_the_console_succeeds_once_its_cause_is_gone(
+    client, staff, user, celery_worker, media_root
+):
+    whole = image_bytes((900, 600))
+    job = wait_for_job(submit(user, whole[: len(whole) // 3]))
+    assert job.status == Job.Status.FAILED and "truncated" in job.error
+    (media_root / job.source.name).write_bytes(whole)  # the cause goes away
+
+    client.force_login(staff)
+    response = client.post(
+        reverse("dashboard:ops_retry", args=[job.pk]), {"next": "/ops/?status=failed"}
+    )
+    assert response.status_code == 302 and response.url == "/ops/?status=failed"
+    job = wait_for_job(job)
+    assert (job.status, job.attempts, job.error) == (Job.Status.SUCCEEDED, 2, "")
+    assert finished_task_result(job.task_id).status == "SUCCESS"
+    page = client.get(response.url).content.decode()
+    assert "The job is queued again." in page
+
+    again = client.post(reverse("dashboard:ops_retry", args=[job.pk]), follow=True)
+    assert "Nothing to retry" in again.content.decode()  # a second click changes nothing
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED
+
+
+def test_a_running_job_cancelled_from_the_console_stops_and_keeps_nothing(
+    client, staff, user, celery_worker, media_root
+):
+    job = Job.objects.create(
+        owner=user, source_name="held.png", params={"sizes": [[64, 64]]}, task_id="cancel-me"
+    )
+    source = media_root / "jobs" / str(job.pk) / "source.png"
+    source.parent.mkdir(parents=True)
+    # A FIFO holds the worker inside open(): a job that is surely running when we cancel it.
+    os.mkfifo(source)
+    Job.objects.filter(pk=job.pk).update(source=f"jobs/{job.pk}/source.png")
+    services._enqueue(job.pk, job.task_id)
+    until(lambda: Job.objects.get(pk=job.pk).status == Job.Status.RUNNING, what="the start")
+
+    client.force_login(staff)
+    response = client.post(reverse("dashboard:ops_cancel", args=[job.pk]), follow=True)
+    assert "The job is cancelled." in response.content.decode()
+    job.refresh_from_db()
+    assert job.status == Job.Status.CANCELLED and job.error == "Cancelled by olivia."
+
+    # The worker stops the task (revoke with SIGUSR1): it records REVOKED and cleans up.
+    assert finished_task_result(job.task_id).status == "REVOKED"
+    source.unlink()
+    assert not (media_root / "jobs" / str(job.pk)).joinpath("thumbnails.zip").exists()
+    assert not any((media_root / "tmp").iterdir())
+    job.refresh_from_db()
+    assert (job.status, job.archive.name) == (Job.Status.CANCELLED, "")
+    assert celery_worker.alive
+    assert wait_for_job(submit(user, image_bytes((300, 200)))).status == Job.Status.SUCCEEDED
+
+    again = client.post(reverse("dashboard:ops_cancel", args=[job.pk]), follow=True)
+    assert "Nothing to cancel" in again.content.decode()
+
+
+def test_bulk_actions_confirm_then_change_exactly_the_matching_jobs(
+    client, staff, user, other_user, celery_worker, media_root
+):
+    alice_failed = [waiting_job(user, media_root, Job.Status.FAILED) for _ in range(2)]
+    bob_failed = waiting_job(other_user, media_root, Job.Status.FAILED)
+    alice_queued = waiting_job(user, media_root)
+    bob_queued = [waiting_job(other_user, media_root) for _ in range(2)]
+    client.force_login(staff)
+
+    url = reverse("dashboard:ops_bulk", args=["retry"])
+    confirm = client.get(url, {"owner": "alice"}).content.decode()
+    assert "2 failed jobs" in confirm
+    done = client.post(url, {"owner": "alice"}, follow=True).content.decode()
+    assert "Retry: 2 jobs changed." in done
+    for job in alice_failed:
+        assert wait_for_job(job).status == Job.Status.SUCCEEDED
+    bob_failed.refresh_from_db()
+    assert bob_failed.status == Job.Status.FAILED
+    assert (
+        "Retry: 0 jobs changed."
+        in client.post(url, {"owner": "alice"}, follow=True).content.decode()
+    )
+
+    url = reverse("dashboard:ops_bulk", args=["cancel"])
+    assert "2 queued jobs" in client.get(url, {"owner": "bob"}).content.decode()
+    # The console shows failed jobs: "cancel every queued job" among them matches none.
+    assert "nothing to cancel" in client.get(url, {"status": "failed"}).content.decode()
+    done = client.post(url, {"owner": "bob"}, follow=True).content.decode()
+    assert "Cancel: 2 jobs changed." in done
+    statuses = dict(Job.objects.values_list("pk", "status"))
+    assert {statuses[job.pk] for job in bob_queued} == {Job.Status.CANCELLED}
+    assert statuses[alice_queued.pk] == Job.Status.QUEUED
+
+
+def test_the_workers_panel_shows_the_worker_and_the_queue(client, staff, celery_worker):
+    cache.delete(monitoring.CACHE_KEY)
+    client.force_login(staff)
+    panel = client.get(reverse("dashboard:ops_workers")).content.decode()
+    hostname = re.escape(f"test-{os.getpid()}@")
+    assert re.search(
+        rf'class="mono">{hostname}[^<]+</td>\s*<td><span class="badge succeeded">online', panel
+    )
+    assert re.search(r'class="mono">celery</td><td class="num">\d+</td>', panel)
+    facts = monitoring.cluster_facts()
+    assert [worker.concurrency for worker in facts.online] == [1]
+    assert "Workers online" in client.get(reverse("dashboard:ops")).content.decode()
+    ready = client.get(reverse("readyz")).json()
+    assert ready["status"] == "ok" and ready["workers"]["online"] >= 1
+
+
+@pytest.fixture
+def lonely_broker(switch_broker, tmp_path):
+    """A second Redis that no worker listens on, as broker and cache."""
+    with LocalRedis(directory=tmp_path / "redis") as server:
+        switch_broker(server.url)
+        yield server
+
+
+def test_the_owner_is_told_when_no_worker_is_running(client, user, lonely_broker, media_root):
+    job = waiting_job(user, media_root)
+    client.force_login(user)
+    page = client.get(reverse("dashboard:job", args=[job.pk])).content.decode()
+    assert "No worker is running right now; your job will start when one is." in page
+    ready = client.get(reverse("readyz"))
+    assert ready.status_code == 200  # workers down must not take web out of rotation
+    workers = ready.json()["workers"]
+    assert (workers["status"], workers["online"]) == ("none", 0)
+
+
+def test_the_console_renders_from_the_database_when_the_broker_is_down(
+    client, staff, user, switch_broker, celery_worker, media_root
+):
+    job = waiting_job(user, media_root, Job.Status.FAILED)
+    switch_broker(f"redis://127.0.0.1:{free_port()}/0")
+    client.force_login(staff)
+
+    started = time.monotonic()
+    workers = client.get(reverse("dashboard:ops_workers")).content.decode()
+    assert time.monotonic() - started < 3
+    assert "The broker is unreachable." in workers
+    page = client.get(reverse("dashboard:ops"))
+    assert page.status_code == 200 and f'data-job="{job.pk}"' in page.content.decode()
+    # Retrying still works: the job waits as queued until the broker is back.
+    assert client.post(reverse("dashboard:ops_retry", args=[job.pk])).status_code == 302
+    job.refresh_from_db()
+    assert job.status == Job.Status.QUEUED
+    ready = client.get(reverse("readyz"))
+    assert ready.status_code == 503
+    assert ready.json()["database"]["status"] == "ok"
+    assert ready.json()["broker"]["status"] == "error"
+    time.sleep(1)  # had a message gone out, the running worker would have taken it by now
+    job.refresh_from_db()
+    assert job.status == Job.Status.QUEUED
+    assert not TaskResult.objects.filter(task_id=job.task_id).exists()
