@@ -8,13 +8,13 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from functools import partial
+from pathlib import Path
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files import File
 from django.core.files.storage import default_storage
-from django.core.files.uploadedfile import TemporaryUploadedFile
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -149,19 +149,17 @@ def retry_jobs(*, jobs: QuerySet[Job]) -> int:
 
 
 def cancel_jobs(*, jobs: QuerySet[Job], by: AbstractBaseUser | None = None) -> int:
-    """Cancel queued and running jobs; returns how many. Running ones are stopped on their
-    worker: the soft-time-limit signal makes the task clean up and leave nothing behind."""
+    """Cancel queued and running jobs; returns how many. Their tasks are revoked, running
+    ones terminated on their worker, whose main process then removes what they left."""
     count = 0
     reason = f"Cancelled by {by.get_username()}." if by else "Cancelled."
     for batch in _locked_batches(jobs.filter(status__in=CANCELLABLE)):
         now = timezone.now()
-        running = [job.task_id for job in batch if job.status == Job.Status.RUNNING]
         for job in batch:
             job.status, job.finished_at, job.error = Job.Status.CANCELLED, now, reason
             job.save(update_fields=["status", "finished_at", "error", "updated_at"])
         rollups.record(batch, sign=+1)
-        if running:
-            after_commit(_stop_tasks, running)
+        after_commit(_revoke, [job.task_id for job in batch])
         count += len(batch)
     return count
 
@@ -174,12 +172,24 @@ def cancel_job(*, job_id: uuid.UUID | str, by: AbstractBaseUser | None = None) -
     return cancel_jobs(jobs=Job.objects.filter(pk=job_id), by=by) == 1
 
 
-def _stop_tasks(task_ids: list[str]) -> None:
+def _revoke(task_ids: list[str]) -> None:
     from parroter.celery_app import app
 
-    # SIGUSR1 raises SoftTimeLimitExceeded inside the task (run_job cleans up and stops);
-    # SIGTERM would kill the pool process before it could remove its temporary files.
-    app.control.revoke(task_ids, terminate=True, signal="SIGUSR1")
+    # A waiting message is dropped when delivered. A running task's pool process gets
+    # SIGTERM (Celery's terminate) and exits through its finally blocks, which remove the
+    # pending archive; tasks.remove_partial_outputs then removes an archive it had already
+    # moved into place. (SIGUSR1 would not do: billiard marks a process it signals this way
+    # as terminated, and when that process dies later its job would not be delivered again.)
+    app.control.revoke(task_ids, terminate=True)
+
+
+def discard_partial_outputs(*, job_id: uuid.UUID | str, task_id: str) -> None:
+    """What a terminated delivery of a job left: its pending archive, and an archive moved
+    into place whose success was never recorded. Runs on the worker's host."""
+    _pending_archive_path(job_id, task_id).unlink(missing_ok=True)
+    job = Job.objects.filter(pk=job_id, task_id=task_id).exclude(status=Job.Status.SUCCEEDED)
+    if (job := job.first()) is not None:
+        _discard_archive(job)
 
 
 def delete_job_files(*, job_id: uuid.UUID | str) -> None:
@@ -247,10 +257,7 @@ def run_job(*, job_id: str, task_id: str, worker: str = "") -> dict:
         _finish(job, status=Job.Status.FAILED, error=str(exc))
         raise JobFailed(str(exc)) from exc
     except SoftTimeLimitExceeded as exc:
-        # The same signal stops a job an operator cancelled (see _stop_tasks).
         _discard_archive(job)
-        if not _running(job).exists():
-            return {"job": job_id, "cancelled": True}
         limit = settings.CELERY_TASK_SOFT_TIME_LIMIT
         message = f"The job took longer than {limit} seconds and was stopped."
         _finish(job, status=Job.Status.FAILED, error=message)
@@ -317,28 +324,41 @@ def _discard_archive(job: Job) -> None:
         job.archive.storage.delete(name)
 
 
+def _pending_archive_path(job_id: uuid.UUID | str, task_id: str) -> Path:
+    return Path(settings.FILE_UPLOAD_TEMP_DIR) / f"{job_id}-{task_id}.zip.part"
+
+
+class _PendingArchive(File):
+    """A finished temporary file that FileSystemStorage moves into place with a rename."""
+
+    def temporary_file_path(self) -> str:
+        return self.file.name
+
+
 def _make_thumbnail_archive(job: Job) -> tuple[str, list[thumbnails.Thumbnail]]:
     boxes = [thumbnails.Box(width, height) for width, height in job.params["sizes"]]
-    # The ZIP is built in a temporary file on the media disk and moved into place whole,
-    # so a crash or a bad image never leaves a partial archive behind.
-    with (
-        job.source.open("rb") as source,
-        TemporaryUploadedFile(ARCHIVE_FILENAME, "application/zip", 0, None) as pending,
-    ):
-        made = thumbnails.make_thumbnails(
-            source,
-            boxes,
-            pending.file,
-            max_pixels=settings.PARROTER_MAX_PIXELS,
-            progress=partial(_set_progress, job),
-        )
-        pending.flush()
-        pending.seek(0)
-        name = job_file_path(job, ARCHIVE_FILENAME)
-        storage = job.archive.storage
-        if storage.exists(name):  # left by an earlier delivery of this job
-            storage.delete(name)
-        return storage.save(name, pending), made
+    # The ZIP is built in a temporary file and moved into place whole, so a crash or a bad
+    # image never leaves a partial archive behind. Its name says which delivery made it, so
+    # the worker can remove it when the task is terminated (see discard_partial_outputs).
+    pending_path = _pending_archive_path(job.pk, job.task_id)
+    try:
+        with pending_path.open("w+b") as pending, job.source.open("rb") as source:
+            made = thumbnails.make_thumbnails(
+                source,
+                boxes,
+                pending,
+                max_pixels=settings.PARROTER_MAX_PIXELS,
+                progress=partial(_set_progress, job),
+            )
+            pending.flush()
+            pending.seek(0)
+            name = job_file_path(job, ARCHIVE_FILENAME)
+            storage = job.archive.storage
+            if storage.exists(name):  # left by an earlier delivery of this job
+                storage.delete(name)
+            return storage.save(name, _PendingArchive(pending)), made
+    finally:
+        pending_path.unlink(missing_ok=True)
 
 
 def _thumbnail_row(item: thumbnails.Thumbnail) -> dict:

@@ -2,6 +2,7 @@ from datetime import timedelta
 
 from celery import shared_task
 from celery.exceptions import Ignore
+from celery.signals import task_revoked
 from django.conf import settings
 
 from jobs import services
@@ -32,3 +33,11 @@ def reap_stuck_jobs() -> int:
     return services.reap_stuck_jobs(
         running_longer_than=timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
     )
+
+
+@task_revoked.connect
+def remove_partial_outputs(sender=None, request=None, terminated=False, **kwargs) -> None:
+    # In the worker's main process, on the job's host, once the pool process running a
+    # cancelled job was terminated: nothing it had written may stay (see services._revoke).
+    if terminated and getattr(sender, "name", "") == "jobs.run_job" and request.args:
+        services.discard_partial_outputs(job_id=request.args[0], task_id=request.id)

@@ -9,9 +9,11 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from urllib.parse import quote
 
+import kombu.pools
 import pytest
 from django.conf import settings
 from django.test.utils import override_settings
@@ -82,8 +84,9 @@ def switch_broker(monkeypatch, settings):
     one test, e.g. a closed port to play "the broker is down"."""
 
     def drop_connections() -> None:
-        # Celery keeps its connection and producer pools; they would still reach the old URL.
-        celery_app.pool.force_close_all()
+        # Celery keeps connection and producer pools (kombu's, shared by URL, and its own
+        # references to them); they would still reach the old URL.
+        kombu.pools.reset()
         celery_app._pool = None
         celery_app.amqp._producer_pool = None
 
@@ -199,6 +202,28 @@ def finished_task_result(task_id: str, timeout: float = JOB_TIMEOUT):
         if time.monotonic() > deadline:
             pytest.fail(f"task {task_id} has no final result after {timeout}s")
         time.sleep(0.1)
+
+
+def start_held_job(owner, media_root: Path, name: str = "held.png"):
+    """A job that is surely running: its source is a FIFO, so the worker waits inside open()
+    until the test writes to it (or replaces it). Returns the job, status RUNNING."""
+    from jobs import services
+    from jobs.models import Job
+
+    job = Job.objects.create(
+        owner=owner, source_name=name, params={"sizes": [[64, 64]]}, task_id=str(uuid.uuid4())
+    )
+    source = media_root / "jobs" / str(job.pk) / "source.png"
+    source.parent.mkdir(parents=True)
+    os.mkfifo(source)
+    Job.objects.filter(pk=job.pk).update(source=f"jobs/{job.pk}/source.png")
+    services.after_commit(services._enqueue, job.pk, job.task_id)
+    deadline = time.monotonic() + JOB_TIMEOUT
+    while (job := Job.objects.get(pk=job.pk)).status != Job.Status.RUNNING:
+        if time.monotonic() > deadline:
+            pytest.fail("the held job never started")
+        time.sleep(0.02)
+    return job
 
 
 def image_bytes(size=(1200, 800), mode="RGB", fmt="JPEG", color=(200, 80, 40), **save) -> bytes:

@@ -3,7 +3,6 @@
 import io
 import os
 import signal
-import time
 import zipfile
 from pathlib import Path
 
@@ -16,7 +15,12 @@ from jobs import services
 from jobs.kinds import thumbnails
 from jobs.models import Job
 from parroter.local_redis import free_port
-from tests.conftest import JOB_TIMEOUT, finished_task_result, image_bytes, wait_for_job
+from tests.conftest import (
+    finished_task_result,
+    image_bytes,
+    start_held_job,
+    wait_for_job,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -190,22 +194,8 @@ def test_bad_uploads_are_refused_with_a_form_error_and_store_nothing(
 def test_a_job_whose_worker_process_is_killed_mid_run_is_delivered_again(
     user, celery_worker, media_root
 ):
-    from jobs.tasks import run_job
-
-    job = Job.objects.create(
-        owner=user, source_name="slow.png", params={"sizes": [[64, 64]]}, task_id="kill-me"
-    )
-    source = media_root / "jobs" / str(job.pk) / "source.png"
-    source.parent.mkdir(parents=True)
-    # A FIFO holds the worker inside open() until we pull the rug: a job that is surely running.
-    os.mkfifo(source)
-    Job.objects.filter(pk=job.pk).update(source=f"jobs/{job.pk}/source.png")
-    run_job.apply_async(args=[str(job.pk)], task_id=job.task_id)
-    deadline = time.monotonic() + JOB_TIMEOUT
-    while Job.objects.get(pk=job.pk).status != Job.Status.RUNNING:
-        assert time.monotonic() < deadline, "the job never started"
-        time.sleep(0.02)
-
+    job = start_held_job(user, media_root)
+    source = media_root / job.source.name
     replacement = source.with_name("source.tmp")
     replacement.write_bytes(image_bytes((300, 200), "RGB", "PNG"))
     os.replace(replacement, source)  # the next delivery reads a real image

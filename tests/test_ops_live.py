@@ -16,7 +16,13 @@ from jobs import monitoring, services
 from jobs.kinds import thumbnails
 from jobs.models import Job
 from parroter.local_redis import LocalRedis, free_port
-from tests.conftest import JOB_TIMEOUT, finished_task_result, image_bytes, wait_for_job
+from tests.conftest import (
+    JOB_TIMEOUT,
+    finished_task_result,
+    image_bytes,
+    start_held_job,
+    wait_for_job,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -38,14 +44,6 @@ def waiting_job(owner, media_root: Path, status=Job.Status.QUEUED) -> Job:
     )
     job.source.save("source.jpg", SimpleUploadedFile("s.jpg", image_bytes((120, 80))))
     return job
-
-
-def until(condition, timeout: float = JOB_TIMEOUT, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-    return value
 
 
 def test_a_failed_job_retried_from_the_console_succeeds_once_its_cause_is_gone(
@@ -76,16 +74,10 @@ def test_a_failed_job_retried_from_the_console_succeeds_once_its_cause_is_gone(
 def test_a_running_job_cancelled_from_the_console_stops_and_keeps_nothing(
     client, staff, user, celery_worker, media_root
 ):
-    job = Job.objects.create(
-        owner=user, source_name="held.png", params={"sizes": [[64, 64]]}, task_id="cancel-me"
-    )
-    source = media_root / "jobs" / str(job.pk) / "source.png"
-    source.parent.mkdir(parents=True)
-    # A FIFO holds the worker inside open(): a job that is surely running when we cancel it.
-    os.mkfifo(source)
-    Job.objects.filter(pk=job.pk).update(source=f"jobs/{job.pk}/source.png")
-    services._enqueue(job.pk, job.task_id)
-    until(lambda: Job.objects.get(pk=job.pk).status == Job.Status.RUNNING, what="the start")
+    job = start_held_job(user, media_root)
+    source = media_root / job.source.name
+    pending = list((media_root / "tmp").iterdir())
+    assert [path.name for path in pending] == [f"{job.pk}-{job.task_id}.zip.part"]
 
     client.force_login(staff)
     response = client.post(reverse("dashboard:ops_cancel", args=[job.pk]), follow=True)
@@ -93,11 +85,14 @@ def test_a_running_job_cancelled_from_the_console_stops_and_keeps_nothing(
     job.refresh_from_db()
     assert job.status == Job.Status.CANCELLED and job.error == "Cancelled by olivia."
 
-    # The worker stops the task (revoke with SIGUSR1): it records REVOKED and cleans up.
+    # The worker terminates the task's process, records REVOKED and removes its leftovers.
     assert finished_task_result(job.task_id).status == "REVOKED"
+    deadline = time.monotonic() + JOB_TIMEOUT
+    while pending[0].exists():
+        assert time.monotonic() < deadline, "the partial archive was not removed"
+        time.sleep(0.05)
     source.unlink()
     assert not (media_root / "jobs" / str(job.pk)).joinpath("thumbnails.zip").exists()
-    assert not any((media_root / "tmp").iterdir())
     job.refresh_from_db()
     assert (job.status, job.archive.name) == (Job.Status.CANCELLED, "")
     assert celery_worker.alive
