@@ -37,11 +37,20 @@ class Line:
     css: str
 
 
+@dataclass(frozen=True)
+class Dot:
+    x: float
+    y: float
+    css: str
+    title: str
+
+
 @dataclass
 class Chart:
     label: str
     bars: list[Bar] = field(default_factory=list)
     lines: list[Line] = field(default_factory=list)
+    dots: list[Dot] = field(default_factory=list)  # values with no neighbour to join
     y_ticks: list[tuple[float, str]] = field(default_factory=list)
     x_ticks: list[tuple[float, str]] = field(default_factory=list)
     legend: list[tuple[str, str]] = field(default_factory=list)
@@ -131,11 +140,14 @@ def durations(history: History, *, metric: str) -> Chart:
     for q, points in series.items():
         css = "p50" if q == 0.5 else "p95"
         for run in _runs(points):
-            coordinates = " ".join(
-                f"{LEFT + (index + 0.5) * step:.1f},{_y_log(value, low, high):.1f}"
-                for index, value in run
-            )
-            chart.lines.append(Line(points=coordinates, css=css))
+            spots = [(LEFT + (i + 0.5) * step, _y_log(value, low, high)) for i, value in run]
+            if len(run) == 1:
+                index, value = run[0]
+                title = f"{_when(history.slots[index], history)}: {css} {duration(value)}"
+                chart.dots.append(Dot(x=spots[0][0], y=spots[0][1], css=css, title=title))
+            else:
+                points_text = " ".join(f"{x:.1f},{y:.1f}" for x, y in spots)
+                chart.lines.append(Line(points=points_text, css=css))
     decades = range(round(math.log10(low)), round(math.log10(high)) + 1)
     chart.y_ticks = [(_y_log(10**power, low, high), duration(10**power)) for power in decades]
     chart.x_ticks = _x_ticks(history)
@@ -151,12 +163,7 @@ def _runs(points: list[float | None]) -> list[list[tuple[int, float]]]:
                 runs.append([])
         else:
             runs[-1].append((index, max(value, 1e-3)))
-    # A lone point has no line to draw: a tiny segment makes it visible as a dot.
-    return [
-        run if len(run) > 1 else [(run[0][0] - 0.2, run[0][1]), (run[0][0] + 0.2, run[0][1])]
-        for run in runs
-        if run
-    ]
+    return [run for run in runs if run]
 
 
 def _y_linear(value: float, top: float) -> float:

@@ -1,14 +1,20 @@
-"""A person's whole visit in real headless Chromium: sign in, upload, watch, download."""
+"""Whole visits in real headless Chromium: a person uploads, watches and downloads; an
+operator watches the console live and retries a failed job from it."""
 
 import io
+import os
 import shutil
 import zipfile
+from pathlib import Path
 
 import pytest
+from django.conf import settings
+from django.utils import timezone
 from PIL import Image
 from playwright.sync_api import expect, sync_playwright
 
-from tests.conftest import PASSWORDS, image_bytes, require
+from jobs.models import Job
+from tests.conftest import PASSWORDS, image_bytes, require, start_held_job
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -68,3 +74,60 @@ def test_sign_in_upload_watch_progress_and_download(
             Image.open(io.BytesIO(archive.read(name))).size for name in archive.namelist()
         )
     assert sizes == [(128, 85), (256, 171), (512, 341)]
+
+
+ARTIFACTS = Path(os.environ.get("PARROTER_TEST_ARTIFACTS", settings.BASE_DIR / "test-artifacts"))
+
+
+def sign_in(page, base_url: str, username: str) -> None:
+    page.goto(f"{base_url}/accounts/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORDS[username])
+    page.click("button:has-text('Sign in')")
+
+
+def test_operator_watches_jobs_live_and_retries_a_failed_one(
+    live_server, celery_worker, user, staff, browser, media_root, tmp_path
+):
+    operator = browser.new_page(viewport={"width": 1280, "height": 900})
+    sign_in(operator, live_server.url, "olivia")
+    operator.goto(f"{live_server.url}/ops/")
+    expect(operator.locator("#ops-jobs")).to_contain_text("No jobs yet")
+
+    # Someone else uploads in their own session: the job appears without a reload.
+    owner = browser.new_page()
+    sign_in(owner, live_server.url, "alice")
+    photo = tmp_path / "garden.jpg"
+    photo.write_bytes(image_bytes((1600, 1200)))
+    owner.set_input_files("#id_image", str(photo))
+    owner.click("button:has-text('Start job')")
+    owner.wait_for_url("**/jobs/*/")
+    uploaded = operator.locator("#ops-jobs tr", has_text="garden.jpg")
+    expect(uploaded).to_have_attribute("data-status", "succeeded", timeout=15_000)
+
+    # A job the worker is busy with: its progress moves on the page as the worker reports it.
+    held = start_held_job(user, media_root, name="held.png")
+    row = operator.locator(f'#ops-jobs tr[data-job="{held.pk}"]')
+    expect(row).to_have_attribute("data-status", "running", timeout=15_000)
+    bar = row.get_by_role("progressbar")
+    expect(bar).to_have_attribute("aria-valuenow", "0")
+    Job.objects.filter(pk=held.pk).update(progress=40, updated_at=timezone.now())
+    expect(bar).to_have_attribute("aria-valuenow", "40", timeout=10_000)
+
+    # The worker reads an empty file: the job fails, visibly, with a clear message.
+    source = media_root / held.source.name
+    os.close(os.open(source, os.O_WRONLY))
+    expect(row).to_have_attribute("data-status", "failed", timeout=15_000)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    operator.screenshot(path=str(ARTIFACTS / "ops-dashboard.png"), full_page=True)
+
+    # The cause goes away and the operator retries it from the table.
+    replacement = source.with_name("replacement.png")
+    replacement.write_bytes(image_bytes((640, 480), "RGB", "PNG"))
+    os.replace(replacement, source)
+    row.get_by_role("button", name="Retry").click()
+    expect(operator.locator(".message")).to_contain_text("The job is queued again.")
+    row = operator.locator(f'#ops-jobs tr[data-job="{held.pk}"]')
+    expect(row).to_have_attribute("data-status", "succeeded", timeout=15_000)
+    held.refresh_from_db()
+    assert (held.status, held.attempts) == (Job.Status.SUCCEEDED, 2)
