@@ -58,7 +58,8 @@ class Job(models.Model):
     worker = models.CharField(max_length=255, blank=True, help_text="Who ran the last attempt.")
     created_at = models.DateTimeField(default=timezone.now)
     # When the job last entered the queue (submit or retry): queue wait is started_at - this.
-    queued_at = models.DateTimeField(default=timezone.now)
+    # Set from created_at when a job is first saved (see save()).
+    queued_at = models.DateTimeField()
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -82,6 +83,11 @@ class Job(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.source_name} ({self.status})"
+
+    def save(self, *args, **kwargs) -> None:
+        if self.queued_at is None:  # a new job enters the queue as it is created
+            self.queued_at = self.created_at
+        super().save(*args, **kwargs)
 
     @property
     def is_finished(self) -> bool:

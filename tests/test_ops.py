@@ -202,3 +202,18 @@ def test_empty_console_says_so(client, staff):
         "No jobs match these filters"
         in client.get(reverse("dashboard:ops"), {"q": "nothing-like-this"}).content.decode()
     )
+
+
+def test_the_job_page_shows_the_timeline_and_a_retry_as_queued_again(client, staff, user):
+    job = make_job(user)
+    client.force_login(staff)
+    page = client.get(reverse("dashboard:ops_job", args=[job.pk])).content.decode()
+    assert "<strong>Created</strong>" in page and "Queued again" not in page
+    assert f"/flower/task/{job.task_id}" in page
+    later = timezone.now()
+    Job.objects.filter(pk=job.pk).update(
+        status=Job.Status.CANCELLED, started_at=later, finished_at=later, attempts=1
+    )
+    client.post(reverse("dashboard:ops_retry", args=[job.pk]))
+    page = client.get(reverse("dashboard:ops_job", args=[job.pk])).content.decode()
+    assert "Queued again" in page and "Started" not in page

@@ -195,7 +195,7 @@ def _stats_context(request: HttpRequest) -> dict:
 def _timeline(job: Job) -> list[tuple[str, object, float | None]]:
     """(event, when, seconds since the previous event) for the job's current attempt."""
     events = [("Created", job.created_at)]
-    if job.queued_at and job.queued_at != job.created_at:
+    if job.queued_at != job.created_at:
         events.append(("Queued again", job.queued_at))
     if job.started_at:
         events.append((f"Started (attempt {job.attempts})", job.started_at))

@@ -86,6 +86,7 @@ class Migration(migrations.Migration):
             model_name='job',
             name='queued_at',
             field=models.DateTimeField(default=django.utils.timezone.now),
+            preserve_default=False,
         ),
         migrations.AddField(
             model_name='job',

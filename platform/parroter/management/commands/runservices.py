@@ -66,6 +66,7 @@ class Command(BaseCommand):
         self.stdout.write(
             f"  web     http://{env['WEB_BIND']}/   (sign in with the admin login above)"
         )
+        self.stdout.write(f"  ops     http://{env['WEB_BIND']}/ops/   (operator console, staff)")
         self.stdout.write(f"  admin   http://{env['WEB_BIND']}/admin/")
         self.stdout.write(f"  flower  http://{env['WEB_BIND']}/flower/   (staff accounts)")
         self.stdout.write(f"  redis   {env['REDIS_URL']}")
