@@ -217,3 +217,9 @@ def test_the_job_page_shows_the_timeline_and_a_retry_as_queued_again(client, sta
     client.post(reverse("dashboard:ops_retry", args=[job.pk]))
     page = client.get(reverse("dashboard:ops_job", args=[job.pk])).content.decode()
     assert "Queued again" in page and "Started" not in page
+
+
+def test_a_poll_after_the_session_expired_sends_the_whole_page_to_the_login(client):
+    response = client.get(reverse("dashboard:ops_jobs"), headers={"HX-Request": "true"})
+    assert response.status_code == 200
+    assert response["HX-Redirect"].startswith(reverse("login"))
