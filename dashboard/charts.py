@@ -1,7 +1,9 @@
-"""Server-rendered SVG charts of job history: geometry here, markup in ops/_chart.html.
+"""Server-rendered SVG charts of job history, drawn here as a handful of paths.
 
-No JavaScript chart library: a chart is a few dozen rects or one polyline per series, drawn
-in a fixed viewBox that the browser scales to the card's width.
+No JavaScript chart library, and no template loop per bar either: a week of 5-minute slots is
+thousands of bars, so each series is one <path> built here, and each slot with data gets one
+invisible hover target carrying its numbers as a tooltip. The browser scales the fixed
+viewBox to the card's width.
 """
 
 import math
@@ -10,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.utils import timezone
+from django.utils.html import format_html_join
+from django.utils.safestring import SafeString, mark_safe
 
 from dashboard.templatetags.parroter import duration, percent
 from jobs.models import Job
@@ -21,39 +25,13 @@ PLOT_WIDTH, PLOT_HEIGHT = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 OUTCOMES = [Job.Status.SUCCEEDED, Job.Status.FAILED, Job.Status.CANCELLED]
 
 
-@dataclass(frozen=True)
-class Bar:
-    x: float
-    y: float
-    width: float
-    height: float
-    css: str
-    title: str
-
-
-@dataclass(frozen=True)
-class Line:
-    points: str
-    css: str
-
-
-@dataclass(frozen=True)
-class Dot:
-    x: float
-    y: float
-    css: str
-    title: str
-
-
 @dataclass
 class Chart:
     label: str
-    bars: list[Bar] = field(default_factory=list)
-    lines: list[Line] = field(default_factory=list)
-    dots: list[Dot] = field(default_factory=list)  # values with no neighbour to join
-    y_ticks: list[tuple[float, str]] = field(default_factory=list)
-    x_ticks: list[tuple[float, str]] = field(default_factory=list)
-    legend: list[tuple[str, str]] = field(default_factory=list)
+    marks: SafeString = mark_safe("")  # noqa: S308 (empty)
+    y_ticks: list[tuple[str, str]] = field(default_factory=list)  # (y, label)
+    x_ticks: list[tuple[str, str]] = field(default_factory=list)  # (x, label)
+    legend: list[tuple[str, str]] = field(default_factory=list)  # (label, css class)
     empty: bool = False
     width: int = WIDTH
     height: int = HEIGHT
@@ -62,37 +40,54 @@ class Chart:
     bottom_edge: int = TOP + PLOT_HEIGHT
 
 
+@dataclass
+class _Bars:
+    """Rectangles per css class, drawn as one path each: 'M x y h w v h h -w z' per bar."""
+
+    slot_width: float
+    paths: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, css: str, index: int, top: float, height: float) -> None:
+        x = LEFT + index * self.slot_width
+        width = max(self.slot_width - 0.5, 0.5)
+        self.paths.setdefault(css, []).append(
+            f"M{x:.1f} {top:.1f}h{width:.1f}v{height:.1f}h{-width:.1f}z"
+        )
+
+    def svg(self) -> SafeString:
+        return format_html_join(
+            "", '<path class="{}" d="{}"/>', ((css, "".join(d)) for css, d in self.paths.items())
+        )
+
+
 def throughput(history: History) -> Chart:
     """Finished jobs per slot, stacked by outcome."""
     peak = max((slot.finished for slot in history.slots), default=0)
     top = _nice_ceiling(peak)
-    chart = Chart(
-        label="Finished jobs per " + _slot_name(history.slot),
-        legend=[(status.label, status.value) for status in OUTCOMES],
-        empty=peak == 0,
-    )
-    width = PLOT_WIDTH / len(history.slots)
+    bars = _Bars(_slot_width(history))
     for index, slot in enumerate(history.slots):
         base = TOP + PLOT_HEIGHT
         for status in OUTCOMES:
-            count = slot.counts.get(status, 0)
-            if not count:
-                continue
-            height = PLOT_HEIGHT * count / top
-            base -= height
-            chart.bars.append(
-                Bar(
-                    x=LEFT + index * width,
-                    y=base,
-                    width=max(width - 0.5, 0.5),
-                    height=height,
-                    css=status,
-                    title=f"{_when(slot, history)}: {count} {status.label.lower()}",
-                )
-            )
-    chart.y_ticks = [(_y_linear(value, top), f"{value:g}") for value in (0, top / 2, top)]
-    chart.x_ticks = _x_ticks(history)
-    return chart
+            if count := slot.counts.get(status, 0):
+                height = PLOT_HEIGHT * count / top
+                base -= height
+                bars.add(status, index, base, height)
+    hover = _hover(
+        history,
+        lambda slot: ", ".join(
+            f"{slot.counts[status]} {status.label.lower()}"
+            for status in OUTCOMES
+            if slot.counts.get(status)
+        ),
+    )
+    return Chart(
+        label="Finished jobs per " + _slot_name(history.slot),
+        marks=bars.svg() + hover,
+        legend=[(status.label, status.value) for status in OUTCOMES],
+        empty=peak == 0,
+        y_ticks=[_y_tick(_y_linear(value, top), f"{value:g}") for value in (0, top / 2, top)],
+        x_ticks=_x_ticks(history),
+    )
 
 
 def failure_rate(history: History) -> Chart:
@@ -100,62 +95,84 @@ def failure_rate(history: History) -> Chart:
     rates = [slot.failure_rate for slot in history.slots]
     peak = max((rate for rate in rates if rate is not None), default=None)
     top = max(_nice_ceiling(peak * 100) / 100, 0.01) if peak else 1.0
-    chart = Chart(label="Failure rate", empty=peak is None)
-    width = PLOT_WIDTH / len(history.slots)
-    for index, (slot, rate) in enumerate(zip(history.slots, rates, strict=True)):
+    bars = _Bars(_slot_width(history))
+    for index, rate in enumerate(rates):
         if rate:
             height = PLOT_HEIGHT * rate / top
-            chart.bars.append(
-                Bar(
-                    x=LEFT + index * width,
-                    y=TOP + PLOT_HEIGHT - height,
-                    width=max(width - 0.5, 0.5),
-                    height=height,
-                    css="failed",
-                    title=f"{_when(slot, history)}: {percent(rate)} failed",
-                )
-            )
-    chart.y_ticks = [(_y_linear(value, top), percent(value)) for value in (0, top / 2, top)]
-    chart.x_ticks = _x_ticks(history)
-    return chart
+            bars.add("failed", index, TOP + PLOT_HEIGHT - height, height)
+    hover = _hover(
+        history, lambda slot: f"{percent(slot.failure_rate)} failed" if slot.failure_rate else ""
+    )
+    return Chart(
+        label="Failure rate",
+        marks=bars.svg() + hover,
+        empty=peak is None,
+        y_ticks=[_y_tick(_y_linear(value, top), percent(value)) for value in (0, top / 2, top)],
+        x_ticks=_x_ticks(history),
+    )
 
 
 def durations(history: History, *, metric: str) -> Chart:
     """p50 and p95 of queue wait (metric="wait") or run time ("run") per slot, on a log
-    scale: a 10 ms job and an hour-long backlog fit in one picture."""
+    scale: a 10 ms job and an hour-long backlog fit in one picture. A slot with no finished
+    job breaks the line; a value with no neighbour is a dot."""
     quantile: Callable[[Slot, float], float | None] = (
         Slot.wait_quantile if metric == "wait" else Slot.run_quantile
     )
     series = {q: [quantile(slot, q) for slot in history.slots] for q in (0.5, 0.95)}
     values = [value for points in series.values() for value in points if value]
-    label = "Queue wait" if metric == "wait" else "Run time"
-    chart = Chart(
-        label=f"{label}, p50 and p95",
-        legend=[("p50", "p50"), ("p95", "p95")],
-        empty=not values,
-    )
     low = 10 ** math.floor(math.log10(min(values, default=0.01)))
     high = 10 ** math.ceil(math.log10(max(max(values, default=1.0), low * 10)))
-    step = PLOT_WIDTH / len(history.slots)
+    step = _slot_width(history)
+    lines, dots = [], []
     for q, points in series.items():
         css = "p50" if q == 0.5 else "p95"
         for run in _runs(points):
             spots = [(LEFT + (i + 0.5) * step, _y_log(value, low, high)) for i, value in run]
-            if len(run) == 1:
-                index, value = run[0]
-                title = f"{_when(history.slots[index], history)}: {css} {duration(value)}"
-                chart.dots.append(Dot(x=spots[0][0], y=spots[0][1], css=css, title=title))
+            if len(spots) == 1:
+                dots.append((css, f"{spots[0][0]:.1f}", f"{spots[0][1]:.1f}"))
             else:
-                points_text = " ".join(f"{x:.1f},{y:.1f}" for x, y in spots)
-                chart.lines.append(Line(points=points_text, css=css))
+                lines.append((css, " ".join(f"{x:.1f},{y:.1f}" for x, y in spots)))
+
+    def summary(slot: Slot) -> str:
+        p50, p95 = quantile(slot, 0.5), quantile(slot, 0.95)
+        return f"p50 {duration(p50)}, p95 {duration(p95)}" if p50 is not None else ""
+
+    marks = (
+        format_html_join("", '<polyline class="{}" points="{}"/>', lines)
+        + format_html_join("", '<circle class="{}" cx="{}" cy="{}" r="3"/>', dots)
+        + _hover(history, summary)
+    )
     decades = range(round(math.log10(low)), round(math.log10(high)) + 1)
-    chart.y_ticks = [(_y_log(10**power, low, high), duration(10**power)) for power in decades]
-    chart.x_ticks = _x_ticks(history)
-    return chart
+    label = "Queue wait" if metric == "wait" else "Run time"
+    return Chart(
+        label=f"{label}, p50 and p95",
+        marks=marks,
+        legend=[("p50", "p50"), ("p95", "p95")],
+        empty=not values,
+        y_ticks=[_y_tick(_y_log(10**power, low, high), duration(10**power)) for power in decades],
+        x_ticks=_x_ticks(history),
+    )
+
+
+def _hover(history: History, describe: Callable[[Slot], str]) -> SafeString:
+    """An invisible full-height target per slot that has something to say, with a tooltip."""
+    width = _slot_width(history)
+    targets = [
+        (f"{LEFT + index * width:.1f}", f"{width:.2f}", _when(slot, history), text)
+        for index, slot in enumerate(history.slots)
+        if (text := describe(slot))
+    ]
+    return format_html_join(
+        "",
+        f'<rect class="hover" x="{{}}" y="{TOP}" width="{{}}" height="{PLOT_HEIGHT}">'
+        "<title>{}: {}</title></rect>",
+        targets,
+    )
 
 
 def _runs(points: list[float | None]) -> list[list[tuple[int, float]]]:
-    """Consecutive slots that have a value: a slot with no jobs breaks the line."""
+    """Consecutive slots that have a value."""
     runs: list[list[tuple[int, float]]] = [[]]
     for index, value in enumerate(points):
         if value is None:
@@ -164,6 +181,10 @@ def _runs(points: list[float | None]) -> list[list[tuple[int, float]]]:
         else:
             runs[-1].append((index, max(value, 1e-3)))
     return [run for run in runs if run]
+
+
+def _slot_width(history: History) -> float:
+    return PLOT_WIDTH / len(history.slots)
 
 
 def _y_linear(value: float, top: float) -> float:
@@ -175,6 +196,10 @@ def _y_log(value: float, low: float, high: float) -> float:
     return TOP + PLOT_HEIGHT * (1 - (math.log10(value) - math.log10(low)) / span)
 
 
+def _y_tick(y: float, text: str) -> tuple[str, str]:
+    return f"{y:.1f}", text
+
+
 def _nice_ceiling(value: float) -> float:
     """The next 1, 2 or 5 × 10^n at or above value (at least 1): round axis labels."""
     if value <= 1:
@@ -183,13 +208,15 @@ def _nice_ceiling(value: float) -> float:
     return next(step * magnitude for step in (1, 2, 5, 10) if step * magnitude >= value)
 
 
-def _x_ticks(history: History) -> list[tuple[float, str]]:
+def _x_ticks(history: History) -> list[tuple[str, str]]:
     count = len(history.slots)
-    step = PLOT_WIDTH / count
     every = max(count // 6, 1)
     fmt = "%a %d" if history.window > timedelta(days=1) else "%H:%M"
     return [
-        (LEFT + index * step, timezone.localtime(history.slots[index].start).strftime(fmt))
+        (
+            f"{LEFT + index * _slot_width(history):.1f}",
+            timezone.localtime(history.slots[index].start).strftime(fmt),
+        )
         for index in range(0, count, every)
     ]
 

@@ -41,7 +41,8 @@ class CappedPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        counted = self.object_list[: self.cap + 1].count()
+        # No ORDER BY inside the count: SQLite would sort every match before the LIMIT.
+        counted = self.object_list.order_by()[: self.cap + 1].count()
         return AtLeast(self.cap) if counted > self.cap else counted
 
 

@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from jobs.models import Job
-from jobs.selectors import PAGE_SIZE
+from jobs.selectors import COMMON_PREFIX, PAGE_SIZE
 
 pytestmark = pytest.mark.django_db
 
@@ -223,3 +223,22 @@ def test_a_poll_after_the_session_expired_sends_the_whole_page_to_the_login(clie
     response = client.get(reverse("dashboard:ops_jobs"), headers={"HX-Request": "true"})
     assert response.status_code == 200
     assert response["HX-Redirect"].startswith(reverse("login"))
+
+
+def test_a_common_name_prefix_is_found_newest_first_and_case_sensitive(client, staff, user):
+    # Past COMMON_PREFIX matches SQLite walks the newest-first index instead of the names'.
+    moment = timezone.now()
+    Job.objects.bulk_create(
+        Job(
+            owner=user, source_name=f"IMG_{index:04d}.jpg", task_id=str(uuid.uuid4()),
+            created_at=moment - timedelta(seconds=index), queued_at=moment,
+        )
+        for index in range(COMMON_PREFIX + 20)
+    )  # fmt: skip
+    make_job(user, source_name="img_lower.jpg")
+    client.force_login(staff)
+    found = table_ids(client, q="IMG_")
+    newest = Job.objects.order_by("-created_at", "-id").values_list("pk", "source_name")
+    expected = [str(pk) for pk, name in newest if name.startswith("IMG_")][:PAGE_SIZE]
+    assert found == expected
+    assert table_ids(client, q="img_") == [str(Job.objects.get(source_name="img_lower.jpg").pk)]
