@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.utils import timezone
-from django.utils.html import format_html_join
+from django.utils.html import escape, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 from dashboard.templatetags.parroter import duration, percent
@@ -60,7 +60,18 @@ class _Bars:
         )
 
 
-def throughput(history: History) -> Chart:
+def for_history(history: History) -> list[Chart]:
+    """The console's four charts, sharing the slots' time labels."""
+    labels = _labels(history)
+    return [
+        throughput(history, labels),
+        failure_rate(history, labels),
+        durations(history, labels, metric="wait"),
+        durations(history, labels, metric="run"),
+    ]
+
+
+def throughput(history: History, labels: list[str]) -> Chart:
     """Finished jobs per slot, stacked by outcome."""
     peak = max((slot.finished for slot in history.slots), default=0)
     top = _nice_ceiling(peak)
@@ -72,14 +83,11 @@ def throughput(history: History) -> Chart:
                 height = PLOT_HEIGHT * count / top
                 base -= height
                 bars.add(status, index, base, height)
-    hover = _hover(
-        history,
-        lambda slot: ", ".join(
-            f"{slot.counts[status]} {status.label.lower()}"
-            for status in OUTCOMES
-            if slot.counts.get(status)
-        ),
-    )
+    texts = [
+        ", ".join(f"{slot.counts[s]} {s.label.lower()}" for s in OUTCOMES if slot.counts.get(s))
+        for slot in history.slots
+    ]
+    hover = _hover(history, labels, texts)
     return Chart(
         label="Finished jobs per " + _slot_name(history.slot),
         marks=bars.svg() + hover,
@@ -90,7 +98,7 @@ def throughput(history: History) -> Chart:
     )
 
 
-def failure_rate(history: History) -> Chart:
+def failure_rate(history: History, labels: list[str]) -> Chart:
     """Failed / (succeeded + failed) per slot."""
     rates = [slot.failure_rate for slot in history.slots]
     peak = max((rate for rate in rates if rate is not None), default=None)
@@ -100,9 +108,7 @@ def failure_rate(history: History) -> Chart:
         if rate:
             height = PLOT_HEIGHT * rate / top
             bars.add("failed", index, TOP + PLOT_HEIGHT - height, height)
-    hover = _hover(
-        history, lambda slot: f"{percent(slot.failure_rate)} failed" if slot.failure_rate else ""
-    )
+    hover = _hover(history, labels, [f"{percent(rate)} failed" if rate else "" for rate in rates])
     return Chart(
         label="Failure rate",
         marks=bars.svg() + hover,
@@ -112,7 +118,7 @@ def failure_rate(history: History) -> Chart:
     )
 
 
-def durations(history: History, *, metric: str) -> Chart:
+def durations(history: History, labels: list[str], *, metric: str) -> Chart:
     """p50 and p95 of queue wait (metric="wait") or run time ("run") per slot, on a log
     scale: a 10 ms job and an hour-long backlog fit in one picture. A slot with no finished
     job breaks the line; a value with no neighbour is a dot."""
@@ -134,14 +140,14 @@ def durations(history: History, *, metric: str) -> Chart:
             else:
                 lines.append((css, " ".join(f"{x:.1f},{y:.1f}" for x, y in spots)))
 
-    def summary(slot: Slot) -> str:
-        p50, p95 = quantile(slot, 0.5), quantile(slot, 0.95)
-        return f"p50 {duration(p50)}, p95 {duration(p95)}" if p50 is not None else ""
-
+    texts = [
+        f"p50 {duration(p50)}, p95 {duration(p95)}" if p50 is not None else ""
+        for p50, p95 in zip(series[0.5], series[0.95], strict=True)
+    ]
     marks = (
         format_html_join("", '<polyline class="{}" points="{}"/>', lines)
         + format_html_join("", '<circle class="{}" cx="{}" cy="{}" r="3"/>', dots)
-        + _hover(history, summary)
+        + _hover(history, labels, texts)
     )
     decades = range(round(math.log10(low)), round(math.log10(high)) + 1)
     label = "Queue wait" if metric == "wait" else "Run time"
@@ -155,20 +161,23 @@ def durations(history: History, *, metric: str) -> Chart:
     )
 
 
-def _hover(history: History, describe: Callable[[Slot], str]) -> SafeString:
-    """An invisible full-height target per slot that has something to say, with a tooltip."""
+def _hover(history: History, labels: list[str], texts: list[str]) -> SafeString:
+    """An invisible full-height target per slot that has something to say, with a tooltip.
+    (Plain strings escaped once: format_html per target cost more than the chart itself.)"""
     width = _slot_width(history)
-    targets = [
-        (f"{LEFT + index * width:.1f}", f"{width:.2f}", _when(slot, history), text)
-        for index, slot in enumerate(history.slots)
-        if (text := describe(slot))
-    ]
-    return format_html_join(
-        "",
-        f'<rect class="hover" x="{{}}" y="{TOP}" width="{{}}" height="{PLOT_HEIGHT}">'
-        "<title>{}: {}</title></rect>",
-        targets,
+    return mark_safe(  # noqa: S308 (numbers we format; the only text is escaped)
+        "".join(
+            f'<rect class="hover" x="{LEFT + index * width:.1f}" y="{TOP}" width="{width:.2f}" '
+            f'height="{PLOT_HEIGHT}"><title>{escape(f"{label}: {text}")}</title></rect>'
+            for index, (label, text) in enumerate(zip(labels, texts, strict=True))
+            if text
+        )
     )
+
+
+def _labels(history: History) -> list[str]:
+    fmt = "%a %d %H:%M" if history.window > timedelta(days=1) else "%H:%M"
+    return [timezone.localtime(slot.start).strftime(fmt) for slot in history.slots]
 
 
 def _runs(points: list[float | None]) -> list[list[tuple[int, float]]]:
@@ -219,12 +228,6 @@ def _x_ticks(history: History) -> list[tuple[str, str]]:
         )
         for index in range(0, count, every)
     ]
-
-
-def _when(slot: Slot, history: History) -> str:
-    return timezone.localtime(slot.start).strftime(
-        "%a %d %H:%M" if history.window > timedelta(days=1) else "%H:%M"
-    )
 
 
 def _slot_name(slot: timedelta) -> str:

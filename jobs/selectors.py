@@ -295,33 +295,40 @@ class History:
 
 
 def job_history(*, window: timedelta, slot: timedelta, now: datetime | None = None) -> History:
-    """Finished jobs over the last `window`, in slots of `slot`, from the rollups: one grouped
-    query over at most window/1 min rows per status, whatever the number of jobs."""
+    """Finished jobs over the last `window`, in slots of `slot`, from the rollups: one query
+    grouped by slot (at most window/slot rows), whatever the number of jobs."""
     slot_minutes = int(slot.total_seconds() // 60)
     end = rollups.minute_of(now or timezone.now()) // slot_minutes + 1  # the current slot, too
     start = end - int(window / slot)
-    sums = {name: Sum(name) for name in ["jobs", "run_seconds", "wait_seconds", *BUCKET_FIELDS]}
+    sums = {
+        **{status: Sum("jobs", filter=Q(status=status)) for status in Job.FINISHED},
+        **{name: Sum(name) for name in ["run_seconds", "wait_seconds", *BUCKET_FIELDS]},
+    }
     rows = (
         JobRollup.objects.filter(minute__gte=start * slot_minutes, minute__lt=end * slot_minutes)
         .annotate(slot=ExpressionWrapper(F("minute") / slot_minutes, output_field=IntegerField()))
-        .values("slot", "status")
+        .values("slot")
         .annotate(**sums)
         .order_by()
+        .values_list("slot", *sums)
     )
     slots = {
         index: Slot(start=datetime.fromtimestamp(index * slot_minutes * 60, tz=UTC))
         for index in range(start, end)
     }
-    total = Slot(start=slots[start].start)
-    for row in rows:
-        part = Slot(
-            start=slots[row["slot"]].start,
-            counts={row["status"]: row["jobs"]},
-            run_seconds=row["run_seconds"],
-            wait_seconds=row["wait_seconds"],
-            run_buckets=[row[name] for name in RUN_BUCKET_FIELDS],
-            wait_buckets=[row[name] for name in WAIT_BUCKET_FIELDS],
+    statuses, buckets = len(Job.FINISHED), len(RUN_BUCKET_FIELDS)
+    for index, *values in rows:
+        counts = dict(zip(Job.FINISHED, values[:statuses], strict=True))
+        run_seconds, wait_seconds, *histograms = values[statuses:]
+        slots[index] = Slot(
+            start=slots[index].start,
+            counts={status: count for status, count in counts.items() if count},
+            run_seconds=run_seconds or 0.0,
+            wait_seconds=wait_seconds or 0.0,
+            run_buckets=histograms[:buckets],
+            wait_buckets=histograms[buckets:],
         )
-        slots[row["slot"]].add(part)
+    total = Slot(start=slots[start].start)
+    for part in slots.values():
         total.add(part)
     return History(window=window, slot=slot, total=total, slots=list(slots.values()))

@@ -42,9 +42,9 @@ def tooltips(chart: charts.Chart) -> list[str]:
 
 
 def test_throughput_stacks_outcomes_in_proportion():
-    chart = charts.throughput(
+    chart = charts.for_history(
         history(slot(0, succeeded=6, failed=2), slot(1), slot(2, cancelled=1))
-    )
+    )[0]
     assert not chart.empty
     (succeeded,) = bars(chart, "succeeded")
     (failed,) = bars(chart, "failed")
@@ -57,16 +57,15 @@ def test_throughput_stacks_outcomes_in_proportion():
 
 
 def test_failure_rate_has_a_bar_only_where_jobs_failed():
-    chart = charts.failure_rate(history(slot(0, succeeded=3, failed=1), slot(1, succeeded=5)))
+    chart = charts.for_history(history(slot(0, succeeded=3, failed=1), slot(1, succeeded=5)))[1]
     assert len(bars(chart, "failed")) == 1
     assert tooltips(chart) == ["12:00: 25 % failed"]
 
 
 def test_durations_join_neighbouring_slots_and_mark_lone_ones():
-    chart = charts.durations(
-        history(slot(0, 3, succeeded=2), slot(1, 3, succeeded=1), slot(2), slot(3, 7, failed=1)),
-        metric="run",
-    )
+    chart = charts.for_history(
+        history(slot(0, 3, succeeded=2), slot(1, 3, succeeded=1), slot(2), slot(3, 7, failed=1))
+    )[3]  # run time
     lines = re.findall(r'<polyline class="(p\d+)" points="([^"]+)"', chart.marks)
     assert sorted(css for css, _ in lines) == ["p50", "p95"]
     assert all(len(points.split()) == 2 for _, points in lines)
@@ -78,8 +77,6 @@ def test_durations_join_neighbouring_slots_and_mark_lone_ones():
 
 
 def test_an_empty_history_says_so():
-    empty = history(slot(0), slot(1))
-    assert all(
-        chart.empty for chart in [charts.throughput(empty), charts.durations(empty, metric="wait")]
-    )
-    assert tooltips(charts.throughput(empty)) == []
+    drawn = charts.for_history(history(slot(0), slot(1)))
+    assert all(chart.empty for chart in drawn)
+    assert all(tooltips(chart) == [] for chart in drawn)

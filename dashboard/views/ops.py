@@ -183,12 +183,7 @@ def _stats_context(request: HttpRequest) -> dict:
         "now": now,
         "facts": facts,
         "stats_version": version,
-        "charts": [
-            charts.throughput(history),
-            charts.failure_rate(history),
-            charts.durations(history, metric="wait"),
-            charts.durations(history, metric="run"),
-        ],
+        "charts": charts.for_history(history),
     }
 
 
