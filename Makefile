@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 MANAGE := $(BIN)/python manage.py
 
-.PHONY: setup run test bench lint chromium clean
+.PHONY: setup run test bench bench-thumbnails bench-dashboard lint chromium postgresql clean
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,11 +26,24 @@ chromium:
 	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
+# A private PostgreSQL (parroter.local_postgres: CI, benchmarks) runs Debian's server binaries;
+# install them when missing (needs root, as on CI).
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null)
+
 test: $(INSTALLED) chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(INSTALLED)
 	$(BIN)/python bench/thumbnails.py
+
+bench-thumbnails: bench
+
+# The operator console and Job admin at 1,000,000 jobs on SQLite and a private PostgreSQL;
+# BENCH_ARGS="--jobs 100000" for a quick run.
+bench-dashboard: $(INSTALLED) postgresql
+	$(BIN)/python bench/dashboard.py $(BENCH_ARGS)
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
