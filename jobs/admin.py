@@ -158,12 +158,12 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry selected failed or cancelled jobs", permissions=["change"])
     def retry_selected(self, request, queryset):
-        changed = services.retry_jobs(jobs=_for_update(queryset))
+        changed = services.retry_jobs(jobs=queryset)
         self._report(request, changed, "queued again", "only failed or cancelled jobs are retried")
 
     @admin.action(description="Cancel selected queued or running jobs", permissions=["change"])
     def cancel_selected(self, request, queryset):
-        changed = services.cancel_jobs(jobs=_for_update(queryset), by=request.user)
+        changed = services.cancel_jobs(jobs=queryset, by=request.user)
         self._report(request, changed, "cancelled", "only queued or running jobs are cancelled")
 
     @admin.action(description="Delete selected jobs and their files", permissions=["delete"])
@@ -177,11 +177,6 @@ class JobAdmin(admin.ModelAdmin):
             self.message_user(request, f"{changed} job{pluralize(changed)} {done}.")
         else:
             self.message_user(request, f"No job changed: {rule}.", level="warning")
-
-
-def _for_update(queryset):
-    # The services lock the rows they change; without the owner join only job rows are locked.
-    return queryset.select_related(None)
 
 
 def _size(file) -> str:

@@ -159,7 +159,8 @@ def _name_prefix(prefix: str) -> Q:
         return starts
     upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
     in_range = Q(source_name__gte=prefix, source_name__lt=upper)
-    if Job.objects.filter(in_range).values("pk")[:COMMON_PREFIX].count() == COMMON_PREFIX:
+    probe = Job.objects.filter(in_range).order_by().values("pk")[:COMMON_PREFIX]  # no sort
+    if probe.count() == COMMON_PREFIX:
         # An expression no index answers, compared case-sensitively: SQLite walks the
         # index of the page's order and checks each name.
         return Q(Exact(Substr("source_name", 1, len(prefix)), prefix))

@@ -217,6 +217,7 @@ def _each_locked(candidates: QuerySet[Job]) -> Iterator[Job]:
 def _locked_batches(candidates: QuerySet[Job], size: int = 500) -> Iterator[list[Job]]:
     """The candidates in batches, each locked in one transaction and re-read so they still
     match: bounded memory and transaction size however many jobs a filter matches."""
+    candidates = candidates.select_related(None)  # lock job rows, not their owners'
     after = None
     while True:
         page = candidates.order_by("pk")
