@@ -10,6 +10,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from jobs import selectors
 from jobs.models import Job
 from jobs.selectors import COMMON_PREFIX, PAGE_SIZE
 
@@ -242,3 +243,22 @@ def test_a_common_name_prefix_is_found_newest_first_and_case_sensitive(client, s
     expected = [str(pk) for pk, name in newest if name.startswith("IMG_")][:PAGE_SIZE]
     assert found == expected
     assert table_ids(client, q="img_") == [str(Job.objects.get(source_name="img_lower.jpg").pk)]
+
+
+def test_a_change_while_the_page_renders_shows_at_the_next_poll(client, staff, user, monkeypatch):
+    job = make_job(user, status=Job.Status.RUNNING, progress=10)
+    read_rows = selectors.job_page
+
+    def rows_then_a_change(**kwargs):
+        page = read_rows(**kwargs)
+        Job.objects.filter(pk=job.pk).update(progress=90, updated_at=timezone.now())
+        return page
+
+    client.force_login(staff)
+    monkeypatch.setattr(selectors, "job_page", rows_then_a_change)
+    first = client.get(reverse("dashboard:ops"))
+    monkeypatch.undo()
+    assert 'aria-valuenow="10"' in first.content.decode()
+    version = re.search(r'data-version="([^"]+)"', first.content.decode()).group(1)
+    poll = client.get(reverse("dashboard:ops_jobs"), {"v": version})
+    assert poll.status_code == 200 and 'aria-valuenow="90"' in poll.content.decode()

@@ -144,6 +144,9 @@ def bulk(request: HttpRequest, action: str) -> HttpResponse:
 
 
 def _jobs_context(request: HttpRequest, version: str | None = None) -> dict:
+    # The version is read before the rows: a change in between shows at the next poll,
+    # where read after, it would be taken as seen and the table would stay stale.
+    version = version or selectors.jobs_version()
     form = JobFilterForm(request.GET)
     after = selectors.Cursor.parse(request.GET.get("after", ""))
     before = selectors.Cursor.parse(request.GET.get("before", ""))
@@ -155,7 +158,7 @@ def _jobs_context(request: HttpRequest, version: str | None = None) -> dict:
         "form": form,
         "page": page,
         "filtered": any(form.job_filters().values()),
-        "version": version or selectors.jobs_version(),
+        "version": version,
         "here": form.query(**position),
         "newer_query": form.query(before=str(page.newer)) if page.newer else "",
         "older_query": form.query(after=str(page.older)) if page.older else "",
@@ -166,13 +169,14 @@ def _jobs_context(request: HttpRequest, version: str | None = None) -> dict:
 def _stats_context(request: HttpRequest) -> dict:
     name = JobFilterForm(request.GET).history_range
     window, slot = HISTORY_RANGES[name]
+    jobs_version = selectors.jobs_version()  # before the counts, as in _jobs_context
     history = selectors.job_history(window=window, slot=slot)
     now = selectors.now_counts()
     facts = monitoring.cluster_facts(refresh=False)
     # Counters move with any job change; charts also with the clock's current slot.
     version = "-".join(
         [
-            selectors.jobs_version(),
+            jobs_version,
             str(int(history.slots[-1].start.timestamp())),
             str(len(facts.online) if facts else "?"),
         ]
