@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.db import connections
 from django.utils import timezone
 from PIL import Image
 from playwright.sync_api import expect, sync_playwright
@@ -29,9 +30,8 @@ def browser(monkeypatch):
     require(
         CHROMIUM is not None, "Debian's chromium is not installed (`make test` installs it as root)"
     )
-    # Playwright's sync API keeps an event loop in this thread. Tests take their database
-    # fixtures before this one: ORM calls made under Playwright get a connection of their own
-    # that is never closed, and PostgreSQL then refuses to drop the test database.
+    # Playwright's sync API keeps an event loop in this thread, so Django sees an async
+    # context: ORM calls a test makes meanwhile are allowed, and get a connection of their own.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
@@ -39,6 +39,8 @@ def browser(monkeypatch):
         )
         yield browser
         browser.close()
+        # That connection is closed here, or PostgreSQL refuses to drop the test database.
+        connections.close_all()
 
 
 def test_sign_in_upload_watch_progress_and_download(
