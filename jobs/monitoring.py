@@ -57,7 +57,12 @@ class ClusterFacts:
 def cluster_facts(*, refresh: bool = True) -> ClusterFacts | None:
     """The latest facts; asks the cluster again when they are older than FRESH_FOR, unless
     refresh=False (pages that must answer fast take what is cached, or None)."""
-    cached = _cached()
+    try:
+        cached = cache.get(CACHE_KEY)
+    except Exception as exc:  # the cache is the broker's Redis: down, most likely, with it
+        if not refresh:
+            return ClusterFacts(checked_at=timezone.now(), broker_error=_describe(exc))
+        cached = None
     if not refresh or (cached and timezone.now() - cached.checked_at < FRESH_FOR):
         return cached
     if cached and not _take_refresh_turn():
@@ -68,13 +73,6 @@ def cluster_facts(*, refresh: bool = True) -> ClusterFacts | None:
     except Exception:  # the cache is Redis, which may be the broker that is down
         logger.debug("could not cache cluster facts", exc_info=True)
     return facts
-
-
-def _cached() -> ClusterFacts | None:
-    try:
-        return cache.get(CACHE_KEY)
-    except Exception:
-        return None
 
 
 def _take_refresh_turn() -> bool:
@@ -95,7 +93,7 @@ def _ask_cluster(*, previous: ClusterFacts | None) -> ClusterFacts:
         logger.info("broker unreachable: %s", exc)
         return ClusterFacts(
             checked_at=now,
-            broker_error=f"{exc.__class__.__name__}: {exc}"[:300],
+            broker_error=_describe(exc),
             workers=_gone(previous, now, answered=set()),
         )
     workers = [_worker(name, stats, now) for name, stats in sorted((replies or {}).items())]
@@ -103,6 +101,10 @@ def _ask_cluster(*, previous: ClusterFacts | None) -> ClusterFacts:
     return ClusterFacts(
         checked_at=now, queues=queues, workers=workers + _gone(previous, now, answered)
     )
+
+
+def _describe(exc: Exception) -> str:
+    return f"{exc.__class__.__name__}: {exc}"[:300]
 
 
 def _depth(connection, queue: str) -> int:

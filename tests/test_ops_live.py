@@ -196,3 +196,10 @@ def test_the_console_renders_from_the_database_when_the_broker_is_down(
     job.refresh_from_db()
     assert job.status == Job.Status.QUEUED
     assert not TaskResult.objects.filter(task_id=job.task_id).exists()
+
+
+def test_the_counters_warn_at_the_top_when_the_broker_is_down(client, staff, switch_broker):
+    switch_broker(f"redis://127.0.0.1:{free_port()}/0")
+    client.force_login(staff)
+    stats = client.get(reverse("dashboard:ops_stats")).content.decode()
+    assert "The broker is unreachable." in stats
