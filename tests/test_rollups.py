@@ -154,3 +154,14 @@ def test_quantiles_interpolate_within_a_bucket():
     assert rollups.quantile(0.5, [0] * 16) is None
     buckets[15] = 1000  # most over an hour: reported as the largest bound
     assert rollups.quantile(0.95, buckets) == 3600
+
+
+def test_history_adds_up_slots_that_saw_different_outcomes():
+    now = timezone.now()
+    minute = rollups.minute_of(now)
+    JobRollup.objects.create(minute=minute - 1, kind="thumbnails", status="succeeded", jobs=2)
+    JobRollup.objects.create(minute=minute, kind="thumbnails", status="failed", jobs=1)
+    history = job_history(window=timedelta(minutes=10), slot=timedelta(minutes=1), now=now)
+    assert history.total.counts == {"succeeded": 2, "failed": 1}
+    assert [slot.counts for slot in history.slots[-2:]] == [{"succeeded": 2}, {"failed": 1}]
+    assert history.total.failure_rate == pytest.approx(1 / 3)
