@@ -173,14 +173,10 @@ def _stats_context(request: HttpRequest) -> dict:
     history = selectors.job_history(window=window, slot=slot)
     now = selectors.now_counts()
     facts = monitoring.cluster_facts(refresh=False)
-    # Counters move with any job change; charts also with the clock's current slot.
-    version = "-".join(
-        [
-            jobs_version,
-            str(int(history.slots[-1].start.timestamp())),
-            str(len(facts.online) if facts else "?"),
-        ]
-    )
+    # Counters move with any job change, charts with the clock's current slot, and the
+    # warnings with the workers online and the broker's state.
+    workers = f"{len(facts.online)}{'' if facts.broker_ok else 'x'}" if facts else "?"
+    version = f"{jobs_version}-{int(history.slots[-1].start.timestamp())}-{workers}"
     return {
         "range": name,
         "history": history,
