@@ -43,7 +43,7 @@ def record(jobs: Iterable[Job], *, sign: int) -> None:
             continue
         delta = deltas[(minute_of(job.finished_at), job.kind, job.status)]
         delta["jobs"] += sign
-        run, wait = job.run_seconds, job.queue_wait_seconds
+        run, wait = _durations(job)
         if run is not None:
             delta["run_seconds"] += sign * run
             delta[RUN_BUCKET_FIELDS[bucket_of(run)]] += sign
@@ -52,6 +52,15 @@ def record(jobs: Iterable[Job], *, sign: int) -> None:
             delta[WAIT_BUCKET_FIELDS[bucket_of(wait)]] += sign
     for key, delta in deltas.items():
         _add(key, delta)
+
+
+def _durations(job: Job) -> tuple[float | None, float | None]:
+    """(run time, queue wait) of a finished job, from its fields alone: the data migration
+    that backfills rollups passes historical models, which have no properties."""
+    if job.started_at is None:  # cancelled while it waited
+        return None, None
+    run = max((job.finished_at - job.started_at).total_seconds(), 0.0)
+    return run, max((job.started_at - job.queued_at).total_seconds(), 0.0)
 
 
 def _add(key: tuple, delta: dict[str, float]) -> None:

@@ -1,8 +1,40 @@
+from datetime import UTC, datetime
+
 import pytest
 from django.core.management import call_command
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+from jobs.models import Job, JobRollup
 
 
 @pytest.mark.django_db
 def test_models_and_migrations_agree():
     # Exits non-zero (SystemExit) when a model change has no migration yet.
     call_command("makemigrations", "--check", "--dry-run", verbosity=0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_console_migration_counts_jobs_finished_before_it(django_user_model):
+    before = [("jobs", "0001_initial")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    try:
+        old_job = executor.loader.project_state(before).apps.get_model("jobs", "Job")
+        owner_id = django_user_model.objects.create_user(username="early").pk
+        old_job.objects.create(
+            owner_id=owner_id, status="succeeded", source_name="old.jpg", task_id="t",
+            created_at=datetime(2026, 11, 1, 12, 0, 0, tzinfo=UTC),
+            started_at=datetime(2026, 11, 1, 12, 0, 1, tzinfo=UTC),
+            finished_at=datetime(2026, 11, 1, 12, 0, 1, 500_000, tzinfo=UTC),
+        )  # fmt: skip
+    finally:
+        # Forward again in any case: the rest of the suite needs the latest schema.
+        MigrationExecutor(connection).migrate(executor.loader.graph.leaf_nodes())
+
+    job = Job.objects.get(source_name="old.jpg")
+    assert job.queued_at == job.created_at
+    rollup = JobRollup.objects.get()
+    assert (rollup.status, rollup.jobs, rollup.run_seconds, rollup.wait_seconds) == (
+        "succeeded", 1, 0.5, 1.0,
+    )  # fmt: skip
