@@ -91,10 +91,10 @@ class JobFilterForm(forms.Form):
     and reloaded."""
 
     CREATED_WITHIN = {
-        "1h": timedelta(hours=1),
-        "24h": timedelta(hours=24),
-        "7d": timedelta(days=7),
-        "30d": timedelta(days=30),
+        "1h": ("Last hour", timedelta(hours=1)),
+        "24h": ("Last 24 hours", timedelta(hours=24)),
+        "7d": ("Last 7 days", timedelta(days=7)),
+        "30d": ("Last 30 days", timedelta(days=30)),
     }
 
     q = forms.CharField(
@@ -113,13 +113,7 @@ class JobFilterForm(forms.Form):
     created = forms.ChoiceField(
         required=False,
         label="Submitted",
-        choices=[
-            ("", "Any time"),
-            ("1h", "Last hour"),
-            ("24h", "Last 24 hours"),
-            ("7d", "Last 7 days"),
-            ("30d", "Last 30 days"),
-        ],
+        choices=[("", "Any time"), *((key, label) for key, (label, _) in CREATED_WITHIN.items())],
     )
 
     range = forms.ChoiceField(
@@ -135,7 +129,7 @@ class JobFilterForm(forms.Form):
         """Keyword arguments for jobs.selectors.find_jobs; a field with an error is ignored."""
         self.is_valid()
         data = self.cleaned_data
-        within = self.CREATED_WITHIN.get(data.get("created", ""))
+        within = self.CREATED_WITHIN.get(data.get("created", ""), (None, None))[1]
         return {
             "status": data.get("status", ""),
             "kind": data.get("kind", ""),
