@@ -63,6 +63,11 @@ class Job(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # When the broker accepted the message for task_id, and which Redis instance (its run_id,
+    # new at every restart) took it: the dispatcher re-sends only what is provably not in the
+    # broker: never published, or published to a Redis that has restarted since.
+    published_at = models.DateTimeField(null=True, blank=True)
+    broker_run_id = models.CharField(max_length=64, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -78,6 +83,12 @@ class Job(models.Model):
                 fields=["queued_at"],
                 condition=models.Q(status="queued"),
                 name="job_waiting_idx",
+            ),
+            # Retention walks the jobs that finished longest ago.
+            models.Index(
+                fields=["finished_at"],
+                condition=models.Q(finished_at__isnull=False),
+                name="job_finished_idx",
             ),
         ]
 
@@ -143,3 +154,20 @@ RUN_BUCKET_FIELDS = [f"run_{index}" for index in range(DURATION_BUCKETS)]
 WAIT_BUCKET_FIELDS = [f"wait_{index}" for index in range(DURATION_BUCKETS)]
 for _name in RUN_BUCKET_FIELDS + WAIT_BUCKET_FIELDS:
     models.IntegerField(db_default=0).contribute_to_class(JobRollup, _name)
+
+
+class Chore(models.Model):
+    """One housekeeping task that beat runs (retention, orphan sweep, dispatcher, reaper): what
+    its last run did, for the console, and a lease so that two beats never run it twice at once.
+    """
+
+    name = models.CharField(max_length=64, primary_key=True)
+    leased_until = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.JSONField(default=dict, blank=True, help_text="What the last run did.")
+    error = models.TextField(blank=True, help_text="Why the last run failed, if it did.")
+    runs = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return self.name

@@ -7,16 +7,17 @@ import logging
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 
+import redis
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files import File
 from django.core.files.storage import default_storage
-from django.db import transaction
-from django.db.models import QuerySet
+from django.db import InterfaceError, OperationalError, transaction
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from jobs import rollups
@@ -28,6 +29,9 @@ logger = logging.getLogger(__name__)
 ARCHIVE_FILENAME = "thumbnails.zip"
 RETRYABLE = [Job.Status.FAILED, Job.Status.CANCELLED]
 CANCELLABLE = [Job.Status.QUEUED, Job.Status.RUNNING]
+# Worth another attempt: the database or the storage failed under the job, not its input.
+TRANSIENT_ERRORS = (OperationalError, InterfaceError, OSError)
+TEMPORARY_PROBLEM_MESSAGE = "A temporary problem interrupted this job; it will be tried again."
 INTERNAL_ERROR_MESSAGE = (
     "Parroter could not finish this job because of an internal error. "
     "Operators can see the details; retrying may help."
@@ -84,13 +88,37 @@ def _enqueue_on_commit(job: Job) -> None:
 def _enqueue(job_id: uuid.UUID, task_id: str) -> None:
     from jobs.tasks import run_job  # tasks import this module
 
+    # Asked before publishing: if the broker restarts after this, the run id recorded is the
+    # old one and the dispatcher sends the job again (at worst once too often, never lost).
+    run_id = broker_run_id()
     run_job.apply_async(args=[str(job_id)], task_id=task_id)
+    Job.objects.filter(pk=job_id, task_id=task_id).update(
+        published_at=timezone.now(), broker_run_id=run_id
+    )
+
+
+def broker_run_id() -> str:
+    """The broker's run id: Redis makes a new one at every start ("" for other brokers)."""
+    from parroter.celery_app import app
+
+    with app.connection_for_write() as connection:
+        if connection.transport_cls not in ("redis", "rediss"):
+            return ""
+        url = connection.as_uri(include_password=True)
+    return _redis_client(url).info("server")["run_id"]
+
+
+@cache
+def _redis_client(url: str) -> redis.Redis:
+    # A client of its own: kombu's channels keep protocol state a stray command would upset.
+    return redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
 
 
 def _send_again(job: Job) -> None:
     """Send a queued job again under a new task id, so any older message for it is ignored."""
     job.task_id = str(uuid.uuid4())
-    job.save(update_fields=["task_id", "updated_at"])
+    job.published_at = None
+    job.save(update_fields=["task_id", "published_at", "updated_at"])
     _enqueue_on_commit(job)
 
 
@@ -102,37 +130,75 @@ def _requeue(job: Job) -> None:
     job.error = ""
     job.result = {}
     job.queued_at = timezone.now()
-    job.started_at = job.finished_at = None
+    job.started_at = job.finished_at = job.published_at = None
     job.save(
         update_fields=[
             "status", "task_id", "progress", "error", "result", "queued_at", "started_at",
-            "finished_at", "max_attempts", "updated_at",
+            "finished_at", "published_at", "max_attempts", "updated_at",
         ]
     )  # fmt: skip
     _enqueue_on_commit(job)
 
 
-def dispatch_waiting_jobs(*, waiting_longer_than: timedelta) -> int:
-    """Re-send queued jobs whose message may never have reached a worker (broker down at submit)."""
-    cutoff = timezone.now() - waiting_longer_than
+def dispatch_waiting_jobs(*, unpublished_for: timedelta) -> int:
+    """Send again the queued jobs whose message is provably not in the broker: its publish never
+    succeeded (the broker was down at submit, the process died first), or it went to a Redis
+    that has restarted since (the private Redis keeps nothing). A long queue is left alone, so
+    a backlog finishes in the order it came. Oldest first; returns how many were sent."""
+    run_id = broker_run_id()
+    cutoff = timezone.now() - unpublished_for
+    never_published = Q(published_at__isnull=True, updated_at__lt=cutoff)
+    published_elsewhere = Q(published_at__isnull=False) & ~Q(broker_run_id=run_id)
+    lost = Job.objects.filter(never_published | published_elsewhere, status=Job.Status.QUEUED)
     count = 0
-    for job in _each_locked(Job.objects.filter(status=Job.Status.QUEUED, updated_at__lt=cutoff)):
+    for job in _each_locked(lost.order_by("queued_at")):
         _send_again(job)
         count += 1
     return count
 
 
-def reap_stuck_jobs(*, running_longer_than: timedelta) -> int:
+def reap_stuck_jobs(*, running_longer_than: timedelta) -> dict[str, int]:
     """Jobs "running" past the hard time limit lost their worker: run them again or give up."""
     cutoff = timezone.now() - running_longer_than
-    count = 0
-    for job in _each_locked(Job.objects.filter(status=Job.Status.RUNNING, started_at__lt=cutoff)):
+    return _requeue_or_give_up(Job.objects.filter(status=Job.Status.RUNNING, started_at__lt=cutoff))
+
+
+def recover_jobs_of_lost_worker(*, worker: str) -> dict[str, int]:
+    """A worker starting under a name that was running jobs: its previous life died with them
+    (node names are unique among live workers), so they run again now, not after the reaper."""
+    return _requeue_or_give_up(Job.objects.filter(status=Job.Status.RUNNING, worker=worker))
+
+
+def _requeue_or_give_up(interrupted: QuerySet[Job]) -> dict[str, int]:
+    counts = {"requeued": 0, "failed": 0}
+    for job in _each_locked(interrupted):
         if job.attempts >= job.max_attempts:
             _finish(job, status=Job.Status.FAILED, error=_interrupted_message(job.attempts))
+            counts["failed"] += 1
         else:
             _requeue(job)
-        count += 1
-    return count
+            counts["requeued"] += 1
+    return counts
+
+
+def release_interrupted_job(*, job_id: str, task_id: str, message_kept: bool) -> bool:
+    """Put a running job back in the queue under the same task id: its worker process died (or
+    a temporary error stopped it) and its message is about to be delivered again. Unless that
+    message is the one already in the broker (message_kept), the dispatcher counts the job as
+    unpublished until a new one is recorded, so a failed re-publish cannot strand it."""
+    changes = {} if message_kept else {"published_at": None}
+    return (
+        _running(Job(pk=job_id, task_id=task_id)).update(
+            **changes,
+            status=Job.Status.QUEUED,
+            progress=0,
+            queued_at=timezone.now(),
+            started_at=None,
+            error=TEMPORARY_PROBLEM_MESSAGE,
+            updated_at=timezone.now(),
+        )
+        == 1
+    )
 
 
 def retry_jobs(*, jobs: QuerySet[Job]) -> int:
@@ -235,19 +301,22 @@ def _locked_batches(candidates: QuerySet[Job], size: int = 500) -> Iterator[list
 
 def _interrupted_message(attempts: int) -> str:
     return (
-        f"The job was interrupted {attempts} times (the worker stopped, or the job ran out of "
-        "time or memory) and was given up."
+        f"The job was interrupted {attempts} times (the worker stopped, a temporary error, or "
+        "the job ran out of time or memory) and was given up."
     )
 
 
 def run_job(*, job_id: str, task_id: str, worker: str = "") -> dict:
-    """Run one delivery of a job. Safe to call again for the same message (acks_late).
+    """Run one delivery of a job; the work is done once however often a message is delivered.
 
-    Returns {"cancelled": True} when an operator cancelled the job while it ran.
+    Returns {"cancelled": True} when an operator cancelled the job while it ran, and
+    {"skipped": True} for a delivery that is not the job's to run (another delivery is running
+    it, or the job was retried since). A delivery of a finished job returns its outcome again.
+    Raises one of TRANSIENT_ERRORS, with the job back in the queue, when it is worth retrying.
     """
     job = _claim(job_id=job_id, task_id=task_id, worker=worker)
     if job is None:
-        return {"job": job_id, "skipped": True}
+        return _outcome_of_earlier_delivery(job_id=job_id, task_id=task_id)
     if job.attempts > job.max_attempts:
         message = _interrupted_message(job.attempts - 1)
         _finish(job, status=Job.Status.FAILED, error=message)
@@ -255,8 +324,14 @@ def run_job(*, job_id: str, task_id: str, worker: str = "") -> dict:
     try:
         archive_name, made = _make_thumbnail_archive(job)
     except thumbnails.ThumbnailError as exc:
+        # Bad input is an expected outcome: one line in the log, no traceback.
+        logger.warning("job %s failed: %s", job_id, exc)
         _finish(job, status=Job.Status.FAILED, error=str(exc))
         raise JobFailed(str(exc)) from exc
+    except TRANSIENT_ERRORS as exc:
+        logger.warning("job %s hit a temporary problem and will be retried: %r", job_id, exc)
+        release_interrupted_job(job_id=job_id, task_id=task_id, message_kept=False)
+        raise
     except SoftTimeLimitExceeded as exc:
         _discard_archive(job)
         limit = settings.CELERY_TASK_SOFT_TIME_LIMIT
@@ -274,11 +349,24 @@ def run_job(*, job_id: str, task_id: str, worker: str = "") -> dict:
     return {"job": job_id, **result}
 
 
+def _outcome_of_earlier_delivery(*, job_id: str, task_id: str) -> dict:
+    job = Job.objects.filter(pk=job_id, task_id=task_id).first()
+    if job is None or not job.is_finished:
+        return {"job": job_id, "skipped": True}
+    if job.status == Job.Status.FAILED:
+        raise JobFailed(job.error)
+    if job.status == Job.Status.CANCELLED:
+        return {"job": job_id, "cancelled": True}
+    return {"job": job_id, **job.result}
+
+
 def _claim(*, job_id: str, task_id: str, worker: str) -> Job | None:
     with transaction.atomic():
         job = Job.objects.select_for_update().filter(pk=job_id).first()
-        # A message for an older attempt (the job was retried since) or a finished job is stale.
-        if job is None or job.task_id != task_id or job.is_finished:
+        # Only the current message of a waiting job runs it: one for an older attempt (the job
+        # was retried since), a second copy of a message while the first runs, or one for a
+        # finished job is not this delivery's to run.
+        if job is None or job.task_id != task_id or job.status != Job.Status.QUEUED:
             return None
         job.status = Job.Status.RUNNING
         job.attempts += 1

@@ -1,38 +1,99 @@
 from datetime import timedelta
 
+from billiard.exceptions import WorkerLostError
 from celery import shared_task
 from celery.exceptions import Ignore
-from celery.signals import task_revoked
+from celery.signals import task_revoked, worker_ready
+from celery.worker.request import Request
 from django.conf import settings
+from django.utils import timezone
 
-from jobs import services
+from jobs import housekeeping, services
 
 
-# acks_late + reject_on_worker_lost: a job whose worker dies mid-run is delivered again
-# (services.run_job is idempotent and gives up after PARROTER_MAX_ATTEMPTS).
-@shared_task(name="jobs.run_job", bind=True, acks_late=True, reject_on_worker_lost=True)
+class JobRequest(Request):
+    """How the worker's main process handles a job whose pool process died under it."""
+
+    def on_failure(self, exc_info, send_failed_event=True, return_ok=False):
+        exc = getattr(exc_info.exception, "exc", exc_info.exception)  # ExceptionWithTraceback
+        if isinstance(exc, WorkerLostError) and self.args:
+            # The message goes back to the queue (reject_on_worker_lost); the job must wait
+            # for it there, or the next delivery would find it "running" and leave it.
+            services.release_interrupted_job(
+                job_id=self.args[0], task_id=self.id, message_kept=True
+            )
+        return super().on_failure(exc_info, send_failed_event, return_ok)
+
+
+# acks_late + reject_on_worker_lost: a job whose worker process dies mid-run is delivered
+# again (services.run_job gives up after the job's max_attempts). A temporary database or
+# storage error is retried with exponential backoff; attempts bound the retries. JobFailed
+# is an expected outcome (bad input), logged in one line without a traceback.
+@shared_task(
+    name="jobs.run_job",
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    Request=JobRequest,
+    throws=(services.JobFailed,),
+    autoretry_for=services.TRANSIENT_ERRORS,
+    retry_backoff=True,
+    retry_backoff_max=60,
+    max_retries=None,
+)
 def run_job(self, job_id: str) -> dict:
     outcome = services.run_job(job_id=job_id, task_id=self.request.id, worker=self.request.hostname)
     if outcome.get("cancelled"):
         # The task's result reads REVOKED, whether the revoke stopped it or came too late.
         self.backend.mark_as_revoked(self.request.id, "cancelled", request=self.request)
         raise Ignore()
+    if outcome.get("skipped"):
+        raise Ignore()  # not this delivery's job: leave the task's record to the one that ran it
     return outcome
 
 
-@shared_task(name="jobs.dispatch_waiting_jobs")
-def dispatch_waiting_jobs() -> int:
-    return services.dispatch_waiting_jobs(
-        waiting_longer_than=timedelta(seconds=settings.PARROTER_REDISPATCH_AFTER)
+# Housekeeping (beat sends these to the "housekeeping" queue, see settings.CELERY_TASK_ROUTES).
+# Their outcome is kept in jobs.Chore, not as task results, which would pile up every minute.
+@shared_task(name="jobs.dispatch_waiting_jobs", ignore_result=True)
+def dispatch_waiting_jobs() -> dict | None:
+    return housekeeping.run_chore(
+        "dispatch_waiting_jobs",
+        lambda: {
+            "sent": services.dispatch_waiting_jobs(
+                unpublished_for=timedelta(seconds=settings.PARROTER_REDISPATCH_AFTER)
+            )
+        },
     )
 
 
-@shared_task(name="jobs.reap_stuck_jobs")
-def reap_stuck_jobs() -> int:
+@shared_task(name="jobs.reap_stuck_jobs", ignore_result=True)
+def reap_stuck_jobs() -> dict | None:
     # A job can run no longer than the hard time limit; past it (plus slack) its worker is gone.
-    return services.reap_stuck_jobs(
-        running_longer_than=timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
+    limit = timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
+    return housekeeping.run_chore(
+        "reap_stuck_jobs", lambda: services.reap_stuck_jobs(running_longer_than=limit)
     )
+
+
+@shared_task(name="jobs.purge_expired_jobs", ignore_result=True)
+def purge_expired_jobs() -> dict | None:
+    cutoff = timezone.now() - timedelta(days=settings.PARROTER_RETENTION_DAYS)
+    return housekeeping.run_chore(
+        "purge_expired_jobs", lambda: housekeeping.purge_expired_jobs(finished_before=cutoff)
+    )
+
+
+@shared_task(name="jobs.sweep_orphan_files", ignore_result=True)
+def sweep_orphan_files() -> dict | None:
+    return housekeeping.run_chore(
+        "sweep_orphan_files",
+        lambda: housekeeping.sweep_orphan_files(older_than=housekeeping.STALE_AFTER),
+    )
+
+
+@worker_ready.connect
+def recover_jobs_of_previous_life(sender=None, **kwargs) -> None:
+    services.recover_jobs_of_lost_worker(worker=sender.hostname)
 
 
 @task_revoked.connect

@@ -1,16 +1,30 @@
-"""Beat's housekeeping: jobs whose message was lost, and jobs whose worker died, are not stuck."""
+"""Beat's housekeeping, one service function at a time: the dispatcher tells a lost message
+from a long queue, the reaper and a restarted worker recover interrupted jobs, retention and
+the orphan sweep leave nothing behind, and every chore records what it did under a lease."""
 
+import os
+import time
+import uuid
 from datetime import timedelta
 
 import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+from django_celery_beat.schedulers import DatabaseScheduler
+from django_celery_results.models import TaskResult
 
-from jobs import services
-from jobs.models import Job
+from jobs import housekeeping, rollups, services
+from jobs.kinds import thumbnails
+from jobs.models import Chore, Job, JobRollup
+from parroter.celery_app import app as celery_app
+from parroter.local_redis import LocalRedis
 from tests.conftest import image_bytes, wait_for_job
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+pytestmark = pytest.mark.django_db(transaction=True)
+HOUR_AGO = timedelta(hours=1)
 
 
 def stored_job(owner, **fields) -> Job:
@@ -20,37 +34,273 @@ def stored_job(owner, **fields) -> Job:
         source=SimpleUploadedFile("source.jpg", image_bytes((400, 300))),
         source_name="lost.jpg",
         params={"sizes": [[128, 128]]},
-        task_id="lost-message",
+        task_id=str(uuid.uuid4()),
         **fields,
     )
 
 
-def age(job: Job, field: str) -> None:
-    Job.objects.filter(pk=job.pk).update(**{field: timezone.now() - timedelta(hours=1)})
+def age(job: Job, **fields: timedelta) -> None:
+    now = timezone.now()
+    Job.objects.filter(pk=job.pk).update(**{name: now - ago for name, ago in fields.items()})
 
 
-def test_a_job_whose_message_never_reached_the_broker_is_sent_again(user, celery_worker):
-    waiting = stored_job(user)
-    fresh = stored_job(user)
-    age(waiting, "updated_at")
-
-    assert services.dispatch_waiting_jobs(waiting_longer_than=timedelta(minutes=5)) == 1
-    waiting = wait_for_job(waiting)
-    assert waiting.status == Job.Status.SUCCEEDED
-    assert waiting.task_id != "lost-message"
-    fresh.refresh_from_db()
-    assert (fresh.status, fresh.task_id) == (Job.Status.QUEUED, "lost-message")
+def current_run_id() -> str:
+    return services.broker_run_id()
 
 
+# --- the dispatcher ------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_a_job_whose_publish_never_succeeded_is_sent_again(user, celery_worker):
+    unpublished = stored_job(user)
+    just_submitted = stored_job(user)  # its publish may still be on its way
+    age(unpublished, updated_at=HOUR_AGO)
+    old_task_id = unpublished.task_id
+
+    assert services.dispatch_waiting_jobs(unpublished_for=timedelta(minutes=1)) == 1
+    unpublished = wait_for_job(unpublished)
+    assert unpublished.status == Job.Status.SUCCEEDED
+    assert unpublished.task_id != old_task_id  # any late copy of the old message is ignored
+    assert unpublished.published_at is not None and unpublished.broker_run_id == current_run_id()
+    just_submitted.refresh_from_db()
+    assert (just_submitted.status, just_submitted.published_at) == (Job.Status.QUEUED, None)
+
+
+def test_a_long_queue_is_not_sent_again_but_a_restarted_brokers_jobs_are(user):
+    run_id = current_run_id()
+    waiting = [stored_job(user, published_at=timezone.now(), broker_run_id=run_id) for _ in "ab"]
+    lost = stored_job(user, published_at=timezone.now(), broker_run_id="a-redis-that-restarted")
+    for job in [*waiting, lost]:
+        age(job, queued_at=timedelta(days=2), updated_at=timedelta(days=2))
+
+    assert services.dispatch_waiting_jobs(unpublished_for=timedelta(minutes=1)) == 1
+    for job in waiting:
+        before = job.task_id
+        job.refresh_from_db()
+        assert (job.task_id, job.status) == (before, Job.Status.QUEUED)  # keeps its place
+    lost.refresh_from_db()
+    assert lost.broker_run_id == run_id and lost.published_at is not None
+
+
+def test_a_broker_restart_is_told_by_its_run_id(user, tmp_path, switch_broker):
+    # A Redis of its own (no worker consumes it), restarted on the same port, as the private
+    # Redis of `make run` is: it keeps nothing, so the job's message is gone.
+    broker = LocalRedis(directory=tmp_path / "redis").start()
+    try:
+        switch_broker(broker.url)
+        job = services.submit_job(
+            owner=user,
+            upload=ContentFile(image_bytes((64, 64)), name="a.jpg"),
+            source_name="a.jpg",
+            extension="jpg",
+            boxes=[thumbnails.Box(32, 32)],
+        )
+        job.refresh_from_db()
+        assert job.published_at is not None and job.broker_run_id
+        assert services.dispatch_waiting_jobs(unpublished_for=timedelta(0)) == 0  # still there
+
+        broker.stop()
+        broker.start()
+        switch_broker(broker.url)
+        assert services.dispatch_waiting_jobs(unpublished_for=timedelta(0)) == 1
+        job.refresh_from_db()
+        assert job.broker_run_id == current_run_id()
+        assert services.dispatch_waiting_jobs(unpublished_for=timedelta(0)) == 0
+    finally:
+        broker.stop()
+
+
+# --- interrupted jobs ----------------------------------------------------------------------
+
+
+@pytest.mark.integration
 def test_a_job_whose_worker_died_runs_again_until_it_is_given_up(user, celery_worker):
     interrupted = stored_job(user, status=Job.Status.RUNNING, attempts=1)
     hopeless = stored_job(user, status=Job.Status.RUNNING, attempts=3)
-    age(interrupted, "started_at")
-    age(hopeless, "started_at")
+    age(interrupted, started_at=HOUR_AGO)
+    age(hopeless, started_at=HOUR_AGO)
 
-    assert services.reap_stuck_jobs(running_longer_than=timedelta(minutes=10)) == 2
+    outcome = services.reap_stuck_jobs(running_longer_than=timedelta(minutes=10))
+    assert outcome == {"requeued": 1, "failed": 1}
     interrupted = wait_for_job(interrupted)
     assert (interrupted.status, interrupted.attempts) == (Job.Status.SUCCEEDED, 2)
     hopeless.refresh_from_db()
     assert hopeless.status == Job.Status.FAILED
     assert "interrupted 3 times" in hopeless.error
+
+
+def test_a_worker_starting_again_under_its_name_requeues_what_its_last_life_was_running(user):
+    mine = stored_job(user, status=Job.Status.RUNNING, attempts=1, worker="w1@host")
+    others = stored_job(user, status=Job.Status.RUNNING, attempts=1, worker="w2@host")
+    old_task_id = mine.task_id
+
+    assert services.recover_jobs_of_lost_worker(worker="w1@host") == {"requeued": 1, "failed": 0}
+    mine.refresh_from_db()
+    others.refresh_from_db()
+    assert (mine.status, others.status) == (Job.Status.QUEUED, Job.Status.RUNNING)
+    assert mine.task_id != old_task_id and mine.published_at is not None  # sent again
+
+
+# --- retention ---------------------------------------------------------------------------
+
+
+def finished_job(owner, *, days_ago: float, status=Job.Status.SUCCEEDED) -> Job:
+    job = stored_job(owner, status=status)
+    job.archive.save(services.ARCHIVE_FILENAME, ContentFile(b"PK"), save=False)
+    finished = timezone.now() - timedelta(days=days_ago)
+    Job.objects.filter(pk=job.pk).update(
+        archive=job.archive.name, started_at=finished, finished_at=finished
+    )
+    job.refresh_from_db()
+    rollups.record([job], sign=+1)
+    TaskResult.objects.create(task_id=job.task_id, status="SUCCESS", task_name="jobs.run_job")
+    return job
+
+
+def test_retention_deletes_old_finished_jobs_with_their_files_and_task_results(user, media_root):
+    old = [
+        finished_job(user, days_ago=40 + n, status=status) for n, status in enumerate(Job.FINISHED)
+    ]
+    recent = finished_job(user, days_ago=2)
+    waiting = stored_job(user)
+    old_attempt = TaskResult.objects.create(task_id="an-earlier-attempt", status="FAILURE")
+    TaskResult.objects.filter(pk=old_attempt.pk).update(
+        date_done=timezone.now() - timedelta(days=45)
+    )
+    history = list(JobRollup.objects.values_list("minute", "status", "jobs"))
+
+    counts = housekeeping.purge_expired_jobs(
+        finished_before=timezone.now() - timedelta(days=30), batch_size=2
+    )
+    assert counts == {"jobs": 3, "task_results": 4}
+    assert set(Job.objects.values_list("pk", flat=True)) == {recent.pk, waiting.pk}
+    kept = set(TaskResult.objects.values_list("task_id", flat=True))
+    assert recent.task_id in kept
+    assert kept.isdisjoint([job.task_id for job in old] + [old_attempt.task_id])
+    for job in old:
+        assert not (media_root / "jobs" / str(job.pk)).exists()
+    assert (media_root / recent.archive.name).exists()
+    # History still counts what retention removed.
+    assert list(JobRollup.objects.values_list("minute", "status", "jobs")) == history
+
+
+def test_retention_stops_at_its_time_budget_and_goes_on_next_time(user):
+    for days in (40, 41, 42):
+        finished_job(user, days_ago=days)
+    cutoff = timezone.now() - timedelta(days=30)
+    assert housekeeping.purge_expired_jobs(finished_before=cutoff, time_budget=timedelta(0)) == {
+        "jobs": 0,
+        "task_results": 0,
+    }
+    assert housekeeping.purge_expired_jobs(finished_before=cutoff, batch_size=1)["jobs"] == 3
+
+
+# --- the orphan sweep ----------------------------------------------------------------------
+
+
+def make_old(path, days: float = 2) -> None:
+    stamp = time.time() - days * 86400
+    os.utime(path, (stamp, stamp))
+
+
+def test_the_sweep_removes_stale_orphans_and_temporary_files_only(user, tmp_path, settings):
+    media_root = settings.MEDIA_ROOT = tmp_path  # only what this test made
+    settings.FILE_UPLOAD_TEMP_DIR = tmp_path / "tmp"
+    settings.FILE_UPLOAD_TEMP_DIR.mkdir()
+    owned = stored_job(user)
+    for path in (media_root / owned.source.name,):
+        make_old(path)
+    orphan = default_storage.save(f"jobs/{uuid.uuid4()}/thumbnails.zip", ContentFile(b"PK"))
+    default_storage.save(orphan.replace("thumbnails.zip", "source.jpg"), ContentFile(b"x"))
+    fresh_orphan = default_storage.save(f"jobs/{uuid.uuid4()}/source.jpg", ContentFile(b"x"))
+    for name in default_storage.listdir(orphan.rsplit("/", 1)[0])[1]:
+        make_old(media_root / orphan.rsplit("/", 1)[0] / name)
+    temp = settings.FILE_UPLOAD_TEMP_DIR
+    stale_upload, fresh_upload = temp / "abc.upload.jpg", temp / "def.upload.jpg"
+    stale_archive = temp / f"{uuid.uuid4()}-{uuid.uuid4()}.zip.part"
+    for path in (stale_upload, fresh_upload, stale_archive):
+        path.write_bytes(b"partial")
+    make_old(stale_upload)
+    make_old(stale_archive)
+
+    counts = housekeeping.sweep_orphan_files(older_than=timedelta(days=1))
+    assert counts == {"folders": 1, "files": 2, "temporary_files": 2}
+    assert not default_storage.exists(orphan.rsplit("/", 1)[0])
+    assert default_storage.exists(fresh_orphan)  # may be a job being submitted right now
+    assert default_storage.exists(owned.source.name)
+    assert fresh_upload.exists() and not stale_upload.exists() and not stale_archive.exists()
+
+
+# --- chores: leases, records, the schedule -------------------------------------------------
+
+
+def test_a_chore_records_what_it_did_and_a_second_run_meanwhile_is_skipped():
+    calls = []
+
+    def work():
+        # A second beat fires the same chore while this one runs: it does nothing.
+        assert housekeeping.run_chore("purge_expired_jobs", lambda: calls.append("twice")) is None
+        calls.append("once")
+        return {"jobs": 3}
+
+    assert housekeeping.run_chore("purge_expired_jobs", work) == {"jobs": 3}
+    assert calls == ["once"]
+    chore = Chore.objects.get(name="purge_expired_jobs")
+    assert (chore.outcome, chore.runs, chore.leased_until, chore.error) == (
+        {"jobs": 3},
+        1,
+        None,
+        "",
+    )
+
+    def broken():
+        raise OSError("disk unplugged")
+
+    with pytest.raises(OSError):
+        housekeeping.run_chore("purge_expired_jobs", broken)
+    chore.refresh_from_db()
+    assert chore.error == "OSError: disk unplugged" and chore.leased_until is None
+    assert chore.runs == 2
+
+
+def test_a_lease_left_by_a_dead_run_expires():
+    Chore.objects.create(name="sweep_orphan_files", leased_until=timezone.now() - timedelta(1))
+    assert housekeeping.run_chore("sweep_orphan_files", lambda: {"files": 0}) == {"files": 0}
+
+
+def test_every_chore_is_seeded_once_and_an_operators_changes_survive_a_restart():
+    PeriodicTask.objects.filter(task__startswith="jobs.").delete()
+    assert housekeeping.seed_periodic_tasks() == len(housekeeping.SCHEDULES)
+    tasks = PeriodicTask.objects.filter(task__startswith="jobs.")
+    assert {task.task for task in tasks} == {
+        "jobs.dispatch_waiting_jobs",
+        "jobs.reap_stuck_jobs",
+        "jobs.purge_expired_jobs",
+        "jobs.sweep_orphan_files",
+    }
+    assert {task.queue for task in tasks} == {"housekeeping"}
+
+    # An operator slows the dispatcher down and turns the sweep off in admin.
+    slow, _ = IntervalSchedule.objects.get_or_create(every=5, period=IntervalSchedule.MINUTES)
+    tasks.filter(task="jobs.dispatch_waiting_jobs").update(interval=slow)
+    tasks.filter(task="jobs.sweep_orphan_files").update(enabled=False)
+
+    # Seeding again (a later migrate) and starting beat leave that as it is...
+    assert housekeeping.seed_periodic_tasks() == 0
+    scheduler = DatabaseScheduler(app=celery_app, lazy=True)
+    scheduler.setup_schedule()
+    assert tasks.get(task="jobs.dispatch_waiting_jobs").interval == slow
+    assert not tasks.get(task="jobs.sweep_orphan_files").enabled
+    # ...and beat obeys it: a disabled chore is not in its schedule, the interval is the new one.
+    schedule = {entry.task: entry for entry in scheduler.all_as_schedule().values()}
+    assert "jobs.sweep_orphan_files" not in schedule
+    assert schedule["jobs.dispatch_waiting_jobs"].schedule.run_every == timedelta(minutes=5)
+    assert schedule["jobs.purge_expired_jobs"].options["queue"] == "housekeeping"
+
+
+def test_housekeeping_tasks_are_routed_to_their_own_queue():
+    for schedule in housekeeping.SCHEDULES:
+        route = celery_app.amqp.router.route({}, housekeeping.task_name(schedule.chore))
+        assert route["queue"].name == "housekeeping"
+    assert celery_app.amqp.router.route({}, "jobs.run_job")["queue"].name == "celery"

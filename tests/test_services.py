@@ -24,10 +24,13 @@ def flower_status(url: str, credentials: str | None = None) -> int:
         return error.code
 
 
-def test_procfile_runs_web_worker_beat_and_flower():
+def test_procfile_runs_web_worker_housekeeping_beat_and_flower():
     services = procfile()
-    assert set(services) == {"web", "worker", "beat", "flower"}
+    assert set(services) == {"web", "worker", "housekeeping", "beat", "flower"}
     assert " -E" in services["worker"]
+    # Jobs and housekeeping on separate queues and workers: a backlog never delays cleanup.
+    assert "-Q celery " in services["worker"]
+    assert "-Q housekeeping " in services["housekeeping"]
     assert "django_celery_beat.schedulers:DatabaseScheduler" in services["beat"]
     # Flower on loopback under /flower/, the path the web app proxies.
     assert "--address=${FLOWER_ADDRESS:-127.0.0.1}" in services["flower"]

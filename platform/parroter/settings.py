@@ -167,12 +167,16 @@ CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 360)
 # it must be longer than the hard time limit or a slow job would run twice.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
 CELERY_TIMEZONE = TIME_ZONE
-# Task results are kept as long as jobs, so a job's page can always show its task.
-CELERY_RESULT_EXPIRES = env_int("PARROTER_RETENTION_DAYS", 30) * 86400
-# The database scheduler (beat -S django_celery_beat...) copies these into its tables at start.
-CELERY_BEAT_SCHEDULE = {
-    "dispatch-waiting-jobs": {"task": "jobs.dispatch_waiting_jobs", "schedule": 60.0},
-    "reap-stuck-jobs": {"task": "jobs.reap_stuck_jobs", "schedule": 120.0},
+# Beat's schedule lives in django-celery-beat's tables only, seeded by a migration and edited
+# in admin (CELERY_BEAT_SCHEDULE would be written over them at every start of beat).
+# Housekeeping has a queue of its own, served by its own worker (Procfile), so a backlog of
+# jobs never delays it.
+CELERY_TASK_ROUTES = {
+    "jobs.dispatch_waiting_jobs": {"queue": "housekeeping"},
+    "jobs.reap_stuck_jobs": {"queue": "housekeeping"},
+    "jobs.purge_expired_jobs": {"queue": "housekeeping"},
+    "jobs.sweep_orphan_files": {"queue": "housekeeping"},
+    "celery.backend_cleanup": {"queue": "housekeeping"},
 }
 
 # Shared by every web process: the few-second cache of worker and queue facts (jobs.monitoring).
@@ -200,8 +204,13 @@ PARROTER_MAX_PIXELS = env_int("PARROTER_MAX_PIXELS", 120_000_000)
 PARROTER_MAX_SIZES = env_int("PARROTER_MAX_SIZES", 8)
 PARROTER_MAX_EDGE = env_int("PARROTER_MAX_EDGE", 4096)
 PARROTER_DEFAULT_SIZES = env_list("PARROTER_DEFAULT_SIZES", "128,256,512")
-# A job still queued after this many seconds is sent to the broker again.
-PARROTER_REDISPATCH_AFTER = env_int("PARROTER_REDISPATCH_AFTER", 300)
+# A queued job whose message the broker never accepted is sent again after this many seconds
+# (jobs.services.dispatch_waiting_jobs); one the broker took is never sent twice.
+PARROTER_REDISPATCH_AFTER = env_int("PARROTER_REDISPATCH_AFTER", 60)
+# Finished jobs, their files and task results are deleted after this many days.
+PARROTER_RETENTION_DAYS = env_int("PARROTER_RETENTION_DAYS", 30)
+# Celery's own backend_cleanup (run by beat daily) prunes task results on the same horizon.
+CELERY_RESULT_EXPIRES = PARROTER_RETENTION_DAYS * 86400
 # A job interrupted this many times (worker killed mid-run) is failed instead of retried.
 PARROTER_MAX_ATTEMPTS = env_int("PARROTER_MAX_ATTEMPTS", 3)
 

@@ -1,0 +1,214 @@
+"""Housekeeping that beat runs on a schedule: retention, the orphan sweep, and the record of
+what each chore did.
+
+Beat is the only scheduler, but two beats (a mistake in a deploy) must not double the work:
+each chore runs under a lease taken with one conditional UPDATE on its Chore row, and the work
+itself is safe to repeat anyway (rows are re-checked under a lock, files that are gone are
+skipped), so an expired lease costs time, never data.
+"""
+
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from itertools import islice
+
+from django.apps import apps as installed_apps
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.db import connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from django_celery_results.models import TaskResult
+
+from jobs.models import Chore, Job
+
+logger = logging.getLogger(__name__)
+
+QUEUE = "housekeeping"
+BATCH_SIZE = 500
+# Files no job owns, and temporary files, are left this long: an upload or a job may still be
+# writing them (a job's folder exists a moment before its row is committed).
+STALE_AFTER = timedelta(days=1)
+# Longer than any chore runs: a beat that died holding a lease frees it after this.
+LEASE = timedelta(minutes=30)
+# A retention run stops after this long and goes on at its next run: a first run after a year
+# without retention must not hold a worker (or the lease) for hours.
+PURGE_TIME_BUDGET = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    chore: str
+    title: str
+    every: int
+    period: str  # one of django_celery_beat's IntervalSchedule periods
+
+
+# What beat runs, seeded into django-celery-beat's tables once (migration 0004), where
+# operators change or disable it in admin; nothing overwrites their changes.
+SCHEDULES = (
+    Schedule("dispatch_waiting_jobs", "Send again jobs the broker does not have", 1, "minutes"),
+    Schedule("reap_stuck_jobs", "Run again or give up jobs whose worker died", 2, "minutes"),
+    Schedule("purge_expired_jobs", "Delete jobs past the retention period", 1, "hours"),
+    Schedule("sweep_orphan_files", "Remove orphan files and stale temporary files", 6, "hours"),
+)
+
+
+def task_name(chore: str) -> str:
+    return f"jobs.{chore}"
+
+
+def seed_periodic_tasks(apps=installed_apps) -> int:
+    """Create the periodic task of each chore that has none; returns how many were created.
+
+    A chore whose task exists under any name is left as the operator has it (interval,
+    enabled or not), so running this again, or a restart, never undoes a change."""
+    interval_model = apps.get_model("django_celery_beat", "IntervalSchedule")
+    task_model = apps.get_model("django_celery_beat", "PeriodicTask")
+    created = 0
+    for schedule in SCHEDULES:
+        if task_model.objects.filter(task=task_name(schedule.chore)).exists():
+            continue
+        interval, _ = interval_model.objects.get_or_create(
+            every=schedule.every, period=schedule.period
+        )
+        task_model.objects.create(
+            name=schedule.title,
+            task=task_name(schedule.chore),
+            interval=interval,
+            queue=QUEUE,
+            description=f"Parroter housekeeping ({schedule.chore}); the console shows its runs.",
+        )
+        created += 1
+    return created
+
+
+def run_chore(name: str, work: Callable[[], dict[str, int]]) -> dict[str, int] | None:
+    """Run one chore under its lease and record what it did; None if another run holds it."""
+    Chore.objects.get_or_create(name=name)
+    now = timezone.now()
+    free = Q(leased_until__isnull=True) | Q(leased_until__lt=now)
+    taken = Chore.objects.filter(free, name=name).update(leased_until=now + LEASE, started_at=now)
+    if not taken:
+        logger.info("chore %s skipped: another run holds its lease", name)
+        return None
+    try:
+        outcome = work()
+    except Exception as exc:
+        logger.exception("chore %s failed", name)
+        _record(name, outcome={}, error=f"{type(exc).__name__}: {exc}"[:2000])
+        raise
+    _record(name, outcome=outcome, error="")
+    logger.info("chore %s: %s", name, outcome)
+    return outcome
+
+
+def _record(name: str, *, outcome: dict[str, int], error: str) -> None:
+    Chore.objects.filter(name=name).update(
+        leased_until=None,
+        finished_at=timezone.now(),
+        runs=F("runs") + 1,
+        outcome=outcome,
+        error=error,
+    )
+
+
+def purge_expired_jobs(
+    *,
+    finished_before: datetime,
+    batch_size: int = BATCH_SIZE,
+    time_budget: timedelta = PURGE_TIME_BUDGET,
+) -> dict[str, int]:
+    """Delete jobs that finished before the cutoff, oldest first, in batches of one transaction
+    each (bounded memory and lock time at any table size), with their task results; their files
+    go once each batch commits (jobs.signals). Task results older than the cutoff that no job
+    names any more (earlier attempts) go too. History (JobRollup) keeps counting them."""
+    deadline = time.monotonic() + time_budget.total_seconds()
+    counts = {"jobs": 0, "task_results": 0}
+    while time.monotonic() < deadline:
+        with transaction.atomic():
+            batch = list(
+                Job.objects.select_for_update()
+                .filter(finished_at__lt=finished_before)
+                .order_by("finished_at")
+                .values_list("pk", "task_id")[:batch_size]
+            )
+            if not batch:
+                break
+            task_ids = [task_id for _, task_id in batch if task_id]
+            counts["task_results"] += TaskResult.objects.filter(task_id__in=task_ids).delete()[0]
+            Job.objects.filter(pk__in=[pk for pk, _ in batch]).delete()
+            counts["jobs"] += len(batch)
+    while time.monotonic() < deadline:
+        old = TaskResult.objects.filter(date_done__lt=finished_before).order_by("date_done")
+        ids = list(old.values_list("pk", flat=True)[:batch_size])
+        if not ids:
+            break
+        counts["task_results"] += TaskResult.objects.filter(pk__in=ids).delete()[0]
+    if connection.vendor == "sqlite":
+        # SQLite's planner statistics are never refreshed on their own; after deleting is when
+        # they drift (PostgreSQL's autovacuum analyses by itself).
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA optimize")
+    return counts
+
+
+def sweep_orphan_files(*, older_than: timedelta) -> dict[str, int]:
+    """Remove job folders whose job no longer exists and temporary files nobody finished (an
+    upload cut off by a timeout, the pending archive of a killed worker), all untouched for
+    `older_than`. The temporary folder is local to each host: this sweeps the host it runs on."""
+    cutoff = timezone.now() - older_than
+    counts = {"folders": 0, "files": 0, "temporary_files": 0}
+    try:
+        folders, _ = default_storage.listdir("jobs")
+    except FileNotFoundError:
+        folders = []
+    for chunk in _chunks(folders, BATCH_SIZE):
+        known = set(Job.objects.filter(pk__in=_uuids(chunk)).values_list("pk", flat=True))
+        for folder in chunk:
+            if _uuid(folder) not in known:
+                removed = _remove_stale_folder(f"jobs/{folder}", cutoff)
+                if removed is not None:
+                    counts["folders"] += 1
+                    counts["files"] += removed
+    stale = cutoff.timestamp()
+    with os.scandir(settings.FILE_UPLOAD_TEMP_DIR) as entries:
+        for entry in entries:
+            if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < stale:
+                os.unlink(entry.path)
+                counts["temporary_files"] += 1
+    return counts
+
+
+def _remove_stale_folder(folder: str, cutoff: datetime) -> int | None:
+    """Remove an orphan folder unless something in it is recent; how many files it held."""
+    storage = default_storage
+    subfolders, files = storage.listdir(folder)
+    names = [f"{folder}/{name}" for name in files]
+    if subfolders or any(storage.get_modified_time(name) >= cutoff for name in names):
+        return None  # not ours to judge, or still being written
+    for name in names:
+        storage.delete(name)
+    storage.delete(folder)
+    return len(names)
+
+
+def _uuid(text: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None
+
+
+def _uuids(names: Iterable[str]) -> list[uuid.UUID]:
+    return [value for value in map(_uuid, names) if value is not None]
+
+
+def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
