@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 MANAGE := $(BIN)/python manage.py
 
-.PHONY: setup run test bench bench-thumbnails bench-dashboard lint chromium postgresql clean
+.PHONY: setup run test bench bench-thumbnails bench-memory bench-dashboard lint chromium postgresql clean
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ bench: $(INSTALLED)
 	$(BIN)/python bench/thumbnails.py
 
 bench-thumbnails: bench
+
+# Peak memory of one job per input format at a large but allowed size (bench/memory.py).
+bench-memory: $(INSTALLED)
+	$(BIN)/python bench/memory.py
 
 # The operator console and Job admin at 1,000,000 jobs on SQLite and a private PostgreSQL;
 # BENCH_ARGS="--jobs 100000" for a quick run.

@@ -58,6 +58,19 @@ SCHEDULES = (
 )
 
 
+# How the console words a chore's outcome, key by key.
+OUTCOME_WORDS = {
+    "sent": "sent again",
+    "requeued": "requeued",
+    "failed": "given up",
+    "jobs": "jobs deleted",
+    "task_results": "task results deleted",
+    "folders": "orphan folders removed",
+    "files": "files in them",
+    "temporary_files": "stale temporary files removed",
+}
+
+
 def task_name(chore: str) -> str:
     return f"jobs.{chore}"
 
@@ -100,7 +113,8 @@ def run_chore(name: str, work: Callable[[], dict[str, int]]) -> dict[str, int] |
         outcome = work()
     except Exception as exc:
         logger.exception("chore %s failed", name)
-        _record(name, outcome={}, error=f"{type(exc).__name__}: {exc}"[:2000])
+        # The console shows the message; the log above has the traceback.
+        _record(name, outcome={}, error=(str(exc) or type(exc).__name__)[:2000])
         raise
     _record(name, outcome=outcome, error="")
     logger.info("chore %s: %s", name, outcome)

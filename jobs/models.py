@@ -171,3 +171,14 @@ class Chore(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def is_running(self) -> bool:
+        return self.leased_until is not None and self.leased_until > timezone.now()
+
+    @property
+    def took_seconds(self) -> float | None:
+        """How long the last finished run took (unknown while the next one runs)."""
+        if self.started_at and self.finished_at and self.finished_at >= self.started_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None

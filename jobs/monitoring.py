@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 from kombu.exceptions import ChannelError
@@ -87,7 +88,7 @@ def _ask_cluster(*, previous: ClusterFacts | None) -> ClusterFacts:
     try:
         with app.connection_for_read() as connection:
             connection.ensure_connection(max_retries=1, interval_start=0, timeout=1)
-            queues = {name: _depth(connection, name) for name in sorted(app.amqp.queues)}
+            queues = {name: _depth(connection, name) for name in _queue_names()}
             replies = app.control.inspect(timeout=INSPECT_TIMEOUT, connection=connection).stats()
     except Exception as exc:
         logger.info("broker unreachable: %s", exc)
@@ -105,6 +106,12 @@ def _ask_cluster(*, previous: ClusterFacts | None) -> ClusterFacts:
 
 def _describe(exc: Exception) -> str:
     return f"{exc.__class__.__name__}: {exc}"[:300]
+
+
+def _queue_names() -> list[str]:
+    """The default queue and every queue a route sends to (jobs, housekeeping)."""
+    routed = {route["queue"] for route in settings.CELERY_TASK_ROUTES.values()}
+    return sorted({app.conf.task_default_queue, *routed})
 
 
 def _depth(connection, queue: str) -> int:

@@ -15,11 +15,12 @@ from django.db.models.lookups import Exact
 from django.urls import reverse
 from django.utils import timezone
 
-from jobs import rollups
+from jobs import housekeeping, rollups
 from jobs.models import (
     DURATION_BUCKETS,
     RUN_BUCKET_FIELDS,
     WAIT_BUCKET_FIELDS,
+    Chore,
     Job,
     JobRollup,
 )
@@ -333,3 +334,57 @@ def _slot(start: datetime, values: list) -> Slot:
         run_buckets=histograms[:buckets],
         wait_buckets=histograms[buckets:],
     )
+
+
+@dataclass(frozen=True)
+class ChoreStatus:
+    title: str
+    schedule: str  # "every 1 minute", "disabled", or "not scheduled"
+    admin_url: str  # where to change the schedule
+    last: Chore | None
+    summary: str  # what the last run did, in words
+
+
+def housekeeping_status() -> list[ChoreStatus]:
+    """Each housekeeping chore: its schedule in beat's tables and what its last run did."""
+    from django_celery_beat.models import PeriodicTask
+
+    names = [housekeeping.task_name(schedule.chore) for schedule in housekeeping.SCHEDULES]
+    scheduled = PeriodicTask.objects.filter(task__in=names).select_related("interval", "crontab")
+    tasks = {task.task: task for task in scheduled}
+    chores = Chore.objects.in_bulk([schedule.chore for schedule in housekeeping.SCHEDULES])
+    rows = []
+    for schedule in housekeeping.SCHEDULES:
+        task = tasks.get(housekeeping.task_name(schedule.chore))
+        chore = chores.get(schedule.chore)
+        rows.append(
+            ChoreStatus(
+                title=task.name if task else schedule.title,
+                schedule=_schedule_words(task),
+                admin_url=(
+                    reverse("admin:django_celery_beat_periodictask_change", args=[task.pk])
+                    if task
+                    else reverse("admin:django_celery_beat_periodictask_add")
+                ),
+                last=chore if chore and chore.finished_at else None,
+                summary=_outcome_words(chore.outcome) if chore else "",
+            )
+        )
+    return rows
+
+
+def _schedule_words(task) -> str:
+    if task is None:
+        return "not scheduled"
+    if not task.enabled:
+        return "disabled"
+    return str(task.scheduler)  # e.g. "every 2 minutes", or a crontab line
+
+
+def _outcome_words(outcome: dict[str, int]) -> str:
+    done = [
+        f"{count:,} {housekeeping.OUTCOME_WORDS.get(key, key)}"
+        for key, count in outcome.items()
+        if count
+    ]
+    return " · ".join(done) or "nothing to do"

@@ -166,12 +166,18 @@ def reap_stuck_jobs(*, running_longer_than: timedelta) -> dict[str, int]:
 def recover_jobs_of_lost_worker(*, worker: str) -> dict[str, int]:
     """A worker starting under a name that was running jobs: its previous life died with them
     (node names are unique among live workers), so they run again now, not after the reaper."""
-    return _requeue_or_give_up(Job.objects.filter(status=Job.Status.RUNNING, worker=worker))
+    # Runs on that worker's host, so it can also remove what those deliveries were writing.
+    running_here = Job.objects.filter(status=Job.Status.RUNNING, worker=worker)
+    return _requeue_or_give_up(running_here, discard_pending=True)
 
 
-def _requeue_or_give_up(interrupted: QuerySet[Job]) -> dict[str, int]:
+def _requeue_or_give_up(
+    interrupted: QuerySet[Job], *, discard_pending: bool = False
+) -> dict[str, int]:
     counts = {"requeued": 0, "failed": 0}
     for job in _each_locked(interrupted):
+        if discard_pending:
+            _pending_archive_path(job.pk, job.task_id).unlink(missing_ok=True)
         if job.attempts >= job.max_attempts:
             _finish(job, status=Job.Status.FAILED, error=_interrupted_message(job.attempts))
             counts["failed"] += 1

@@ -17,8 +17,10 @@ class JobRequest(Request):
     def on_failure(self, exc_info, send_failed_event=True, return_ok=False):
         exc = getattr(exc_info.exception, "exc", exc_info.exception)  # ExceptionWithTraceback
         if isinstance(exc, WorkerLostError) and self.args:
-            # The message goes back to the queue (reject_on_worker_lost); the job must wait
-            # for it there, or the next delivery would find it "running" and leave it.
+            # The message goes back to the queue (reject_on_worker_lost), after what the dead
+            # process was writing is removed; the job must wait for it there, or the next
+            # delivery would find it "running" and leave it.
+            services.discard_partial_outputs(job_id=self.args[0], task_id=self.id)
             services.release_interrupted_job(
                 job_id=self.args[0], task_id=self.id, message_kept=True
             )

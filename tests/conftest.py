@@ -6,6 +6,7 @@ Under CI=true a component that cannot be had is a failure, never a skip.
 import io
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -125,46 +126,72 @@ class Worker:
         return self.log.read_text(errors="replace")
 
 
+def celery_process(arguments: list[str], *, log: Path, **env: str) -> Worker:
+    """`celery -A parroter <arguments>` (a worker or beat) on the test database and media, in
+    a process group of its own; `env` adds to or overrides the environment."""
+    media_root = Path(settings.MEDIA_ROOT)
+    full_env = {
+        **os.environ,
+        "DATABASE_URL": _database_url(),
+        "MEDIA_ROOT": str(media_root),
+        "FILE_UPLOAD_TEMP_DIR": str(settings.FILE_UPLOAD_TEMP_DIR),
+        "PYTHONPATH": os.pathsep.join(
+            [str(settings.BASE_DIR), str(settings.BASE_DIR / "platform")]
+        ),
+        **env,
+    }
+    with log.open("ab") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "parroter", *arguments],
+            env=full_env, stdout=sink, stderr=subprocess.STDOUT,
+            start_new_session=True, preexec_fn=stop_with_parent,
+        )  # fmt: skip
+    return Worker(process, log)
+
+
+def worker_arguments(hostname: str, *, concurrency: int = 1, queues: str = "celery") -> list[str]:
+    return [
+        "worker", "-E", "--pool", "prefork", "--concurrency", str(concurrency),
+        "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+        "--hostname", hostname, "-Q", queues,
+    ]  # fmt: skip
+
+
+def wait_until_answering(worker: Worker, hostname: str, timeout: float = 60) -> None:
+    """Until the worker answers a ping (it consumes from now on)."""
+    deadline = time.monotonic() + timeout
+    while not celery_app.control.ping(destination=[hostname], timeout=0.5):
+        if not worker.alive or time.monotonic() > deadline:
+            pytest.fail(f"the Celery worker did not start:\n{worker.output()[-3000:]}")
+
+
+def stop_process(worker: Worker, *, kill: bool = False) -> None:
+    """Stop the whole process group (a prefork pool's children too), SIGKILL if asked or if
+    SIGTERM is not enough, and return once every process in it is gone."""
+    process = worker.process
+    try:
+        os.killpg(process.pid, signal.SIGKILL if kill else signal.SIGTERM)
+        process.wait(timeout=20)
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    _wait_until_group_is_gone(process.pid)
+
+
 @pytest.fixture(scope="session")
 def celery_worker(redis_url, django_db_setup, django_db_blocker, media_root, tmp_path_factory):
     """One real `celery worker` process (prefork) on the test broker and test database."""
     log = tmp_path_factory.mktemp("worker") / "worker.log"
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_url,
-        "DATABASE_URL": _database_url(),
-        "MEDIA_ROOT": str(media_root),
-        "FILE_UPLOAD_TEMP_DIR": str(media_root / "tmp"),
-        "PYTHONPATH": os.pathsep.join(
-            [str(settings.BASE_DIR), str(settings.BASE_DIR / "platform")]
-        ),
-    }
-    command = [
-        sys.executable, "-m", "celery", "-A", "parroter", "worker", "-E",
-        "--pool", "prefork", "--concurrency", "1", "--loglevel", "INFO",
-        "--without-gossip", "--without-mingle", "--hostname", f"test-{os.getpid()}@%h",
-    ]  # fmt: skip
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            command, env=env, stdout=sink, stderr=subprocess.STDOUT,
-            start_new_session=True, preexec_fn=stop_with_parent,
-        )  # fmt: skip
-    worker = Worker(process, log)
+    hostname = f"test-{os.getpid()}@{socket.gethostname()}"
+    worker = celery_process(worker_arguments(hostname), log=log, REDIS_URL=redis_url)
     try:
-        deadline = time.monotonic() + 60
-        while not celery_app.control.ping(timeout=0.5):
-            if not worker.alive or time.monotonic() > deadline:
-                pytest.fail(f"the Celery worker did not start:\n{worker.output()[-3000:]}")
+        wait_until_answering(worker, hostname)
         yield worker
     finally:
-        # The whole process group, the prefork pool's children too, and gone before the test
-        # database is dropped (PostgreSQL refuses while they are connected).
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-        _wait_until_group_is_gone(process.pid)
+        # Gone before the test database is dropped (PostgreSQL refuses while they are connected).
+        stop_process(worker)
 
 
 def _wait_until_group_is_gone(group: int, timeout: float = 10) -> None:

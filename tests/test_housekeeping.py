@@ -260,7 +260,7 @@ def test_a_chore_records_what_it_did_and_a_second_run_meanwhile_is_skipped():
     with pytest.raises(OSError):
         housekeeping.run_chore("purge_expired_jobs", broken)
     chore.refresh_from_db()
-    assert chore.error == "OSError: disk unplugged" and chore.leased_until is None
+    assert chore.error == "disk unplugged" and chore.leased_until is None
     assert chore.runs == 2
 
 
@@ -304,3 +304,19 @@ def test_housekeeping_tasks_are_routed_to_their_own_queue():
         route = celery_app.amqp.router.route({}, housekeeping.task_name(schedule.chore))
         assert route["queue"].name == "housekeeping"
     assert celery_app.amqp.router.route({}, "jobs.run_job")["queue"].name == "celery"
+
+
+def test_the_console_shows_when_each_chore_last_ran_and_what_it_did(client, staff):
+    housekeeping.seed_periodic_tasks()
+    PeriodicTask.objects.filter(task="jobs.sweep_orphan_files").update(enabled=False)
+    housekeeping.run_chore("purge_expired_jobs", lambda: {"jobs": 1200, "task_results": 0})
+    housekeeping.run_chore("dispatch_waiting_jobs", lambda: {"sent": 0})
+    client.force_login(staff)
+    page = client.get("/ops/").content.decode()
+    section = page[page.index('id="housekeeping-title"') :]
+    assert "Delete jobs past the retention period" in section
+    assert "1,200 jobs deleted" in section and "task results deleted" not in section
+    assert "nothing to do" in section  # the dispatcher found no lost message
+    assert "disabled" in section  # the sweep, turned off in admin
+    assert "every 2 minutes" in section  # the reaper's seeded interval
+    assert section.count("not yet") == 2  # the reaper and the sweep have not run

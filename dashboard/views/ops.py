@@ -49,6 +49,7 @@ def index(request: HttpRequest) -> HttpResponse:
         **jobs,
         **_stats_context(request),
         "range_links": [(name, jobs["form"].query(range=name)) for name in HISTORY_RANGES],
+        "chores": selectors.housekeeping_status(),
     }
     return render(request, "dashboard/ops/index.html", context)
 
@@ -98,6 +99,7 @@ def job_detail(request: HttpRequest, job_id) -> HttpResponse:
 @require_POST
 @staff_only
 def retry(request: HttpRequest, job_id) -> HttpResponse:
+    get_object_or_404(Job, pk=job_id)  # an unknown id is a 404, like its page
     if services.retry_job(job_id=job_id):
         messages.success(request, "The job is queued again.")
     else:
@@ -108,6 +110,7 @@ def retry(request: HttpRequest, job_id) -> HttpResponse:
 @require_POST
 @staff_only
 def cancel(request: HttpRequest, job_id) -> HttpResponse:
+    get_object_or_404(Job, pk=job_id)  # an unknown id is a 404, like its page
     if services.cancel_job(job_id=job_id, by=request.user):
         messages.success(request, "The job is cancelled.")
     else:

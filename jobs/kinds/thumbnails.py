@@ -15,13 +15,14 @@ import io
 import math
 import re
 import struct
+import warnings
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 ALLOWED_FORMATS: frozenset[str] = frozenset({"JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF"})
 
@@ -73,6 +74,45 @@ _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error)
 
 _NOT_AN_IMAGE = "This file is not an image Parroter can read (JPEG, PNG, GIF, WebP, BMP or TIFF)."
 _CORRUPT = "The image data is truncated or corrupt and could not be decoded."
+_TOO_MANY_PARTS = (
+    "This file is made of far more separate parts than an ordinary image and was not read. "
+    "Save it again with an image editor and upload that."
+)
+_OUT_OF_MEMORY = (
+    "Processing this image needed more memory than Parroter allows for one job. "
+    "A smaller image, or a JPEG, will work."
+)
+
+# What one job may spend decoding its image. Every format but JPEG is decoded whole, so the
+# cost is pixels x bytes per pixel (_decode_cost); bench/memory.py measures it per format.
+# With two pool processes on a 2-core host that keeps a busy worker under about 2.5 GB.
+DECODE_MEMORY_BUDGET = 1024 * 1024 * 1024
+
+# Pillow reads some structures one small read at a time (JPEG bytes between markers, PNG
+# chunks, GIF blocks): a hostile file of 50 MB could keep it busy for minutes. An ordinary
+# image takes a few thousand reads (data comes in 64 KiB blocks); this many take < 0.5 s.
+_MAX_READS = 1 << 17
+
+# Pillow unpacks every number in a TIFF's first directory into Python ints at open (25 million
+# offsets took 67 s and 6.5 GB), and libtiff then visits every strip or tile. A 120 MP image
+# stored one row per strip needs at most ~120,000 of them.
+_MAX_TIFF_BLOCKS = 1 << 18
+_MAX_TIFF_NUMBERS = 1 << 20
+_TIFF_NUMERIC_TYPES = frozenset({3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 16, 17, 18})  # not bytes/text
+_TIFF_BLOCK_TAGS = frozenset({273, 324})  # StripOffsets, TileOffsets
+_TIFF_COMPRESSION_TAG = 259
+# Compressions this Pillow and its libtiff decode (tests/test_hostile_input.py checks each).
+_TIFF_COMPRESSIONS = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 32773, 32946, 34925, 50000})
+_TIFF_COMPRESSION_NAMES = {
+    32809: "ThunderScan",
+    34676: "SGI LogL",
+    34677: "SGI LogLuv",
+    34712: "JPEG 2000",
+    50001: "WebP",
+}
+# An EXIF block of a JPEG fits one 64 KiB segment; a larger one (PNG, WebP) would cost Pillow
+# a Python int per number it holds, so its orientation is ignored.
+_MAX_EXIF_BYTES = 65535
 
 # At most 9 digits: int() refuses very long digit strings with a ValueError of its own.
 _BOX_PATTERN = re.compile(r"\s*(-?[0-9]{1,9})\s*(?:[xX]\s*(-?[0-9]{1,9})\s*)?")
@@ -126,10 +166,12 @@ def parse_box(text: str, *, max_edge: int) -> Box:
     return Box(width, height)
 
 
-def inspect_image(stream: BinaryIO, *, max_pixels: int) -> ImageInfo:
+def inspect_image(
+    stream: BinaryIO, *, max_pixels: int, max_memory: int = DECODE_MEMORY_BUDGET
+) -> ImageInfo:
     """Identify an upload from its header alone, cheap enough to run inside a web request."""
     try:
-        with _input_errors(max_pixels), _open(stream, max_pixels) as img:
+        with _input_errors(), _open(stream, max_pixels, max_memory) as img:
             width, height = _displayed_size(img.size, _orientation(img))
             fmt = _format(img)
             return ImageInfo(fmt, width, height, _EXTENSIONS[fmt])
@@ -143,6 +185,7 @@ def make_thumbnails(
     archive: BinaryIO,
     *,
     max_pixels: int,
+    max_memory: int = DECODE_MEMORY_BUDGET,
     progress: Callable[[int], None] | None = None,
 ) -> list[Thumbnail]:
     """Write a STORED ZIP of one thumbnail per box into `archive`; return them in `boxes` order."""
@@ -153,7 +196,7 @@ def make_thumbnails(
         raise ThumbnailError(f"Size {twice.label} is requested twice; ask for each size once.")
     report = progress or _ignore_progress
 
-    with _input_errors(max_pixels), _open(source, max_pixels) as img:
+    with _input_errors(), _open(source, max_pixels, max_memory) as img:
         fmt = _format(img)
         orientation = _orientation(img)
         sizes = {box: _fit(_displayed_size(img.size, orientation), box) for box in boxes}
@@ -194,26 +237,31 @@ def _ignore_progress(_percent: int) -> None:
 
 
 @contextmanager
-def _input_errors(max_pixels: int) -> Iterator[None]:
-    """Turn Pillow's exceptions about bad input into messages for people."""
+def _input_errors() -> Iterator[None]:
+    """Turn Pillow's exceptions about bad input into messages for people, and keep its warnings
+    about bad input (DecompressionBombWarning, corrupt EXIF, ...) out of the logs."""
     try:
-        yield
-    except Image.DecompressionBombError as exc:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    except Image.DecompressionBombError as exc:  # only a GIF frame reaching past its screen
         raise ThumbnailError(
-            "The image has too many pixels to process safely; "
-            f"the limit is {_megapixels(max_pixels, math.floor)} megapixels."
+            "A frame of this GIF reaches far outside the image's stated size; "
+            "Parroter does not process it."
         ) from exc
     except UnidentifiedImageError as exc:
         raise ThumbnailError(_NOT_AN_IMAGE) from exc
     except _DECODE_ERRORS as exc:
         raise ThumbnailError(_CORRUPT) from exc
+    except MemoryError as exc:  # the worker's per-job address-space limit (celery_app)
+        raise ThumbnailError(_OUT_OF_MEMORY) from exc
 
 
 @contextmanager
-def _open(stream: BinaryIO, max_pixels: int) -> Iterator[Image.Image]:
-    """Open (header only) one of the allowed formats and enforce the pixel limit."""
-    # Restricting the plugins also keeps exotic parsers (EPS, PSD, ...) away from uploads.
-    with Image.open(stream, formats=sorted(ALLOWED_FORMATS)) as img:
+def _open(stream: BinaryIO, max_pixels: int, max_memory: int) -> Iterator[Image.Image]:
+    """Open (header only) one of the allowed formats and enforce the pixel and memory limits."""
+    _check_structure(stream)
+    with _identify(_BoundedReader(stream)) as img:
         width, height = img.size
         if width * height > max_pixels:
             raise ThumbnailError(
@@ -221,7 +269,159 @@ def _open(stream: BinaryIO, max_pixels: int) -> Iterator[Image.Image]:
                 f"({_megapixels(width * height, math.ceil)} megapixels); "
                 f"the limit is {_megapixels(max_pixels, math.floor)} megapixels."
             )
+        cost = _decode_cost(img)
+        if cost > max_memory:
+            raise ThumbnailError(
+                f"At {width}×{height} pixels this {_describe(img)} needs about "
+                f"{_mebibytes(cost)} MB of memory to process; the limit is "
+                f"{_mebibytes(max_memory)} MB per image. A smaller image, or a JPEG, will work."
+            )
         yield img
+
+
+def _identify(stream: BinaryIO) -> ImageFile.ImageFile:
+    """Image.open(stream, formats=ALLOWED_FORMATS) without Pillow's own decompression-bomb check,
+    which fires above 2 x Image.MAX_IMAGE_PIXELS with a message of its own: _open checks the
+    (by default stricter) max_pixels itself, so every image over the limit is told its size."""
+    # Only the allowed plugins: exotic parsers (EPS through Ghostscript, PSD, ...) never run.
+    Image.init()
+    prefix = stream.read(16)
+    for fmt in sorted(ALLOWED_FORMATS):
+        factory, accept = Image.OPEN[fmt]
+        if accept(prefix) is not True:  # a str is Pillow's "support not installed"
+            continue
+        stream.seek(0)
+        try:
+            return factory(stream, "")
+        except (SyntaxError, IndexError, TypeError, struct.error):
+            continue  # not this format after all; Image.open tries the next one the same way
+        except OSError as exc:
+            if fmt == "BMP" and _bmp_compression(stream) in (3, 6):
+                raise ThumbnailError(
+                    "This BMP stores its colours in a bit-field layout Parroter cannot read."
+                ) from exc
+            raise
+    raise ThumbnailError(_NOT_AN_IMAGE)
+
+
+class _BoundedReader:
+    """`stream` as Pillow sees it, refusing the file after _MAX_READS reads."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self._reads = 0
+
+    def read(self, size: int = -1) -> bytes:
+        self._reads += 1
+        if self._reads > _MAX_READS:
+            raise ThumbnailError(_TOO_MANY_PARTS)
+        return self._stream.read(size)
+
+    def __getattr__(self, name: str) -> object:
+        # seek, tell, and fileno for libtiff, which then reads the file itself.
+        return getattr(self._stream, name)
+
+
+def _check_structure(stream: BinaryIO) -> None:
+    """Refuse what Pillow would take too long, too much memory, or a misleading error to parse."""
+    stream.seek(0)
+    head = stream.read(8)
+    if head[:4] in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
+        _check_tiff_directory(stream, head)
+    elif head[:2] == b"BM":
+        compression = _bmp_compression(stream)
+        if compression in (4, 5):
+            inner = "a JPEG" if compression == 4 else "a PNG"
+            raise ThumbnailError(
+                f"This BMP holds {inner} image inside, which Parroter cannot read."
+            )
+    stream.seek(0)
+
+
+def _bmp_compression(stream: BinaryIO) -> int | None:
+    """The compression field of a BMP's info header (absent from the old 12-byte header)."""
+    stream.seek(14)
+    header = stream.read(20)
+    if len(header) < 20 or int.from_bytes(header[:4], "little") < 40:
+        return None
+    return int.from_bytes(header[16:20], "little")
+
+
+def _check_tiff_directory(stream: BinaryIO, head: bytes) -> None:
+    """Look at the entries of a TIFF's first directory before Pillow unpacks them."""
+    order = "<" if head[:2] == b"II" else ">"
+    big = head[2:4] in (b"+\0", b"\0+")
+    if big:  # BigTIFF: the first directory's offset follows the 8-byte header
+        (first,) = struct.unpack(order + "Q", stream.read(8).ljust(8, b"\0"))
+        count_format, entry_format, entry_size = "Q", "HHQ8s", 20
+    else:
+        (first,) = struct.unpack(order + "L", head[4:8])
+        count_format, entry_format, entry_size = "H", "HHL4s", 12
+    stream.seek(first)
+    raw_count = stream.read(struct.calcsize(count_format))
+    if len(raw_count) < struct.calcsize(count_format):
+        return  # Pillow reports the damage
+    (count,) = struct.unpack(order + count_format, raw_count)
+    if count > 0xFFFF:
+        raise ThumbnailError(_TOO_MANY_PARTS)
+    entries = stream.read(count * entry_size)
+    numbers = blocks = 0
+    compression = 1
+    for at in range(0, len(entries) - entry_size + 1, entry_size):
+        tag, kind, values, inline = struct.unpack(
+            order + entry_format, entries[at : at + entry_size]
+        )
+        if kind in _TIFF_NUMERIC_TYPES:
+            numbers += values
+        if tag in _TIFF_BLOCK_TAGS:
+            blocks = max(blocks, values)
+        elif tag == _TIFF_COMPRESSION_TAG and kind in (3, 4) and values == 1:
+            size = 2 if kind == 3 else 4  # SHORT or LONG, held in the entry itself
+            compression = int.from_bytes(inline[:size], "little" if order == "<" else "big")
+    if blocks > _MAX_TIFF_BLOCKS:
+        raise ThumbnailError(
+            f"This TIFF is stored in {blocks:,} strips or tiles; Parroter reads at most "
+            f"{_MAX_TIFF_BLOCKS:,}. Save it again with larger strips and upload that."
+        )
+    if numbers > _MAX_TIFF_NUMBERS:
+        raise ThumbnailError(_TOO_MANY_PARTS)
+    if compression not in _TIFF_COMPRESSIONS:
+        name = _TIFF_COMPRESSION_NAMES.get(compression)
+        raise ThumbnailError(
+            f"This TIFF uses {name} compression, which Parroter cannot read."
+            if name
+            else f"This TIFF uses a compression Parroter cannot read (number {compression})."
+        )
+
+
+def _decode_cost(img: Image.Image) -> int:
+    """Bytes decoding `img` for make_thumbnails takes at most (measured by bench/memory.py)."""
+    pixels = img.size[0] * img.size[1]
+    if img.format in ("JPEG", "MPO"):
+        return pixels  # drafted to >= the largest box (<= 4096 px): 1/2 scale or smaller, RGBX
+    if img.format == "WEBP":
+        return 16 * pixels  # libwebp's animation decoder: two RGBA canvases, plus Pillow's copy
+    mode = img.mode
+    stored = 1 if mode in ("1", "L", "P") else 2 if mode.startswith("I;16") else 4
+    if mode.startswith("I"):
+        converted = 8  # I;16 -> I -> point(): two 32-bit copies (see _normalise_mode)
+    elif mode in ("L", "RGB", "LA", "RGBA") and "transparency" not in img.info:
+        converted = 0
+    else:
+        converted = 4
+    return (stored + converted) * pixels
+
+
+def _describe(img: Image.Image) -> str:
+    if img.mode.startswith("I;16"):
+        return f"16-bit {img.format}"
+    if img.format == "WEBP" and getattr(img, "n_frames", 1) > 1:
+        return "animated WebP"
+    return str(img.format)
+
+
+def _mebibytes(size: int) -> str:
+    return f"{math.ceil(size / (1024 * 1024)):,}"
 
 
 def _megapixels(pixels: int, rounding: Callable[[float], int]) -> str:
@@ -237,6 +437,8 @@ def _orientation(img: Image.Image) -> int:
     """EXIF orientation 1..8, read from the header; a broken EXIF block counts as 1."""
     # PngImageFile.getexif() decodes the whole image to look for an eXIf chunk after the pixels.
     if img.format == "PNG" and "exif" not in img.info:
+        return 1
+    if len(img.info.get("exif", b"")) > _MAX_EXIF_BYTES:
         return 1
     try:
         value = img.getexif().get(_ORIENTATION_TAG, 1)

@@ -3,11 +3,15 @@
 See deploy/env.example for the documented variables.
 """
 
+import ipaddress
 import os
 import secrets
+import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 
@@ -29,15 +33,42 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 
 def _dev_secret_key() -> str:
-    """A per-checkout key kept in var/, so a dev setup never ships a fixed secret."""
+    """A per-checkout key kept in var/, so a dev setup never ships a fixed secret.
+
+    Every process of `make run` starts at once on a fresh var/: the key is written whole to a
+    temporary file and hard-linked to its name, which fails if another process got there first,
+    so no process ever reads a half-written key or keeps a key that another one replaced.
+    """
     path = VAR_DIR / "secret_key"
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
-    return path.read_text().strip()
+        descriptor, temporary = tempfile.mkstemp(dir=VAR_DIR, prefix=".secret_key.")  # 0600
+        try:
+            with os.fdopen(descriptor, "w") as file:
+                file.write(secrets.token_urlsafe(50))
+            os.link(temporary, path)
+        except FileExistsError:
+            pass  # another process won: use its key
+        finally:
+            os.unlink(temporary)
+    key = path.read_text().strip()
+    if not key:
+        raise ImproperlyConfigured(f"{path} is empty: delete it and a new key is made.")
+    return key
 
 
-SECRET_KEY = os.environ.get("SECRET_KEY") or _dev_secret_key()
+# Production is HTTPS=true (deploy/env.example): TLS behind a proxy, secure cookies, HSTS.
+HTTPS = env_bool("HTTPS")
+SECRET_KEY = os.environ.get("SECRET_KEY", "").strip()
+if not SECRET_KEY:
+    if HTTPS:
+        # A generated key would differ per container/host and change when the volume does,
+        # logging everyone out and breaking signed links: production must be given one.
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set, and HTTPS=true (production) needs one: set SECRET_KEY to a "
+            "long random string shared by every process, e.g. the output of "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`."
+        )
+    SECRET_KEY = _dev_secret_key()
 DEBUG = env_bool("DEBUG")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
@@ -54,12 +85,16 @@ INSTALLED_APPS = [
     "django_htmx",
     "django_celery_results",
     "django_celery_beat",
+    "axes",
     "parroter",
     "jobs",
     "dashboard",
 ]
 
 MIDDLEWARE = [
+    # First: whatever reads X-Forwarded-* (the HTTPS check, the client's address) must only see
+    # what a trusted proxy set (PARROTER_TRUSTED_PROXIES).
+    "parroter.middleware.TrustedProxyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -72,6 +107,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a refused sign-in into its lockout page (429).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "parroter.urls"
@@ -115,6 +152,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# django-axes' backend comes first: it refuses a locked-out sign-in before a password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard:upload"
 LOGOUT_REDIRECT_URL = "login"
@@ -133,6 +175,12 @@ MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
 FILE_UPLOAD_TEMP_DIR = Path(os.environ.get("FILE_UPLOAD_TEMP_DIR", MEDIA_ROOT / "tmp"))
 FILE_UPLOAD_TEMP_DIR.mkdir(parents=True, exist_ok=True)
 FILE_UPLOAD_PERMISSIONS = 0o640
+# The first handler stops storing an upload once it passes PARROTER_MAX_UPLOAD_BYTES.
+FILE_UPLOAD_HANDLERS = [
+    "dashboard.uploads.UploadLimitHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 STORAGES = {
     # Media is never served directly: downloads go through views that check ownership.
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -141,13 +189,40 @@ STORAGES = {
 
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+# The proxies (nginx) whose X-Forwarded-Proto and X-Forwarded-For are believed: addresses or
+# networks. From anyone else parroter.middleware.TrustedProxyMiddleware drops those headers.
+try:
+    PARROTER_TRUSTED_PROXIES = [
+        ipaddress.ip_network(item, strict=False)
+        for item in env_list("PARROTER_TRUSTED_PROXIES", "127.0.0.1,::1")
+    ]
+except ValueError as error:
+    raise ImproperlyConfigured(f"PARROTER_TRUSTED_PROXIES: {error}") from error
 # HTTPS=true: served over TLS, terminated by a proxy that sets X-Forwarded-Proto.
-if env_bool("HTTPS"):
+if HTTPS:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = True
     SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]  # probes call in plain HTTP
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 3600)
+    # As cookiecutter-django: on unless the site's other subdomains cannot do HTTPS.
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+
+# --- Sign-in lockout (django-axes) -------------------------------------------------------
+# After AXES_FAILURE_LIMIT wrong passwords for one username from one address, that pair is
+# refused (429, registration/locked_out.html) until AXES_COOLOFF_MINUTES pass without another
+# try. By the pair, so an attacker cannot lock a person out from elsewhere, and one address
+# (an office behind NAT) does not lock out all its users. Kept in the database, so every web
+# process and restart sees the same counts; `manage.py axes_reset` unlocks everyone.
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_RESET_ON_SUCCESS = True  # a typo now and then never adds up to a lockout
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# The client's address as the trusted proxy saw it, not the proxy's own (which all share).
+AXES_CLIENT_IP_CALLABLE = "parroter.middleware.client_ip"
 
 # --- Celery (read by parroter.celery_app with the CELERY_ namespace) ---------------------
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -161,6 +236,8 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A pool process still holding this much memory (KiB) after a job is replaced by a fresh one.
+CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("CELERY_WORKER_MAX_MEMORY_PER_CHILD", 512 * 1024)
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 300)
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 360)
 # A job message that is not acked (worker died) comes back after this many seconds;
@@ -201,6 +278,10 @@ REVPROXY = {"QUOTE_SPACES_AS_PLUS": False}
 # --- Job limits -------------------------------------------------------------------------
 PARROTER_MAX_UPLOAD_BYTES = env_int("PARROTER_MAX_UPLOAD_BYTES", 50 * 1024 * 1024)
 PARROTER_MAX_PIXELS = env_int("PARROTER_MAX_PIXELS", 120_000_000)
+# Address space each worker pool process may map beyond what it had at start (bytes; 0: no
+# limit): above jobs.kinds.thumbnails.DECODE_MEMORY_BUDGET (1 GiB), which refuses images whose
+# decode would cost more, so this only stops what that estimate misses (parroter.celery_app).
+PARROTER_JOB_MEMORY = env_int("PARROTER_JOB_MEMORY", 2 * 1024**3)
 PARROTER_MAX_SIZES = env_int("PARROTER_MAX_SIZES", 8)
 PARROTER_MAX_EDGE = env_int("PARROTER_MAX_EDGE", 4096)
 PARROTER_DEFAULT_SIZES = env_list("PARROTER_DEFAULT_SIZES", "128,256,512")
@@ -219,4 +300,6 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    # django-axes logs every sign-in at INFO; its warnings (failures, lockouts) are what matter.
+    "loggers": {"axes": {"level": "WARNING"}},
 }

@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 
 from dashboard.views import flower
@@ -7,7 +8,20 @@ from parroter import health
 urlpatterns = [
     path("healthz", health.liveness, name="healthz"),
     path("readyz", health.readiness, name="readyz"),
-    path("accounts/", include("django.contrib.auth.urls")),
+    # Django's auth views less password reset: it is open to anyone and sends mail, and this
+    # site sends none (admins set passwords: `manage.py changepassword`, or the admin).
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path(
+        "accounts/password_change/",
+        auth_views.PasswordChangeView.as_view(),
+        name="password_change",
+    ),
+    path(
+        "accounts/password_change/done/",
+        auth_views.PasswordChangeDoneView.as_view(),
+        name="password_change_done",
+    ),
     path("admin/", admin.site.urls),
     # Flower, staff only: proxied here, or by nginx after asking flower-auth (deploy/README.md).
     re_path(r"^flower/(?P<path>.*)$", flower.FlowerProxyView.as_view(), name="flower"),

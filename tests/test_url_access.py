@@ -1,0 +1,270 @@
+"""Who may do what at every URL the project serves: one table, checked for four people.
+
+The table has a row for every pattern in the URL resolver (Django admin as one entry, checked
+with a few of its pages): a new URL without a row fails `test_every_url_has_a_row`. Each row
+says what anonymous people, the job's owner, another signed-in user and staff get, so a view
+that forgets its check shows up here. Someone else's job answers 404 like a job that does not
+exist (never 403, which would say it exists); ids that are unknown or not UUIDs answer 404,
+never 500. POSTs carry a valid CSRF token (clients enforce CSRF as browsers do), and each action
+is also tried without one.
+"""
+
+import io
+import uuid
+import zipfile
+from dataclasses import dataclass, field
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver
+from django.utils.crypto import get_random_string
+
+from jobs.models import Job
+from parroter.local_redis import free_port
+from tests.conftest import image_bytes
+
+pytestmark = pytest.mark.django_db
+
+ROLES = ("anonymous", "owner", "other", "staff")
+LOGIN = "login"  # 302 to /accounts/login/?next=<the path asked for>
+UNKNOWN = "0b7d2a4e-7d44-4c1e-9a36-000000000000"  # a well-formed id of no job
+THUMB = "thumb_128x128.jpg"
+# Admin is one entry (its URLs are Django's); keys not in the resolver: WhiteNoise's static
+# files and a path that matches nothing.
+ADMIN, STATIC, NO_ROUTE = "admin/", "static", "no route"
+
+
+def everyone(status):
+    return dict.fromkeys(ROLES, status)
+
+
+def signed_in(status, anonymous=LOGIN):
+    return {"anonymous": anonymous, **dict.fromkeys(ROLES[1:], status)}
+
+
+def job_rule(owner_and_staff=200):
+    # Other people's jobs are not found, exactly like jobs that do not exist.
+    return {"anonymous": LOGIN, "owner": owner_and_staff, "other": 404, "staff": owner_and_staff}
+
+
+def staff_rule(staff, others=403):
+    return {"anonymous": LOGIN, "owner": others, "other": others, "staff": staff}
+
+
+@dataclass(frozen=True)
+class Row:
+    key: str  # the resolver entry this row covers: the URL name, or ADMIN / STATIC / NO_ROUTE
+    path: str  # {job}: the owner's finished job, {failed} / {queued}: the owner's others
+    expect: dict
+    method: str = "get"
+    csrf: bool = True
+    data: dict = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return f"{self.method.upper()} {self.path}{'' if self.csrf else ' without CSRF'}"
+
+
+TABLE = [
+    # Open to everyone.
+    Row("healthz", "/healthz", everyone(200)),
+    Row("readyz", "/readyz", everyone(200)),  # the session's real Redis: the broker answers
+    Row("login", "/accounts/login/", everyone(200)),
+    Row(STATIC, "/static/dashboard/style.css", everyone(200)),
+    Row(NO_ROUTE, "/no-such-page", everyone(404)),
+    # Accounts. Signing out is a POST (with CSRF) and lands on the login page.
+    Row("logout", "/accounts/logout/", signed_in("/accounts/login/"), method="post"),
+    Row("logout", "/accounts/logout/", everyone(403), method="post", csrf=False),
+    Row("password_change", "/accounts/password_change/", signed_in(200)),
+    Row("password_change_done", "/accounts/password_change/done/", signed_in(200)),
+    # Owners' pages.
+    Row("dashboard:upload", "/", signed_in(200)),
+    Row("dashboard:upload", "/", signed_in(302), method="post", data={"upload": True}),
+    Row("dashboard:upload", "/", everyone(403), method="post", csrf=False, data={"upload": True}),
+    Row("dashboard:job", "/jobs/{job}/", job_rule()),
+    Row("dashboard:job", f"/jobs/{UNKNOWN}/", signed_in(404)),
+    Row("dashboard:job", "/jobs/not-a-uuid/", everyone(404)),
+    Row("dashboard:job_panel", "/jobs/{job}/panel", job_rule()),
+    Row("dashboard:job_panel", f"/jobs/{UNKNOWN}/panel", signed_in(404)),
+    Row("dashboard:job_panel", "/jobs/123/panel", everyone(404)),
+    Row("dashboard:job_status", "/jobs/{job}/status.json", job_rule()),
+    Row("dashboard:job_status", f"/jobs/{UNKNOWN}/status.json", signed_in(404)),
+    Row("dashboard:job_status", "/jobs/{job}x/status.json", everyone(404)),
+    Row("dashboard:download", "/jobs/{job}/download", job_rule()),
+    Row("dashboard:download", "/jobs/{failed}/download", job_rule(owner_and_staff=404)),
+    Row("dashboard:download", f"/jobs/{UNKNOWN}/download", signed_in(404)),
+    Row("dashboard:download", "/jobs/%00/download", everyone(404)),
+    Row("dashboard:thumbnail", f"/jobs/{{job}}/thumbnails/{THUMB}", job_rule()),
+    Row("dashboard:thumbnail", "/jobs/{job}/thumbnails/other.jpg", job_rule(owner_and_staff=404)),
+    Row("dashboard:thumbnail", f"/jobs/{UNKNOWN}/thumbnails/{THUMB}", signed_in(404)),
+    Row("dashboard:thumbnail", f"/jobs/not-a-uuid/thumbnails/{THUMB}", everyone(404)),
+    # The operator console: staff only (others 403).
+    Row("dashboard:ops", "/ops/", staff_rule(200)),
+    Row("dashboard:ops_jobs", "/ops/jobs", staff_rule(200)),
+    Row("dashboard:ops_stats", "/ops/stats", staff_rule(200)),
+    Row("dashboard:ops_workers", "/ops/workers", staff_rule(200)),
+    Row("dashboard:ops_job", "/ops/jobs/{job}/", staff_rule(200)),
+    Row("dashboard:ops_job", f"/ops/jobs/{UNKNOWN}/", staff_rule(404)),
+    Row("dashboard:ops_job", "/ops/jobs/not-a-uuid/", everyone(404)),
+    # Actions: POST only, with CSRF, staff only. The owner may not act on their own job here.
+    Row("dashboard:ops_retry", "/ops/jobs/{failed}/retry", staff_rule(302), method="post"),
+    Row("dashboard:ops_retry", "/ops/jobs/{failed}/retry", everyone(403), "post", csrf=False),
+    Row("dashboard:ops_retry", "/ops/jobs/{failed}/retry", signed_in(405)),
+    Row("dashboard:ops_retry", "/ops/jobs/not-a-uuid/retry", everyone(404), method="post"),
+    Row("dashboard:ops_retry", f"/ops/jobs/{UNKNOWN}/retry", staff_rule(404), "post"),
+    Row("dashboard:ops_cancel", "/ops/jobs/{queued}/cancel", staff_rule(302), method="post"),
+    Row("dashboard:ops_cancel", "/ops/jobs/{queued}/cancel", everyone(403), "post", csrf=False),
+    Row("dashboard:ops_cancel", "/ops/jobs/{queued}/cancel", signed_in(405)),
+    Row("dashboard:ops_cancel", "/ops/jobs/not-a-uuid/cancel", everyone(404), method="post"),
+    Row("dashboard:ops_cancel", f"/ops/jobs/{UNKNOWN}/cancel", staff_rule(404), "post"),
+    Row("dashboard:ops_bulk", "/ops/bulk/retry", staff_rule(200)),
+    Row("dashboard:ops_bulk", "/ops/bulk/cancel", staff_rule(200)),
+    Row("dashboard:ops_bulk", "/ops/bulk/delete", staff_rule(404)),
+    Row("dashboard:ops_bulk", "/ops/bulk/retry", staff_rule(302), method="post"),
+    Row("dashboard:ops_bulk", "/ops/bulk/cancel", everyone(403), method="post", csrf=False),
+    # Flower: staff only. No Flower listens in this test, so staff get the proxy's 502.
+    Row("flower", "/flower/", staff_rule(502)),
+    Row("flower", "/flower/api/workers", staff_rule(502)),
+    # nginx's auth_request answer: never a redirect.
+    Row(
+        "flower_auth", "/flower-auth", {"anonymous": 401, "owner": 403, "other": 403, "staff": 204}
+    ),
+    # Django admin: staff (here with the view permission on jobs); others get admin's login.
+    Row(ADMIN, "/admin/", everyone("/admin/login/?next=/admin/") | {"staff": 200}),
+    Row(ADMIN, "/admin/login/", {**everyone(200), "staff": "/admin/"}),
+    Row(ADMIN, "/admin/jobs/job/", staff_rule(200, others="/admin/login/?next=/admin/jobs/job/")),
+    Row(ADMIN, "/admin/jobs/job/{job}/change/", staff_rule(200, others="/admin/login/?next=")),
+    # Admin's own answer to an id it cannot find: back to its index, with a message.
+    Row(ADMIN, f"/admin/jobs/job/{UNKNOWN}/change/", staff_rule("/admin/", "/admin/login/?next=")),
+    Row(ADMIN, "/admin/jobs/job/not-a-uuid/change/", staff_rule("/admin/", "/admin/login/?next=")),
+    Row(ADMIN, "/admin/auth/user/", staff_rule(403, others="/admin/login/?next=")),
+]
+
+
+def resolver_keys() -> set[str]:
+    """Every URL pattern the project serves: its qualified name (or its route, if unnamed)."""
+
+    def walk(patterns, prefix: str = "", namespace: str | None = None):
+        for pattern in patterns:
+            route = prefix + str(pattern.pattern)
+            if route.startswith(ADMIN):
+                yield ADMIN
+            elif isinstance(pattern, URLResolver):
+                inner = ":".join(filter(None, [namespace, pattern.namespace])) or None
+                yield from walk(pattern.url_patterns, route, inner)
+            else:
+                assert isinstance(pattern, URLPattern)
+                name = pattern.name and ":".join(filter(None, [namespace, pattern.name]))
+                yield name or route
+
+    return set(walk(get_resolver().url_patterns))
+
+
+def test_every_url_has_a_row():
+    served = resolver_keys()
+    covered = {row.key for row in TABLE} - {STATIC, NO_ROUTE}
+    assert served - covered == set(), "URLs without a row in TABLE: add who may use them"
+    assert covered - served == set(), "rows for URLs that no longer exist"
+
+
+def _zip(**files: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, content in files.items():
+            archive.writestr(name, content)
+    return buffer.getvalue()
+
+
+def _job(owner, status: str, **fields) -> Job:
+    return Job.objects.create(
+        owner=owner,
+        source=SimpleUploadedFile("source.jpg", image_bytes((10, 10))),
+        source_name="mine.jpg",
+        params={"sizes": [[128, 128]]},
+        status=status,
+        task_id=str(uuid.uuid4()),
+        **fields,
+    )
+
+
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    # Three accounts per row: the default hasher would take a second each time.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def jobs(user) -> dict[str, Job]:
+    thumbnail = image_bytes((10, 10))
+    return {
+        "job": _job(
+            user,
+            Job.Status.SUCCEEDED,
+            archive=SimpleUploadedFile("thumbnails.zip", _zip(**{THUMB: thumbnail})),
+            result={"thumbnails": [{"name": THUMB, "width": 10, "height": 10, "bytes": 1}]},
+        ),
+        "failed": _job(user, Job.Status.FAILED, error="Broken image."),
+        "queued": _job(user, Job.Status.QUEUED),
+    }
+
+
+@pytest.fixture
+def clients(user, other_user, staff) -> dict[str, Client]:
+    staff.user_permissions.add(Permission.objects.get(codename="view_job"))
+    people = {"anonymous": None, "owner": user, "other": other_user, "staff": staff}
+    clients = {}
+    for role, person in people.items():
+        clients[role] = Client(enforce_csrf_checks=True)
+        if person:
+            clients[role].force_login(person)
+    return clients
+
+
+@pytest.fixture
+def no_flower(settings):
+    settings.FLOWER_URL = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+
+
+@pytest.fixture
+def static_files(settings):
+    # WhiteNoise serves from the finders, as under runserver (no collectstatic in tests).
+    settings.WHITENOISE_USE_FINDERS = True
+
+
+def _request(client: Client, row: Row, path: str):
+    kwargs = {}
+    if row.method == "post":
+        if row.csrf:
+            token = get_random_string(32)
+            client.cookies["csrftoken"] = token
+            kwargs["HTTP_X_CSRFTOKEN"] = token
+        if row.data.get("upload"):
+            kwargs["data"] = {
+                "image": SimpleUploadedFile("up.jpg", image_bytes((40, 30)), "image/jpeg"),
+                "sizes": ["128"],
+            }
+    response = getattr(client, row.method)(path, **kwargs)
+    client.cookies.pop("csrftoken", None)
+    return response
+
+
+def _outcome(response, expected):
+    """What happened, in the table's terms: a status, LOGIN, or where a redirect went."""
+    if response.status_code == 302 and isinstance(expected, str):
+        if response.url.startswith("/accounts/login/?next="):
+            return LOGIN
+        return expected if response.url.startswith(expected) else response.url
+    return response.status_code
+
+
+@pytest.mark.parametrize("row", TABLE, ids=lambda row: f"{row.key}: {row}")
+def test_who_may_use_the_url(row, clients, jobs, no_flower, static_files):
+    path = row.path.format(**{name: job.pk for name, job in jobs.items()})
+    got = {}
+    for role in ROLES:  # staff last: its actions change the jobs the others tried first
+        response = _request(clients[role], row, path)
+        got[role] = _outcome(response, row.expect[role])
+        if got[role] == LOGIN:
+            assert response.url == f"/accounts/login/?next={path}"
+    assert got == row.expect
