@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 MANAGE := $(BIN)/python manage.py
 
-.PHONY: setup run test bench bench-thumbnails bench-memory bench-dashboard lint chromium postgresql clean
+.PHONY: setup run test bench bench-thumbnails bench-memory bench-dashboard bench-load lint chromium postgresql clean
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,11 @@ bench-memory: $(INSTALLED)
 # BENCH_ARGS="--jobs 100000" for a quick run.
 bench-dashboard: $(INSTALLED) postgresql
 	$(BIN)/python bench/dashboard.py $(BENCH_ARGS)
+
+# The real services (the Procfile's lines but flower) under 20 users for 60 s, on SQLite and on a
+# private PostgreSQL, driven by locust on loopback; BENCH_ARGS="--databases sqlite" for one.
+bench-load: $(INSTALLED) postgresql
+	$(BIN)/python bench/load.py $(BENCH_ARGS)
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
