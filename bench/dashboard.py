@@ -29,6 +29,16 @@ Baselines, measured in the same run: an OFFSET page (Job.objects.all()[N/2:N/2+5
 django-celery-results' stock TaskResult admin (bench/dashboard_urls.py) first page and
 task-id search; each printed with the ratio baseline time / project time.
 
+Retention, last on each database (it deletes the oldest jobs): jobs.housekeeping.
+purge_expired_jobs with the cutoff at the 501st-oldest finished job, so exactly one batch of
+500 jobs (and their TaskResult rows) expires: wall time and statements. Then the idle hourly
+run (the same cutoff again: nothing expired), p50/p95, and the plans of its queries; then, in
+runs of their own on the next oldest jobs, Python's peak memory (tracemalloc, which slows the
+code it traces) for one batch and for four in one call. The bench's jobs have
+no files on disk, so the post_delete receiver finds no folder. Baselines: reading the next batch
+by primary key, and a scan of the jobs table for the same cutoff. Targets, both databases:
+one batch <= 2 s, peak memory <= 50 MB, idle run p95 <= 50 ms and by index.
+
 Targets (p95): PostgreSQL <= 50 ms for every console page, search and partial, <= 5 ms for
 the unchanged poll (which must answer 204), <= 150 ms for Job admin pages; SQLite within 3x of
 those. A URL that answers 404 is reported as missing (FAIL). Exit status is 1 if a target fails.
@@ -50,6 +60,7 @@ import statistics
 import subprocess
 import sys
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -82,6 +93,20 @@ CONSOLE_TARGET_MS = 50.0
 POLL_TARGET_MS = 5.0
 ADMIN_TARGET_MS = 150.0
 SQLITE_FACTOR = 3.0
+
+# Targets for the retention chore (jobs.housekeeping.purge_expired_jobs), the same on both
+# databases. A batch is one transaction: on SQLite it holds the only write lock (every worker
+# finishing a job waits for it, and gives up after the 20 s busy timeout of the settings), on
+# PostgreSQL the row locks of its 500 jobs; 2 s keeps a waiting writer far from that timeout.
+# Its Python memory is one batch (Django's delete collector loads the 500 rows to send
+# post_delete): 50 MB is ten times that, and far below what loading every expired job would
+# take, and several batches must stay within it too. The hourly run that finds nothing expired
+# must be an index probe: 50 ms is what a worker can spend on it every hour without notice, and
+# a few times less than a scan of the 1M jobs takes (printed beside it: 0.2-0.3 s on the dev box).
+RETENTION_BATCH_TARGET_S = 2.0
+RETENTION_MEMORY_TARGET_MB = 50.0
+RETENTION_IDLE_TARGET_MS = 50.0
+RETENTION_MANY_BATCHES = 4  # the bounded-memory run: this many batches in one call
 
 # The cluster's settings for this run, printed with the results. Only the load-time ones
 # (maintenance_work_mem, max_wal_size) and the buffer cache differ from a stock cluster.
@@ -1252,6 +1277,163 @@ def measure(facts: Facts, *, repeat: int, warmup: int, budget: float, depth: int
     return bench.results
 
 
+# --- retention (mutates the data: runs last) -----------------------------------------------------
+
+
+class StatementLog(QueryLog):
+    """Every statement the default connection runs meanwhile, executemany included."""
+
+    def __call__(self, execute, sql, params, many, context):
+        start = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            shown = [] if many else list(params or ())
+            self.queries.append((time.perf_counter() - start, sql, shown))
+
+
+def _statement_kinds(queries: list[tuple[float, str, list]]) -> dict[str, int]:
+    kinds: dict[str, int] = {}
+    for _, sql, _ in queries:
+        kind = sql.lstrip().split(None, 1)[0].upper()
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return kinds
+
+
+def _uses_index(plan: str, index: str) -> bool:
+    """The plan reads through the named index and scans no table whole."""
+    whole_scan = re.search(r"\bSeq Scan\b|^\s*SCAN \w+\s*$", plan, re.MULTILINE)
+    return index in plan and not whole_scan
+
+
+def measure_retention(*, repeat: int, warmup: int) -> dict:
+    """Time jobs.housekeeping.purge_expired_jobs on the loaded data: one run that expires exactly
+    one batch, the idle run that expires nothing, Python's peak memory for one batch and for
+    several, and baselines of the same run (reading a batch by primary key, scanning the jobs)."""
+    import tracemalloc
+
+    from django.core.files.storage import default_storage
+    from django.db.models import Q
+    from django_celery_results.models import TaskResult
+
+    from jobs.housekeeping import BATCH_SIZE, purge_expired_jobs
+    from jobs.models import Job, job_file_path
+
+    finished = Job.objects.filter(finished_at__isnull=False).order_by("finished_at", "id")
+    out: dict = {"batch_size": BATCH_SIZE}
+
+    def expire(jobs: int) -> dict:
+        """The cutoff that expires exactly the `jobs` oldest finished jobs, and what goes."""
+        cutoff = finished.values_list("finished_at", flat=True)[jobs]
+        expired = list(Job.objects.filter(finished_at__lt=cutoff).values_list("pk", "task_id"))
+        assert len(expired) == jobs, f"{len(expired)} jobs finished before the cutoff, not {jobs}"
+        task_ids = [task_id for _, task_id in expired if task_id]
+        own = TaskResult.objects.filter(task_id__in=task_ids).count()
+        old = TaskResult.objects.filter(Q(task_id__in=task_ids) | Q(date_done__lt=cutoff)).count()
+        folders = sum(
+            default_storage.exists(job_file_path(Job(pk=pk), "").rstrip("/")) for pk, _ in expired
+        )
+        return {"cutoff": cutoff, "jobs": jobs, "own_results": own, "orphan_results": old - own,
+                "folders": folders}  # fmt: skip
+
+    def run(expected: dict, *, memory: bool) -> dict:
+        log = StatementLog()
+        if memory:
+            tracemalloc.start()
+        with log:
+            start = time.perf_counter()
+            counts = purge_expired_jobs(finished_before=expected["cutoff"])
+            seconds = time.perf_counter() - start
+        peak = None
+        if memory:
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+        wanted = {
+            "jobs": expected["jobs"],
+            "task_results": expected["own_results"] + expected["orphan_results"],
+        }
+        return {
+            **{k: v for k, v in expected.items() if k != "cutoff"},
+            "cutoff": expected["cutoff"].isoformat(),
+            "deleted": counts,
+            "exact": counts == wanted,
+            "seconds": seconds,
+            "peak_bytes": peak,
+            "statements": len(log.queries),
+            "kinds": _statement_kinds(log.queries),
+            "db_seconds": sum(q[0] for q in log.queries),
+            "slowest": [
+                f"{q[0] * 1000:.1f} ms: {_interpolate(q[1], q[2])[:140]}…"
+                for q in sorted(log.queries, key=lambda q: q[0], reverse=True)[:3]
+            ],
+        }
+
+    def samples(call: Callable[[], object]) -> list[float]:
+        for _ in range(warmup):
+            call()
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - start)
+        return times
+
+    # One batch, timed, on data no page has read (the oldest jobs): what the hourly run meets.
+    one = expire(BATCH_SIZE)
+    out["batch"] = run(one, memory=False)
+    print(f"    one batch: {out['batch']['deleted']} in {out['batch']['seconds'] * 1000:.0f} ms")
+
+    # The hourly run that finds nothing: the same cutoff again, everything before it is gone.
+    cutoff = one["cutoff"]
+    with StatementLog() as idle_log:
+        idle_counts = purge_expired_jobs(finished_before=cutoff)
+    idle = samples(lambda: purge_expired_jobs(finished_before=cutoff))
+    out["idle"] = {
+        "deleted": idle_counts,
+        "samples": idle,
+        "p50": statistics.median(idle),
+        "p95": statistics.quantiles(idle, n=20, method="inclusive")[18],
+        "statements": len(idle_log.queries),
+        "kinds": _statement_kinds(idle_log.queries),
+    }
+    # Its plans: the batch query on jobs and the one for task results no job names.
+    plans, indexed = [], True
+    selects = [q for q in idle_log.queries if q[1].lstrip().upper().startswith("SELECT")]
+    indexes = ("job_finished_idx", "django_cele_date_do_f59aad_idx")  # jobs, task results
+    for (_, sql, params), index in zip(selects, indexes, strict=False):
+        try:
+            plan = explain(sql, params)
+        except Exception as exc:  # a plan is a diagnosis; never fail the run for it
+            plan = f"(EXPLAIN failed: {exc})"
+        indexed = indexed and _uses_index(plan, index)
+        plans.append(f"{_interpolate(sql, params)}\n{plan}")
+    out["idle"]["plans"], out["idle"]["indexed"] = plans, indexed and len(selects) >= 2
+    print(f"    idle run: p50 {out['idle']['p50'] * 1000:.1f} ms")
+
+    # Python's peak memory: one batch, then several in one call (bounded: about the same).
+    out["memory"] = run(expire(BATCH_SIZE), memory=True)
+    out["many"] = run(expire(BATCH_SIZE * RETENTION_MANY_BATCHES), memory=True)
+    print(f"    peak Python memory: {out['memory']['peak_bytes'] / 1e6:.1f} MB for one batch, "
+          f"{out['many']['peak_bytes'] / 1e6:.1f} MB for {RETENTION_MANY_BATCHES}")  # fmt: skip
+
+    # Baselines: reading the next batch the purge would delete (its jobs by primary key, full
+    # rows as Django's delete collector reads them, and their task results), and the idle run's
+    # question without an index: the jobs queued before the cutoff (queued_at has no index
+    # for finished jobs, so the table is scanned; count(*) alone is an index count on both).
+    rows = list(finished.values_list("pk", "task_id")[:BATCH_SIZE])
+    pks, task_ids = [pk for pk, _ in rows], [task_id for _, task_id in rows]
+
+    def read_batch() -> None:
+        list(Job.objects.filter(pk__in=pks))
+        list(TaskResult.objects.filter(task_id__in=task_ids))
+
+    read = samples(read_batch)
+    scan = samples(lambda: Job.objects.filter(queued_at__lt=cutoff).count())
+    out["read_batch_p50"], out["scan_p50"] = statistics.median(read), statistics.median(scan)
+    out["jobs_left"] = Job.objects.count()
+    return out
+
+
 # --- one database, in its own process ------------------------------------------------------------
 
 
@@ -1295,6 +1477,13 @@ def run_measure(args) -> int:
     results = measure(facts, repeat=args.repeat, warmup=args.warmup, budget=args.budget,
                       depth=args.depth)  # fmt: skip
     explain_missed(results, connection.vendor)
+    # Last: it deletes jobs.
+    print("  retention (deletes the oldest jobs, so it runs last)")
+    try:
+        retention = measure_retention(repeat=args.repeat, warmup=args.warmup)
+    except Exception as exc:  # reported as a failure, the measurements above are kept
+        traceback.print_exc()
+        retention = {"error": f"{type(exc).__name__}: {exc}"[:300]}
     facts_out = {k: v for k, v in facts.__dict__.items() if k != "samples"}
     Path(args.result).write_text(
         json.dumps(
@@ -1305,6 +1494,7 @@ def run_measure(args) -> int:
                 "size": sizes["database"],
                 "checks": checks,
                 "results": [_summary(m) for m in results],
+                "retention": retention,
             }
         )
     )
@@ -1393,6 +1583,78 @@ def fmt_ms(seconds: float | None) -> str:
         return "—"
     ms = seconds * 1000
     return f"{ms:.1f}" if ms < 100 else f"{ms:.0f}"
+
+
+def _mb(size: int | None) -> str:
+    return "—" if size is None else f"{size / 1e6:.1f} MB"
+
+
+def _kinds(kinds: dict[str, int]) -> str:
+    return ", ".join(f"{n} {kind}" for kind, n in kinds.items())
+
+
+def report_retention(outcomes: dict[str, dict | None]) -> list[tuple[str, bool]]:
+    """The retention chore's lines and checks, per database."""
+    checks: list[tuple[str, bool]] = []
+    measured = {d: o.get("retention") for d, o in outcomes.items() if o}
+    if not measured:
+        return checks
+    print("\nretention: jobs.housekeeping.purge_expired_jobs on the same data, after the pages "
+          "(it deletes the oldest jobs)")  # fmt: skip
+    for database, r in measured.items():
+        label = "PostgreSQL" if database == "postgresql" else "SQLite"
+        if not r or "error" in r:
+            error = (r or {}).get("error", "not measured")
+            print(f"  {database:10} {error}")
+            checks.append((f"{label} retention: measured ({error})", False))
+            continue
+        batch, idle, memory, many = r["batch"], r["idle"], r["memory"], r["many"]
+        size = r["batch_size"]
+        results = batch["own_results"] + batch["orphan_results"]
+        print(f"  {database:10} one batch: cutoff {batch['cutoff']} (exactly {size} finished "
+              f"jobs before it): {batch['deleted']['jobs']:,} jobs and "
+              f"{batch['deleted']['task_results']:,} task results deleted (expected {size:,} "
+              f"and {results:,}: {batch['own_results']:,} of those jobs, "
+              f"{batch['orphan_results']:,} earlier attempts) in {fmt_ms(batch['seconds'])} ms; "
+              f"{batch['statements']} statements ({_kinds(batch['kinds'])}), "
+              f"{fmt_ms(batch['db_seconds'])} ms in the database; {batch['folders']} of the "
+              "jobs had a folder on disk")  # fmt: skip
+        print(f"  {'':10} slowest statements: {'; '.join(batch['slowest'])}")
+        print(f"  {database:10} peak Python memory (tracemalloc, its own runs): one batch "
+              f"{_mb(memory['peak_bytes'])} ({fmt_ms(memory['seconds'])} ms), "
+              f"{many['jobs'] // size} batches ({many['jobs']:,} jobs, one call) "
+              f"{_mb(many['peak_bytes'])} ({fmt_ms(many['seconds'])} ms, "
+              f"{many['statements']} statements)")  # fmt: skip
+        print(f"  {database:10} idle run (nothing expired): p50 / p95 {fmt_ms(idle['p50'])} / "
+              f"{fmt_ms(idle['p95'])} ms, {idle['statements']} statements "
+              f"({_kinds(idle['kinds'])})")  # fmt: skip
+        print(f"  {database:10} baselines: reading the next batch ({size} jobs by primary key "
+              f"and their task results) {fmt_ms(r['read_batch_p50'])} ms, so deleting a batch "
+              f"costs {batch['seconds'] / r['read_batch_p50']:.1f}x reading it; a scan of the "
+              f"{r['jobs_left']:,} jobs left (queued_at before the cutoff, no index) "
+              f"{fmt_ms(r['scan_p50'])} ms vs the idle run "
+              f"{fmt_ms(idle['p50'])} ms: {r['scan_p50'] / idle['p50']:.1f}x")  # fmt: skip
+        for plan in idle["plans"]:
+            print("  " + plan.replace("\n", "\n    "))
+
+        prefix = f"{label} retention:"
+        exact = batch["exact"] and memory["exact"] and many["exact"]
+        checks.append((f"{prefix} each run deleted exactly the expired jobs ({size:,}, {size:,} "
+                       f"and {many['jobs']:,}) and their task results", exact))  # fmt: skip
+        checks.append((f"{prefix} one batch of {size} jobs in {fmt_ms(batch['seconds'])} ms "
+                       f"(target ≤ {RETENTION_BATCH_TARGET_S * 1000:g} ms)",
+                       batch["seconds"] <= RETENTION_BATCH_TARGET_S))  # fmt: skip
+        peak = max(memory["peak_bytes"], many["peak_bytes"])
+        checks.append((f"{prefix} peak Python memory {_mb(memory['peak_bytes'])} for one batch, "
+                       f"{_mb(many['peak_bytes'])} for {many['jobs'] // size} (target ≤ "
+                       f"{RETENTION_MEMORY_TARGET_MB:g} MB)",
+                       peak <= RETENTION_MEMORY_TARGET_MB * 1e6))  # fmt: skip
+        checks.append((f"{prefix} idle run p95 {fmt_ms(idle['p95'])} ms (target ≤ "
+                       f"{RETENTION_IDLE_TARGET_MS:g} ms)",
+                       idle["p95"] * 1000 <= RETENTION_IDLE_TARGET_MS))  # fmt: skip
+        checks.append((f"{prefix} the idle run's queries read by index (job_finished_idx, "
+                       "date_done), no table scan", idle["indexed"]))  # fmt: skip
+    return checks
 
 
 def report(args, outcomes: dict[str, dict | None], facts_line: str) -> int:
@@ -1511,6 +1773,7 @@ def report(args, outcomes: dict[str, dict | None], facts_line: str) -> int:
                 checks.append(
                     (f"{label} {name}: p95 {p95:.1f} ms (target ≤ {target:g} ms)", p95 <= target)
                 )
+    checks += report_retention(outcomes)
     print()
     for text, ok in checks:
         print(f"{'PASS' if ok else 'FAIL'}  {text}")

@@ -139,8 +139,9 @@ def purge_expired_jobs(
 ) -> dict[str, int]:
     """Delete jobs that finished before the cutoff, oldest first, in batches of one transaction
     each (bounded memory and lock time at any table size), with their task results; their files
-    go once each batch commits (jobs.signals). Task results older than the cutoff that no job
-    names any more (earlier attempts) go too. History (JobRollup) keeps counting them."""
+    go once each batch commits (jobs.signals). Then every task result older than the cutoff
+    goes: earlier attempts' and strays'; a job still kept ran after the cutoff (or waits to run
+    again), so its page loses nothing it shows. History (JobRollup) keeps counting them."""
     deadline = time.monotonic() + time_budget.total_seconds()
     counts = {"jobs": 0, "task_results": 0}
     while time.monotonic() < deadline:
