@@ -4,10 +4,11 @@ A Job row is the truth a person sees; the broker only carries "go run job <id>".
 """
 
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
-from functools import cache, partial
+from functools import cache
 from pathlib import Path
 
 import redis
@@ -29,6 +30,8 @@ logger = logging.getLogger(__name__)
 ARCHIVE_FILENAME = "thumbnails.zip"
 RETRYABLE = [Job.Status.FAILED, Job.Status.CANCELLED]
 CANCELLABLE = [Job.Status.QUEUED, Job.Status.RUNNING]
+# A running job's progress is written at most this often (seconds of wall time).
+PROGRESS_INTERVAL = 0.25
 # Worth another attempt: the database or the storage failed under the job, not its input.
 TRANSIENT_ERRORS = (OperationalError, InterfaceError, OSError)
 TEMPORARY_PROBLEM_MESSAGE = "A temporary problem interrupted this job; it will be tried again."
@@ -392,8 +395,19 @@ def _running(job: Job) -> QuerySet[Job]:
     return Job.objects.filter(pk=job.pk, task_id=job.task_id, status=Job.Status.RUNNING)
 
 
-def _set_progress(job: Job, percent: int) -> None:
-    _running(job).update(progress=min(percent, 99), updated_at=timezone.now())
+class _ProgressWriter:
+    """Writes a running job's progress at most every PROGRESS_INTERVAL of wall time: a job of a
+    few milliseconds writes none (finishing sets 100), a long one still moves on its page."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.written_at = time.monotonic()  # the claim just wrote the job
+
+    def __call__(self, percent: int) -> None:
+        now = time.monotonic()
+        if now - self.written_at >= PROGRESS_INTERVAL:
+            self.written_at = now
+            _running(self.job).update(progress=min(percent, 99), updated_at=timezone.now())
 
 
 def _finish(
@@ -443,7 +457,7 @@ def _make_thumbnail_archive(job: Job) -> tuple[str, list[thumbnails.Thumbnail]]:
                 boxes,
                 pending,
                 max_pixels=settings.PARROTER_MAX_PIXELS,
-                progress=partial(_set_progress, job),
+                progress=_ProgressWriter(job),
             )
             pending.flush()
             pending.seek(0)

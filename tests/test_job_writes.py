@@ -1,0 +1,71 @@
+"""What one job costs the database in the worker: its writes are few and its progress is
+written at most every PROGRESS_INTERVAL of wall time."""
+
+from types import SimpleNamespace
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from jobs import services
+from jobs.kinds import thumbnails
+from jobs.models import Job
+from tests.conftest import image_bytes
+
+pytestmark = pytest.mark.django_db
+
+
+def queued_job(owner) -> Job:
+    return Job.objects.create(
+        owner=owner,
+        source=SimpleUploadedFile("source.jpg", image_bytes((1600, 1200))),
+        source_name="photo.jpg",
+        params={"sizes": [[512, 512], [256, 256], [128, 128]]},
+        task_id="t-1",
+    )
+
+
+def writes(queries) -> list[str]:
+    return [q["sql"] for q in queries if q["sql"].split(None, 1)[0] in ("INSERT", "UPDATE")]
+
+
+def test_a_short_job_writes_its_claim_and_its_outcome_only(user, monkeypatch):
+    # A job shorter than the progress interval (the interval is stretched here so that a slow
+    # machine cannot make this one longer).
+    monkeypatch.setattr(services, "PROGRESS_INTERVAL", 60)
+    job = queued_job(user)
+    with CaptureQueriesContext(connection) as queries:
+        outcome = services.run_job(job_id=str(job.pk), task_id=job.task_id)
+    assert len(outcome["thumbnails"]) == 3
+    job_updates = [sql for sql in writes(queries) if sql.startswith('UPDATE "jobs_job" ')]
+    # The claim and the outcome; no progress in between.
+    assert len(job_updates) == 2, job_updates
+    assert len(writes(queries)) == 3  # and the rollup row of its outcome
+
+
+def test_progress_is_written_once_per_interval_of_wall_time(user, monkeypatch):
+    job = queued_job(user)
+    Job.objects.filter(pk=job.pk).update(status=Job.Status.RUNNING)
+    clock = iter([0.0, 0.1, 0.2, 0.3, 0.35, 0.6, 0.61])
+    monkeypatch.setattr(services, "time", SimpleNamespace(monotonic=lambda: next(clock)))
+    report = services._ProgressWriter(job)  # created at 0.0, as the claim was written
+    with CaptureQueriesContext(connection) as queries:
+        for percent in (10, 20, 30, 40, 50, 60):  # at 0.1 0.2 0.3 0.35 0.6 0.61
+            report(percent)
+    assert len(writes(queries)) == 2  # at 0.3 (30 %) and at 0.6 (50 %)
+    job.refresh_from_db()
+    assert job.progress == 50
+
+
+def test_the_kind_reports_progress_to_whoever_asks(tmp_path):
+    seen = []
+    with (tmp_path / "a.zip").open("w+b") as archive:
+        thumbnails.make_thumbnails(
+            SimpleUploadedFile("a.jpg", image_bytes((800, 600))),
+            [thumbnails.Box(64, 64)],
+            archive,
+            max_pixels=10**8,
+            progress=seen.append,
+        )
+    assert seen and seen[-1] == 100
