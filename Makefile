@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 MANAGE := $(BIN)/python manage.py
 
-.PHONY: setup run test bench bench-thumbnails bench-memory bench-dashboard bench-load lint chromium postgresql clean
+.PHONY: setup run test bench bench-thumbnails bench-memory bench-dashboard bench-load bench-pipeline lint chromium postgresql clean
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,13 @@ bench-dashboard: $(INSTALLED) postgresql
 # private PostgreSQL, driven by locust on loopback; BENCH_ARGS="--databases sqlite" for one.
 bench-load: $(INSTALLED) postgresql
 	$(BIN)/python bench/load.py $(BENCH_ARGS)
+
+# The pipeline against its ceiling (the bare thumbnail kind in a 2-process pool): N jobs drained
+# by a worker started after they were queued, and N submitted through the form while it runs,
+# with CPU per job per service and SQL per job; both databases, about 2 minutes.
+# BENCH_ARGS="--jobs 300 --databases sqlite --no-with-flower".
+bench-pipeline: $(INSTALLED) postgresql
+	$(BIN)/python bench/pipeline.py $(BENCH_ARGS)
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .

@@ -45,23 +45,17 @@ if "--drive" in sys.argv:
     monkey.patch_all()
 
 import argparse
-import contextlib
 import io
 import json
 import os
 import platform
 import re
-import secrets
 import shutil
 import signal
-import socket
 import sqlite3
-import statistics
 import subprocess
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,15 +67,29 @@ for _path in (str(ROOT), str(ROOT / "platform")):
     if _path not in sys.path:
         sys.path.insert(1, _path)
 
+from bench.harness import (  # noqa: E402 - after the path set-up above
+    TERMINAL,
+    Services,
+    flush_redis,
+    free_port,
+    label,
+    output_to,
+    prepare_database,
+    procfile_services,
+    run_step,
+    scan_logs,
+    service_env,
+    wait_until_ready,
+)
+from bench.harness import django_setup as _django  # noqa: E402
+from bench.harness import percentiles as _percentiles  # noqa: E402
+from bench.harness import vendor_version as _vendor_version  # noqa: E402
+
 DATABASES = ("sqlite", "postgresql")
-PROCFILE = ROOT / "Procfile"
 LOG_DIR = ROOT / "bench" / "data" / "load"
 SKIPPED_SERVICES = {"flower"}  # needs FLOWER_BASIC_AUTH and plays no part in the load
-TERMINAL = {"succeeded", "failed", "cancelled"}
 PASSWORD = "load-" + "bench-password-1"  # noqa: S105 - throwaway users in a throwaway database
 SIZES = ["128", "256", "512"]  # the form's default presets (PARROTER_DEFAULT_SIZES)
-LOCKED = re.compile(rb"database is locked", re.IGNORECASE)
-ACCESS_STATUS = re.compile(rb'"[A-Z]+ [^"]*" (\d{3}) ')
 
 # Endpoint names in the report, in the order a user meets them.
 ENDPOINTS = [
@@ -258,13 +266,6 @@ def run_load(args) -> int:
 # --- Django-side helpers (child processes with the run's environment) ---------------------------
 
 
-def _django():
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "parroter.settings")
-    import django
-
-    django.setup()
-
-
 def create_users(count: int, out: str) -> int:
     _django()
     from django.contrib.auth import get_user_model
@@ -329,124 +330,7 @@ def _status_counts(job_model):
     return job_model.objects.values("status").annotate(n=Count("pk")).order_by()
 
 
-def _vendor_version() -> str:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute("SHOW server_version")
-            return f"PostgreSQL {cursor.fetchone()[0].split()[0]}"
-        cursor.execute("SELECT sqlite_version()")
-        return f"SQLite {cursor.fetchone()[0]}"
-
-
-def _percentiles(values: list[float]) -> dict | None:
-    if len(values) < 2:
-        return None
-    cuts = statistics.quantiles(values, n=100, method="inclusive")
-    return {"p50": cuts[49], "p95": cuts[94], "n": len(values)}
-
-
 # --- the services --------------------------------------------------------------------------------
-
-
-def procfile_services() -> dict[str, str]:
-    """The Procfile's lines, name -> command (run through /bin/sh as honcho does), less
-    the ones the load does not need."""
-    services = {}
-    for line in PROCFILE.read_text().splitlines():
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        name, command = line.split(":", 1)
-        if name.strip() not in SKIPPED_SERVICES:
-            services[name.strip()] = command.strip()
-    return services
-
-
-class Services:
-    """Each Procfile line in its own process group, output to one log file per service;
-    stopped by process group (SIGTERM, then SIGKILL), also on errors and Ctrl-C."""
-
-    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
-        self.env = env
-        self.log_dir = log_dir
-        self.processes: dict[str, subprocess.Popen] = {}
-
-    def start(self) -> None:
-        from parroter.local_redis import stop_with_parent
-
-        for name, command in procfile_services().items():
-            with (self.log_dir / f"{name}.log").open("wb") as sink:
-                self.processes[name] = subprocess.Popen(
-                    ["/bin/sh", "-c", command], cwd=ROOT, env=self.env, stdout=sink,
-                    stderr=subprocess.STDOUT, start_new_session=True,
-                    preexec_fn=stop_with_parent,
-                )  # fmt: skip
-
-    def cpu_seconds(self, **other_groups: int) -> dict[str, float]:
-        """CPU time used so far by each service's processes (those alive, with their reaped
-        children), and by other process groups given as name=leader's pid, from /proc."""
-        tick = os.sysconf("SC_CLK_TCK")
-        groups = {process.pid: name for name, process in self.processes.items()}
-        groups.update({pid: name for name, pid in other_groups.items()})
-        used = dict.fromkeys(groups.values(), 0.0)
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            # After the command: state, ppid, pgrp, ..., utime(12) stime cutime cstime.
-            name = groups.get(int(fields[2]))
-            if name:
-                used[name] += sum(int(value) for value in fields[11:15]) / tick
-        return used
-
-    def dead(self) -> list[str]:
-        return [f"{name} (exit {p.returncode})" for name, p in self.processes.items()
-                if p.poll() is not None]  # fmt: skip
-
-    def stop(self, timeout: float = 30.0) -> None:
-        for process in self.processes.values():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for process in self.processes.values():
-            while time.monotonic() < deadline:
-                process.poll()  # reap the group's leader: a zombie still counts as a member
-                try:
-                    os.killpg(process.pid, 0)
-                except ProcessLookupError:
-                    break
-                time.sleep(0.1)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        self.processes.clear()
-
-
-def wait_until_ready(base_url: str, services: Services, timeout: float = 90.0) -> None:
-    """Web answers /readyz 200 with at least one worker online."""
-    deadline = time.monotonic() + timeout
-    last = ""
-    while time.monotonic() < deadline:
-        if dead := services.dead():
-            raise RuntimeError(f"service(s) exited during start: {', '.join(dead)}")
-        try:
-            with urllib.request.urlopen(f"{base_url}/readyz", timeout=5) as answer:  # noqa: S310
-                facts = json.loads(answer.read())
-            if facts.get("workers", {}).get("online", 0) >= 1:
-                return
-            last = json.dumps(facts)
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            last = repr(exc)
-        time.sleep(0.5)
-    raise RuntimeError(f"the services were not ready after {timeout:.0f} s: {last}")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def run_database(args, database: str, redis_url: str, static_root: Path, work: Path) -> dict:
@@ -468,38 +352,28 @@ def run_database(args, database: str, redis_url: str, static_root: Path, work: P
             database_url = postgres.url
         else:
             database_url = f"sqlite:///{var_dir / 'db.sqlite3'}"
-        path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("FLOWER_")},
-            "PATH": path,
-            "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "platform")]),
-            "DJANGO_SETTINGS_MODULE": "parroter.settings",
-            "PARROTER_VAR_DIR": str(var_dir),
-            "STATIC_ROOT": str(static_root),
-            "DATABASE_URL": database_url,
-            "DATABASE_CONN_MAX_AGE": str(args.conn_max_age),
-            "REDIS_URL": redis_url,
-            "SECRET_KEY": secrets.token_urlsafe(50),
-            "DEBUG": "false",
-            "WEB_BIND": f"127.0.0.1:{port}",
-            "WEB_WORKERS": str(args.web_workers),
-            "WORKER_CONCURRENCY": str(args.worker_concurrency),
-            **dict(item.split("=", 1) for item in args.env),
-        }
-        for name in ("MEDIA_ROOT", "FILE_UPLOAD_TEMP_DIR"):
-            env.pop(name, None)  # under PARROTER_VAR_DIR, fresh for this run
-        manage = [sys.executable, str(ROOT / "manage.py")]
+        env = service_env(
+            var_dir=var_dir,
+            static_root=static_root,
+            database_url=database_url,
+            redis_url=redis_url,
+            web_bind=f"127.0.0.1:{port}",
+            web_workers=args.web_workers,
+            worker_concurrency=args.worker_concurrency,
+            extra={
+                "DATABASE_CONN_MAX_AGE": str(args.conn_max_age),
+                **dict(item.split("=", 1) for item in args.env),
+            },
+        )
         step = time.perf_counter()
         prepare_log = log_dir / "prepare.log"
-        run_step([*manage, "migrate", "--noinput", "-v0"], env, prepare_log)
-        if not (static_root / "staticfiles.json").exists():
-            run_step([*manage, "collectstatic", "--noinput", "-v0"], env, prepare_log)
+        prepare_database(env, static_root, prepare_log)
         users_file = work / f"users-{database}.json"
         run_step([sys.executable, __file__, "--create-users", str(args.users),
                   "--out", str(users_file)], env, prepare_log)  # fmt: skip
         prepared = time.perf_counter() - step
 
-        services = Services(env, log_dir)
+        services = Services(env, log_dir, skip=SKIPPED_SERVICES)
         step = time.perf_counter()
         services.start()
         wait_until_ready(base_url, services)
@@ -542,52 +416,6 @@ def run_database(args, database: str, redis_url: str, static_root: Path, work: P
     logs = scan_logs(log_dir)
     return {"load": load, "jobs": inspected, "logs": logs, "dead": dead_during_run,
             "services": list(services_started)}  # fmt: skip
-
-
-def run_step(command: list[str], env: dict[str, str], log: Path) -> None:
-    """Run a preparation step, its output appended to log (and shown if it fails)."""
-    with log.open("ab") as sink:
-        done = subprocess.run(command, env=env, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
-    if done.returncode != 0:
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
-        raise RuntimeError(f"{' '.join(command[1:3])} exited with {done.returncode}:\n{tail}")
-
-
-@contextlib.contextmanager
-def output_to(path: Path):
-    """Point this process's stdout and stderr (so a child's it starts meanwhile) at a file."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    with path.open("ab") as sink:
-        os.dup2(sink.fileno(), 1)
-        os.dup2(sink.fileno(), 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in saved:
-            os.close(fd)
-
-
-def scan_logs(log_dir: Path) -> dict:
-    locked: list[str] = []
-    access_5xx = 0
-    access_lines = 0
-    tracebacks: dict[str, int] = {}
-    for log in sorted(log_dir.glob("*.log")):
-        for line in log.read_bytes().splitlines():
-            if LOCKED.search(line):
-                locked.append(f"{log.stem}: {line.decode(errors='replace')[:300]}")
-            if line.startswith(b"Traceback"):
-                tracebacks[log.stem] = tracebacks.get(log.stem, 0) + 1
-            if found := ACCESS_STATUS.search(line):
-                access_lines += 1
-                if found.group(1).startswith(b"5"):
-                    access_5xx += 1
-    return {"locked": locked, "access_5xx": access_5xx, "access_lines": access_lines,
-            "tracebacks": tracebacks}  # fmt: skip
 
 
 # --- the report ----------------------------------------------------------------------------------
@@ -679,10 +507,6 @@ def report(args, outcomes: dict[str, dict | str]) -> int:
     return 0 if checks and all(ok for _, ok in checks) else 1
 
 
-def label(database: str) -> str:
-    return "PostgreSQL" if database == "postgresql" else "SQLite"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--databases", default=",".join(DATABASES),
@@ -742,7 +566,7 @@ def main() -> int:
     # A SIGTERM ends the run like Ctrl-C: the finally blocks stop every service.
     signal.signal(signal.SIGTERM, _interrupt)
     print(f"{args.users} users for {args.duration:.0f} s per database ({', '.join(databases)}); "
-          f"Procfile services: {', '.join(procfile_services())}; SQLite "
+          f"Procfile services: {', '.join(procfile_services(SKIPPED_SERVICES))}; SQLite "
           f"{sqlite3.sqlite_version}", flush=True)  # fmt: skip
     outcomes: dict[str, dict | str] = {}
     work = Path(tempfile.mkdtemp(prefix="parroter-load-"))
@@ -758,7 +582,7 @@ def main() -> int:
                 print(f"\n{database}", flush=True)
                 started = time.perf_counter()
                 # An empty broker per run: nothing left from the previous database's run.
-                _flush_redis(redis_server.url)
+                flush_redis(redis_server.url)
                 try:
                     outcomes[database] = run_database(
                         args, database, redis_server.url, static_root, work
@@ -778,12 +602,6 @@ def main() -> int:
 
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
-
-
-def _flush_redis(url: str) -> None:
-    import redis
-
-    redis.Redis.from_url(url).flushall()
 
 
 if __name__ == "__main__":
