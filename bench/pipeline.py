@@ -303,8 +303,12 @@ def cpu_snapshot(services: Services, redis_pid: int, postgres_pid: int | None) -
     if redis_pid in stats:
         used["redis"] = stats[redis_pid][2] + stats[redis_pid][3]
     if postgres_pid:
+        # The server and its backends: each backend is a session of its own (setsid), so they
+        # are found as the server's children; those that exited are in the server's own count.
         used["postgres"] = sum(
-            own + kids for _pp, group, own, kids in stats.values() if group == postgres_pid
+            own + kids
+            for pid, (ppid, _group, own, kids) in stats.items()
+            if postgres_pid in (pid, ppid)
         )
     return used
 

@@ -18,7 +18,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import InterfaceError, OperationalError, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from jobs import rollups
@@ -370,25 +370,21 @@ def _outcome_of_earlier_delivery(*, job_id: str, task_id: str) -> dict:
 
 
 def _claim(*, job_id: str, task_id: str, worker: str) -> Job | None:
-    with transaction.atomic():
-        job = Job.objects.select_for_update().filter(pk=job_id).first()
-        # Only the current message of a waiting job runs it: one for an older attempt (the job
-        # was retried since), a second copy of a message while the first runs, or one for a
-        # finished job is not this delivery's to run.
-        if job is None or job.task_id != task_id or job.status != Job.Status.QUEUED:
-            return None
-        job.status = Job.Status.RUNNING
-        job.attempts += 1
-        job.progress = 0
-        job.error = ""
-        job.worker = worker[:255]
-        job.started_at = timezone.now()
-        job.save(
-            update_fields=[
-                "status", "attempts", "progress", "error", "worker", "started_at", "updated_at"
-            ]
-        )  # fmt: skip
-    return job
+    # Only the current message of a waiting job runs it: one for an older attempt (the job was
+    # retried since), a second copy of a message while the first runs, or one for a finished
+    # job is not this delivery's to run. One conditional UPDATE decides, atomically on either
+    # database, without a transaction around a locking read.
+    now = timezone.now()
+    claimed = Job.objects.filter(pk=job_id, task_id=task_id, status=Job.Status.QUEUED).update(
+        status=Job.Status.RUNNING,
+        attempts=F("attempts") + 1,
+        progress=0,
+        error="",
+        worker=worker[:255],
+        started_at=now,
+        updated_at=now,
+    )
+    return Job.objects.get(pk=job_id) if claimed else None
 
 
 def _running(job: Job) -> QuerySet[Job]:

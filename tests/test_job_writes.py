@@ -69,3 +69,21 @@ def test_the_kind_reports_progress_to_whoever_asks(tmp_path):
             progress=seen.append,
         )
     assert seen and seen[-1] == 100
+
+
+@pytest.mark.django_db(transaction=True)  # outside a test transaction, closing really closes
+def test_a_task_keeps_its_database_connection_for_the_next_one():
+    from celery.fixups.django import DjangoWorkerFixup
+
+    from parroter.celery_app import app, reuse_database_connections
+
+    Job.objects.exists()
+    opened = connection.connection
+    # What the worker does around each task: Celery's fixup, then Django's own checks.
+    DjangoWorkerFixup(app).close_database()
+    reuse_database_connections()
+    assert connection.connection is opened is not None
+    # A connection past its age is closed, as between requests.
+    connection.close_at = 0
+    reuse_database_connections()
+    assert connection.connection is None

@@ -2,7 +2,7 @@ import os
 import resource
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import task_postrun, task_prerun, worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "parroter.settings")
 
@@ -30,3 +30,17 @@ def limit_job_memory(**_kwargs: object) -> None:
     if hard != resource.RLIM_INFINITY:
         limit = min(limit, hard)
     resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
+@task_prerun.connect
+@task_postrun.connect
+def reuse_database_connections(**_kwargs: object) -> None:
+    """Keep a task's database connection for the next one, as Django does between requests.
+
+    Celery's Django fixup would close it around every task (a new PostgreSQL backend, or a
+    new SQLite connection with its PRAGMAs, per job); CELERY_DB_REUSE_MAX turns that off, and
+    here Django closes it only when it is too old (CONN_MAX_AGE) or broke (CONN_HEALTH_CHECKS).
+    """
+    from django.db import close_old_connections
+
+    close_old_connections()

@@ -235,6 +235,9 @@ CELERY_RESULT_BACKEND = "django-db"
 CELERY_RESULT_EXTENDED = True
 # No STARTED row per job: the Job row already says running, where and since when.
 CELERY_TASK_TRACK_STARTED = False
+# Celery's Django fixup closes database connections around every task unless told to reuse
+# them; parroter.celery_app then lets Django's own CONN_MAX_AGE and health checks decide.
+CELERY_DB_REUSE_MAX = 1_000_000
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
