@@ -337,6 +337,44 @@ def _slot(start: datetime, values: list) -> Slot:
 
 
 @dataclass(frozen=True)
+class RollupTotal:
+    kind: str
+    status: str
+    jobs: int
+    run_seconds: float
+    wait_seconds: float
+    run_buckets: list[int]  # per DURATION_BOUNDS bucket, the last one +inf (not cumulative)
+    wait_buckets: list[int]
+
+
+def rollup_totals() -> list[RollupTotal]:
+    """Every job that ever finished (deleted ones too), by kind and status, with its duration
+    sums and histograms: one grouped query over the rollups, never the jobs table."""
+    columns = ["jobs", "run_seconds", "wait_seconds", *BUCKET_FIELDS]
+    query = (
+        JobRollup.objects.values("kind", "status")
+        .annotate(**{f"total_{name}": Sum(name) for name in columns})
+        .order_by("kind", "status")
+        .values_list("kind", "status", *(f"total_{name}" for name in columns))
+    )
+    with connection.cursor() as cursor:  # plain sums: see job_history
+        cursor.execute(*query.query.sql_with_params())
+        rows = cursor.fetchall()
+    return [
+        RollupTotal(
+            kind=kind,
+            status=status,
+            jobs=int(jobs),
+            run_seconds=float(run),
+            wait_seconds=float(wait),
+            run_buckets=[int(count) for count in buckets[:DURATION_BUCKETS]],
+            wait_buckets=[int(count) for count in buckets[DURATION_BUCKETS:]],
+        )
+        for kind, status, jobs, run, wait, *buckets in rows
+    ]
+
+
+@dataclass(frozen=True)
 class ChoreStatus:
     title: str
     schedule: str  # "every 1 minute", "disabled", or "not scheduled"

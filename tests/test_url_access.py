@@ -70,6 +70,9 @@ TABLE = [
     # Open to everyone.
     Row("healthz", "/healthz", everyone(200)),
     Row("readyz", "/readyz", everyone(200)),  # the session's real Redis: the broker answers
+    # Prometheus' scrape: staff only, and a 401 (not a login page) for whoever is not signed in.
+    Row("metrics", "/metrics", {**staff_rule(200), "anonymous": 401}),
+    Row("metrics", "/metrics", everyone(405), method="post"),
     Row("login", "/accounts/login/", everyone(200)),
     Row(STATIC, "/static/dashboard/style.css", everyone(200)),
     Row(NO_ROUTE, "/no-such-page", everyone(404)),

@@ -3,11 +3,12 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 
 from dashboard.views import flower
-from parroter import health
+from parroter import health, metrics
 
 urlpatterns = [
     path("healthz", health.liveness, name="healthz"),
     path("readyz", health.readiness, name="readyz"),
+    path("metrics", metrics.metrics, name="metrics"),
     # Django's auth views less password reset: it is open to anyone and sends mail, and this
     # site sends none (admins set passwords: `manage.py changepassword`, or the admin).
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),

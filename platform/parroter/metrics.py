@@ -1,0 +1,142 @@
+"""/metrics for Prometheus, staff only: read at scrape time from the database's rollups and
+indexed counts and from the broker's cached facts, so every web process answers the same
+numbers (no per-process counters for gunicorn workers to split)."""
+
+from collections.abc import Iterator, Sequence
+
+from django.contrib.auth.decorators import login_not_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+
+from jobs import housekeeping, monitoring, selectors
+from jobs.models import DURATION_BOUNDS, Chore, Job
+
+
+class ParroterCollector:
+    """What the console shows, as metric families, computed when Prometheus asks."""
+
+    def collect(self) -> Iterator[Metric]:
+        yield from _job_metrics()
+        yield from _cluster_metrics(monitoring.cluster_facts())  # shared cache, 5 s
+        yield from _housekeeping_metrics()
+
+
+def _job_metrics() -> Iterator[Metric]:
+    now = selectors.now_counts()
+    waiting = GaugeMetricFamily(
+        "parroter_jobs", "Jobs queued or running now, by status.", labels=["status"]
+    )
+    waiting.add_metric([Job.Status.QUEUED], now.queued)
+    waiting.add_metric([Job.Status.RUNNING], now.running)
+    yield waiting
+    yield GaugeMetricFamily(
+        "parroter_oldest_queued_job_age_seconds",
+        "How long the oldest queued job has waited (0 when none waits).",
+        value=now.oldest_wait_seconds or 0.0,
+    )
+
+    totals = selectors.rollup_totals()
+    finished = CounterMetricFamily(
+        "parroter_jobs_finished",
+        "Jobs that finished, by kind and outcome (retention does not take them away).",
+        labels=["kind", "status"],
+    )
+    run = HistogramMetricFamily(
+        "parroter_job_run_seconds",
+        "Run time of finished jobs' last attempt.",
+        labels=["kind", "status"],
+    )
+    wait = HistogramMetricFamily(
+        "parroter_job_queue_wait_seconds",
+        "Time finished jobs waited in the queue before their last attempt started.",
+        labels=["kind", "status"],
+    )
+    for total in totals:
+        labels = [total.kind, total.status]
+        finished.add_metric(labels, total.jobs)
+        run.add_metric(labels, _cumulative(total.run_buckets), total.run_seconds)
+        wait.add_metric(labels, _cumulative(total.wait_buckets), total.wait_seconds)
+    yield from (finished, run, wait)
+
+
+def _cumulative(counts: Sequence[int]) -> list[tuple[str, int]]:
+    """Per-bucket counts as Prometheus' cumulative (le, count) pairs, +Inf last."""
+    bounds = [*(f"{bound:g}" for bound in DURATION_BOUNDS), "+Inf"]
+    running, buckets = 0, []
+    for bound, count in zip(bounds, counts, strict=True):
+        running += count
+        buckets.append((bound, running))
+    return buckets
+
+
+def _cluster_metrics(facts: monitoring.ClusterFacts | None) -> Iterator[Metric]:
+    yield GaugeMetricFamily(
+        "parroter_broker_up",
+        "1 if the broker answered the last check (cached a few seconds), else 0.",
+        value=1 if facts and facts.broker_ok else 0,
+    )
+    if facts is None or not facts.broker_ok:
+        return  # unknown is not zero: leave the series out rather than report none
+    depth = GaugeMetricFamily(
+        "parroter_queue_messages", "Messages waiting in each queue.", labels=["queue"]
+    )
+    for name, count in facts.queues.items():
+        depth.add_metric([name], count)
+    yield depth
+    yield GaugeMetricFamily(
+        "parroter_workers_online", "Celery workers that answered.", value=len(facts.online)
+    )
+
+
+def _housekeeping_metrics() -> Iterator[Metric]:
+    chores = Chore.objects.in_bulk([schedule.chore for schedule in housekeeping.SCHEDULES])
+    runs = CounterMetricFamily(
+        "parroter_housekeeping_runs", "Runs of each housekeeping chore.", labels=["chore"]
+    )
+    last = GaugeMetricFamily(
+        "parroter_housekeeping_last_run_timestamp_seconds",
+        "When each chore last finished (Unix time).",
+        labels=["chore"],
+    )
+    failed = GaugeMetricFamily(
+        "parroter_housekeeping_last_run_failed",
+        "1 if the chore's last run failed.",
+        labels=["chore"],
+    )
+    outcome = GaugeMetricFamily(
+        "parroter_housekeeping_last_run_items",
+        "What the chore's last run did: jobs deleted, messages sent again, files removed, ...",
+        labels=["chore", "item"],
+    )
+    for name, chore in chores.items():
+        runs.add_metric([name], chore.runs)
+        if chore.finished_at:
+            last.add_metric([name], chore.finished_at.timestamp())
+            failed.add_metric([name], 1 if chore.error else 0)
+        for item, count in chore.outcome.items():
+            outcome.add_metric([name, item], count)
+    yield from (runs, last, failed, outcome)
+
+
+_REGISTRY = CollectorRegistry(auto_describe=False)
+_REGISTRY.register(ParroterCollector())
+
+
+@login_not_required  # a scraper gets 401, not a redirect to a login page it cannot use
+@require_GET
+@never_cache
+def metrics(request: HttpRequest) -> HttpResponse:
+    if not request.user.is_authenticated:
+        return HttpResponse("Sign in as staff to read metrics.\n", status=401)
+    if not request.user.is_staff:
+        raise PermissionDenied("Metrics are for staff.")
+    return HttpResponse(generate_latest(_REGISTRY), content_type=CONTENT_TYPE_LATEST)

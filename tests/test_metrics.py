@@ -1,0 +1,100 @@
+"""/metrics: Prometheus' text format, read from rollups, indexed counts, the broker and the
+chores, so every web process reports the same numbers."""
+
+import contextlib
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from prometheus_client.parser import text_string_to_metric_families
+
+from jobs import housekeeping, services
+from jobs.kinds import thumbnails
+from jobs.models import Job
+from tests.conftest import image_bytes
+
+pytestmark = pytest.mark.django_db
+
+
+def submitted(owner, data: bytes) -> Job:
+    return services.submit_job(
+        owner=owner,
+        upload=SimpleUploadedFile("a.jpg", data),
+        source_name="a.jpg",
+        extension="jpg",
+        boxes=[thumbnails.Box(64, 64)],
+    )
+
+
+def run(job: Job) -> None:
+    job.refresh_from_db()
+    with contextlib.suppress(services.JobFailed):  # the broken one fails, as it should
+        services.run_job(job_id=str(job.pk), task_id=job.task_id, worker="celery@here")
+
+
+def scrape(client) -> dict[tuple, float]:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/plain; version=")  # Prometheus' text format
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.content.decode())
+        for sample in family.samples
+    }
+
+
+def test_metrics_report_jobs_durations_queues_and_chores(client, user, staff):
+    done = [submitted(user, image_bytes((300, 200))) for _ in range(2)]
+    broken = submitted(user, b"not an image at all")
+    submitted(user, image_bytes((300, 200)))  # stays queued
+    for job in [*done, broken]:
+        run(job)
+    housekeeping.run_chore("purge_expired_jobs", lambda: {"jobs": 7, "task_results": 9})
+    client.force_login(staff)
+
+    samples = scrape(client)
+    kind = ("kind", "thumbnails")
+    assert samples[("parroter_jobs", (("status", "queued"),))] == 1
+    assert samples[("parroter_jobs", (("status", "running"),))] == 0
+    succeeded = (kind, ("status", "succeeded"))
+    failed = (kind, ("status", "failed"))
+    assert samples[("parroter_jobs_finished_total", succeeded)] == 2
+    assert samples[("parroter_jobs_finished_total", failed)] == 1
+    # Histograms: cumulative buckets ending at +Inf = the count, and a sum of durations.
+    assert samples[("parroter_job_run_seconds_count", succeeded)] == 2
+    assert (
+        samples[("parroter_job_run_seconds_bucket", (*succeeded[:1], ("le", "+Inf"), succeeded[1]))]
+        == 2
+    )
+    buckets = [
+        value
+        for (name, labels), value in samples.items()
+        if name == "parroter_job_queue_wait_seconds_bucket" and ("status", "succeeded") in labels
+    ]
+    assert buckets == sorted(buckets) and buckets[-1] == 2
+    assert samples[("parroter_job_run_seconds_sum", succeeded)] > 0
+    chore = (("chore", "purge_expired_jobs"),)
+    assert samples[("parroter_housekeeping_runs_total", chore)] == 1
+    assert samples[("parroter_housekeeping_last_run_failed", chore)] == 0
+    items = {"chore": "purge_expired_jobs"}
+    assert (
+        samples[
+            (
+                "parroter_housekeeping_last_run_items",
+                tuple(sorted({**items, "item": "jobs"}.items())),
+            )
+        ]
+        == 7
+    )
+    # The session's real Redis answers: the queues and the broker are reported.
+    assert samples[("parroter_broker_up", ())] == 1
+    assert ("parroter_queue_messages", (("queue", "celery"),)) in samples
+
+    # Deleting jobs (retention, admin) does not take them out of what has finished.
+    Job.objects.filter(pk=done[0].pk).delete()
+    assert scrape(client)[("parroter_jobs_finished_total", succeeded)] == 2
+
+
+def test_only_staff_read_metrics_and_a_scraper_without_a_login_gets_401(client, user):
+    assert client.get("/metrics").status_code == 401  # not a redirect to the login page
+    client.force_login(user)
+    assert client.get("/metrics").status_code == 403
