@@ -4,12 +4,15 @@ in, the upsert that adds it (or takes it away again), and percentiles from a his
 Only jobs.services writes rollups, inside the transaction of the job's own transition.
 """
 
+import logging
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from django.db import connection
+from django.core.cache import cache
+from django.db import connection, transaction
+from django.utils import timezone
 
 from jobs.models import (
     DURATION_BOUNDS,
@@ -18,6 +21,8 @@ from jobs.models import (
     Job,
     JobRollup,
 )
+
+logger = logging.getLogger(__name__)
 
 KEY_FIELDS = ("minute", "kind", "status")
 
@@ -29,6 +34,24 @@ def minute_of(moment: datetime) -> int:
 def bucket_of(seconds: float) -> int:
     """Index of the first bound >= seconds (Prometheus' "le"); past the last, the +inf bucket."""
     return bisect_left(DURATION_BOUNDS, seconds)
+
+
+def start_of_day(moment: datetime) -> int:
+    """The minute (since the epoch, UTC) at which the day of `moment` began."""
+    return minute_of(moment) // 1440 * 1440
+
+
+def settled_totals_key(day_start_minute: int) -> str:
+    """The cache key of all-time totals over the days before this one (jobs.selectors)."""
+    return f"rollup-totals-before:{day_start_minute}"
+
+
+def forget_settled_totals() -> None:
+    """Drop today's cached totals of earlier days: a retry took a job out of one of them."""
+    try:
+        cache.delete(settled_totals_key(start_of_day(timezone.now())))
+    except Exception:  # the cache is down: nothing is cached to be wrong either
+        logger.warning("could not drop the cached rollup totals")
 
 
 def record(jobs: Iterable[Job], *, sign: int) -> None:
@@ -52,6 +75,9 @@ def record(jobs: Iterable[Job], *, sign: int) -> None:
             delta[WAIT_BUCKET_FIELDS[bucket_of(wait)]] += sign
     for key, delta in deltas.items():
         _add(key, delta)
+    today = start_of_day(timezone.now())
+    if sign < 0 and any(minute < today for minute, _kind, _status in deltas):
+        transaction.on_commit(forget_settled_totals, robust=True)
 
 
 def _durations(job: Job) -> tuple[float | None, float | None]:

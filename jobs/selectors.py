@@ -1,5 +1,6 @@
 """Reads of jobs: what a user may see, and the shapes pages and the API show."""
 
+import contextlib
 import sys
 import uuid
 import zipfile
@@ -8,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.cache import cache
 from django.db import connection
 from django.db.models import Count, ExpressionWrapper, F, IntegerField, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce, Substr
@@ -347,19 +349,26 @@ class RollupTotal:
     wait_buckets: list[int]
 
 
-def rollup_totals() -> list[RollupTotal]:
+def rollup_totals(*, now: datetime | None = None) -> list[RollupTotal]:
     """Every job that ever finished (deleted ones too), by kind and status, with its duration
-    sums and histograms: one grouped query over the rollups, never the jobs table."""
-    columns = ["jobs", "run_seconds", "wait_seconds", *BUCKET_FIELDS]
-    query = (
-        JobRollup.objects.values("kind", "status")
-        .annotate(**{f"total_{name}": Sum(name) for name in columns})
-        .order_by("kind", "status")
-        .values_list("kind", "status", *(f"total_{name}" for name in columns))
-    )
-    with connection.cursor() as cursor:  # plain sums: see job_history
-        cursor.execute(*query.query.sql_with_params())
-        rows = cursor.fetchall()
+    sums and histograms, from the rollups, never the jobs table. Days before today are summed
+    once a day and kept in the shared cache (rollups.forget_settled_totals drops them when a
+    retry takes a job out of an earlier day); only today's rows are summed on every call, so
+    the cost stays flat however long the rollups go back."""
+    today = rollups.start_of_day(now or timezone.now())
+    key = rollups.settled_totals_key(today)
+    try:
+        settled = cache.get(key)
+    except Exception:  # the cache's Redis is down: sum everything, correct if slower
+        settled = None
+    if settled is None:
+        settled = _rollup_sums(JobRollup.objects.filter(minute__lt=today))
+        with contextlib.suppress(Exception):
+            cache.set(key, settled, timeout=2 * 86400)
+    sums = dict(settled)
+    for group, values in _rollup_sums(JobRollup.objects.filter(minute__gte=today)).items():
+        before = sums.get(group, [0] * len(values))
+        sums[group] = [a + b for a, b in zip(before, values, strict=True)]
     return [
         RollupTotal(
             kind=kind,
@@ -370,8 +379,21 @@ def rollup_totals() -> list[RollupTotal]:
             run_buckets=[int(count) for count in buckets[:DURATION_BUCKETS]],
             wait_buckets=[int(count) for count in buckets[DURATION_BUCKETS:]],
         )
-        for kind, status, jobs, run, wait, *buckets in rows
+        for (kind, status), (jobs, run, wait, *buckets) in sorted(sums.items())
     ]
+
+
+def _rollup_sums(rows: QuerySet[JobRollup]) -> dict[tuple[str, str], list[float]]:
+    columns = ["jobs", "run_seconds", "wait_seconds", *BUCKET_FIELDS]
+    query = (
+        rows.values("kind", "status")
+        .annotate(**{f"total_{name}": Sum(name) for name in columns})
+        .order_by()
+        .values_list("kind", "status", *(f"total_{name}" for name in columns))
+    )
+    with connection.cursor() as cursor:  # plain sums: see job_history
+        cursor.execute(*query.query.sql_with_params())
+        return {(kind, status): list(values) for kind, status, *values in cursor.fetchall()}
 
 
 @dataclass(frozen=True)

@@ -2,17 +2,31 @@
 chores, so every web process reports the same numbers."""
 
 import contextlib
+from datetime import timedelta
 
 import pytest
+from django.core.cache import cache
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db.models import F
+from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from jobs import housekeeping, services
+from jobs import housekeeping, rollups, selectors, services
 from jobs.kinds import thumbnails
-from jobs.models import Job
+from jobs.models import Job, JobRollup
 from tests.conftest import image_bytes
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _no_cached_totals():
+    """The cached totals of earlier days live in the session's shared Redis; each test's
+    database starts empty, so they must too."""
+    key = rollups.settled_totals_key(rollups.start_of_day(timezone.now()))
+    cache.delete(key)
+    yield
+    cache.delete(key)
 
 
 def submitted(owner, data: bytes) -> Job:
@@ -98,3 +112,26 @@ def test_only_staff_read_metrics_and_a_scraper_without_a_login_gets_401(client, 
     assert client.get("/metrics").status_code == 401  # not a redirect to the login page
     client.force_login(user)
     assert client.get("/metrics").status_code == 403
+
+
+def failed_total() -> int:
+    return sum(t.jobs for t in selectors.rollup_totals() if t.status == Job.Status.FAILED)
+
+
+@pytest.mark.django_db(transaction=True)  # the cached totals are dropped when a retry commits
+def test_totals_of_earlier_days_are_cached_until_a_retry_takes_a_job_out_of_them(user):
+    job = submitted(user, b"broken")
+    run(job)
+    three_days_ago = timezone.now() - timedelta(days=3)
+    Job.objects.filter(pk=job.pk).update(finished_at=three_days_ago, started_at=three_days_ago)
+    job.refresh_from_db()
+    rollups.record([Job.objects.get(pk=job.pk)], sign=+1)  # as if it had failed back then
+    assert failed_total() == 2  # today's failure and the one three days ago
+    # Later calls read the earlier days from the cache: a change behind the services' back
+    # is not seen...
+    earlier = JobRollup.objects.filter(minute__lt=rollups.start_of_day(timezone.now()))
+    earlier.update(jobs=F("jobs") + 5)
+    assert failed_total() == 2
+    # ...but a retry, which takes the job out of its day, drops them: 1 + 5 - 1 earlier, 1 today.
+    assert services.retry_jobs(jobs=Job.objects.filter(pk=job.pk)) == 1
+    assert failed_total() == 6
