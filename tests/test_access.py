@@ -28,11 +28,16 @@ def finished_job(user):
     return job
 
 
-@pytest.mark.parametrize("url", ["/", "/jobs/00000000-0000-0000-0000-000000000000/status.json"])
-def test_anonymous_people_are_sent_to_the_login_page(client, url):
-    response = client.get(url)
+def test_anonymous_people_are_sent_to_the_login_page(client):
+    response = client.get("/")
     assert response.status_code == 302
     assert response.url.startswith(reverse("login"))
+
+
+def test_a_script_without_a_login_gets_401_json_from_status_json(client, finished_job):
+    response = client.get(reverse("dashboard:job_status", args=[finished_job.pk]))
+    assert response.status_code == 401
+    assert response.json() == {"error": "Sign in to see this job's status."}
 
 
 def test_login_page_and_probes_are_open(client):

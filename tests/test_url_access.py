@@ -91,8 +91,9 @@ TABLE = [
     Row("dashboard:job_panel", "/jobs/{job}/panel", job_rule()),
     Row("dashboard:job_panel", f"/jobs/{UNKNOWN}/panel", signed_in(404)),
     Row("dashboard:job_panel", "/jobs/123/panel", everyone(404)),
-    Row("dashboard:job_status", "/jobs/{job}/status.json", job_rule()),
-    Row("dashboard:job_status", f"/jobs/{UNKNOWN}/status.json", signed_in(404)),
+    # For scripts: 401 JSON without a login, never a redirect to the login page.
+    Row("dashboard:job_status", "/jobs/{job}/status.json", {**job_rule(), "anonymous": 401}),
+    Row("dashboard:job_status", f"/jobs/{UNKNOWN}/status.json", signed_in(404, anonymous=401)),
     Row("dashboard:job_status", "/jobs/{job}x/status.json", everyone(404)),
     Row("dashboard:download", "/jobs/{job}/download", job_rule()),
     Row("dashboard:download", "/jobs/{failed}/download", job_rule(owner_and_staff=404)),

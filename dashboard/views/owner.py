@@ -1,6 +1,7 @@
 import mimetypes
 from pathlib import PurePath
 
+from django.contrib.auth.decorators import login_not_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
@@ -65,9 +66,12 @@ def _panel_context(job: Job) -> dict:
     return {"job": job, "version": version, "no_worker": no_worker}
 
 
+@login_not_required  # a script that is not signed in gets 401 JSON, not the login page
 @require_GET
 @never_cache
 def job_status(request: HttpRequest, job_id) -> JsonResponse:
+    if not request.user.is_authenticated:
+        return JsonResponse({"error": "Sign in to see this job's status."}, status=401)
     return JsonResponse(selectors.job_status(job=_visible_job(request, job_id)))
 
 
