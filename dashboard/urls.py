@@ -9,6 +9,7 @@ urlpatterns = [
     path("jobs/<uuid:job_id>/panel", owner.job_panel, name="job_panel"),
     path("jobs/<uuid:job_id>/status.json", owner.job_status, name="job_status"),
     path("jobs/<uuid:job_id>/download", owner.download, name="download"),
+    path("jobs/<uuid:job_id>/retry", owner.retry, name="retry"),
     path("jobs/<uuid:job_id>/thumbnails/<str:name>", owner.thumbnail, name="thumbnail"),
     # The operator console (staff only).
     path("ops/", ops.index, name="ops"),

@@ -79,3 +79,20 @@ def test_an_unchanged_job_panel_answers_204(client, user, finished_job):
     finished_job.save()
     changed = client.get(url, {"v": version})
     assert changed.status_code == 200 and "50%" in changed.content.decode()
+
+
+def test_the_owner_of_a_failed_job_tries_it_again_from_its_page(client, user, finished_job):
+    Job.objects.filter(pk=finished_job.pk).update(
+        status=Job.Status.FAILED, error="The image data is truncated or corrupt."
+    )
+    client.force_login(user)
+    page = client.get(reverse("dashboard:job", args=[finished_job.pk])).content.decode()
+    assert "Try again" in page and "Failed" in page and "ago." in page
+    response = client.post(reverse("dashboard:retry", args=[finished_job.pk]), follow=True)
+    finished_job.refresh_from_db()
+    assert finished_job.status in (Job.Status.QUEUED, Job.Status.RUNNING, Job.Status.SUCCEEDED)
+    assert "Your job is queued again." in response.content.decode()
+    # A second click changes nothing, and says so.
+    Job.objects.filter(pk=finished_job.pk).update(status=Job.Status.SUCCEEDED)
+    response = client.post(reverse("dashboard:retry", args=[finished_job.pk]), follow=True)
+    assert "Only a failed or cancelled job can be tried again." in response.content.decode()

@@ -97,6 +97,12 @@ TABLE = [
     Row("dashboard:job_status", "/jobs/{job}x/status.json", everyone(404)),
     Row("dashboard:download", "/jobs/{job}/download", job_rule()),
     Row("dashboard:download", "/jobs/{failed}/download", job_rule(owner_and_staff=404)),
+    # The owner (and staff) try a failed job again; someone else's is not found.
+    Row("dashboard:retry", "/jobs/{failed}/retry", job_rule(302), method="post"),
+    Row("dashboard:retry", "/jobs/{failed}/retry", everyone(403), "post", csrf=False),
+    Row("dashboard:retry", "/jobs/{failed}/retry", signed_in(405)),
+    Row("dashboard:retry", f"/jobs/{UNKNOWN}/retry", signed_in(404), method="post"),
+    Row("dashboard:retry", "/jobs/not-a-uuid/retry", everyone(404), method="post"),
     Row("dashboard:download", f"/jobs/{UNKNOWN}/download", signed_in(404)),
     Row("dashboard:download", "/jobs/%00/download", everyone(404)),
     Row("dashboard:thumbnail", f"/jobs/{{job}}/thumbnails/{THUMB}", job_rule()),

@@ -1,11 +1,12 @@
 import mimetypes
 from pathlib import PurePath
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from dashboard.forms import ThumbnailJobForm
 from jobs import monitoring, selectors, services
@@ -73,6 +74,17 @@ def job_status(request: HttpRequest, job_id) -> JsonResponse:
     if not request.user.is_authenticated:
         return JsonResponse({"error": "Sign in to see this job's status."}, status=401)
     return JsonResponse(selectors.job_status(job=_visible_job(request, job_id)))
+
+
+@require_POST
+def retry(request: HttpRequest, job_id) -> HttpResponse:
+    """The owner runs a failed or cancelled job again (the console's service)."""
+    job = _visible_job(request, job_id)
+    if services.retry_job(job_id=job.pk):
+        messages.success(request, "Your job is queued again.")
+    else:
+        messages.info(request, "Only a failed or cancelled job can be tried again.")
+    return redirect("dashboard:job", job_id=job.pk)
 
 
 @require_GET
