@@ -158,11 +158,13 @@ def test_jobs_survive_workers_killed_under_load(user, own_broker, tmp_path):
     for job in finished.values():
         assert_exactly_one_valid_archive(job)
         assert 1 <= job.attempts <= job.max_attempts
-    # Each job that was running when a kill came ran again (unless it had just finished).
-    for running, when in kills:
-        for pk in running:
-            assert finished[pk].attempts >= 2 or finished[pk].finished_at <= when
-    assert sum(job.attempts > 1 for job in finished.values()) >= len(kills)
+    # A job running when a kill came, and not finished before it, was interrupted and ran
+    # again: its attempts say so. (A job can look running to two kills in a row while the
+    # worker has not yet put it back after the first, so hits are counted per job.)
+    hits = {pk for running, when in kills for pk in running if finished[pk].finished_at > when}
+    assert hits, "no kill interrupted a job"
+    for pk in hits:
+        assert finished[pk].attempts >= 2
 
 
 def test_jobs_submitted_while_the_broker_is_down_finish_once_it_is_back(
