@@ -34,8 +34,9 @@ def read_in_python(path) -> set[str]:
 
 def read_by_code() -> set[str]:
     names = set().union(*(read_in_python(path) for path in READERS))
-    # The Procfile's processes read shell variables: ${WEB_BIND:-...}
-    names |= set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", (ROOT / "Procfile").read_text()))
+    # The Procfile's processes and docker-compose.yml read variables: ${WEB_BIND:-...}
+    for path in (ROOT / "Procfile", ROOT / "docker-compose.yml"):
+        names |= set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", path.read_text()))
     return names
 
 
