@@ -13,14 +13,17 @@ urlpatterns = [
     # site sends none (admins set passwords: `manage.py changepassword`, or the admin).
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # In the app's look (admin's registration/ templates would win by app order).
     path(
         "accounts/password_change/",
-        auth_views.PasswordChangeView.as_view(),
+        auth_views.PasswordChangeView.as_view(template_name="dashboard/password_change_form.html"),
         name="password_change",
     ),
     path(
         "accounts/password_change/done/",
-        auth_views.PasswordChangeDoneView.as_view(),
+        auth_views.PasswordChangeDoneView.as_view(
+            template_name="dashboard/password_change_done.html"
+        ),
         name="password_change_done",
     ),
     path("admin/", admin.site.urls),
