@@ -24,7 +24,8 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
-from jobs.models import Chore, Job
+from jobs import rollups
+from jobs.models import Chore, Job, JobRollup
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +56,10 @@ SCHEDULES = (
     Schedule("reap_stuck_jobs", "Run again or give up jobs whose worker died", 2, "minutes"),
     Schedule("purge_expired_jobs", "Delete jobs past the retention period", 1, "hours"),
     Schedule("sweep_orphan_files", "Remove orphan files and stale temporary files", 6, "hours"),
+    Schedule("compact_rollups", "Merge old history into one row per day", 1, "days"),
 )
+# History's longest chart is 7 days of hourly slots; rollups older than this are merged by day.
+COMPACT_AFTER = timedelta(days=8)
 
 
 # How the console words a chore's outcome, key by key.
@@ -68,6 +72,7 @@ OUTCOME_WORDS = {
     "folders": "orphan folders removed",
     "files": "files in them",
     "temporary_files": "stale temporary files removed",
+    "rows": "history rows merged",
 }
 
 
@@ -98,6 +103,11 @@ def seed_periodic_tasks(apps=installed_apps) -> int:
         )
         created += 1
     return created
+
+
+def seed_from_migration(apps, schema_editor) -> None:
+    """RunPython of the migrations that add chores to beat's tables (0004, 0005)."""
+    seed_periodic_tasks(apps)
 
 
 def run_chore(name: str, work: Callable[[], dict[str, int]]) -> dict[str, int] | None:
@@ -197,6 +207,19 @@ def sweep_orphan_files(*, older_than: timedelta) -> dict[str, int]:
                 os.unlink(entry.path)
                 counts["temporary_files"] += 1
     return counts
+
+
+def compact_rollups(*, older_than: timedelta) -> dict[str, int]:
+    """Merge the per-minute rollups of every day that ended `older_than` ago into one row per
+    kind and outcome, a day per transaction: history stays exact in total and grows by a few
+    rows a day instead of one per minute."""
+    cutoff = rollups.start_of_day(timezone.now() - older_than)
+    oldest = JobRollup.objects.order_by("minute").values_list("minute", flat=True).first()
+    merged = 0
+    if oldest is not None:
+        for day in range(oldest // 1440 * 1440, cutoff, 1440):
+            merged += rollups.compact_day(day)
+    return {"rows": merged}
 
 
 def _remove_stale_folder(folder: str, cutoff: datetime) -> int | None:

@@ -12,6 +12,7 @@ from datetime import datetime
 
 from django.core.cache import cache
 from django.db import connection, transaction
+from django.db.models import Sum
 from django.utils import timezone
 
 from jobs.models import (
@@ -87,6 +88,27 @@ def _durations(job: Job) -> tuple[float | None, float | None]:
         return None, None
     run = max((job.finished_at - job.started_at).total_seconds(), 0.0)
     return run, max((job.started_at - job.queued_at).total_seconds(), 0.0)
+
+
+def compact_day(day_start_minute: int) -> int:
+    """Merge one day's rows into a single row per kind and outcome, at the day's first minute;
+    returns how many rows were merged away. Totals and histograms are unchanged; only the
+    minute of each job within that day is forgotten (charts never look back that far)."""
+    day = (day_start_minute, day_start_minute + 1440)
+    rows = JobRollup.objects.filter(minute__gte=day[0], minute__lt=day[1])
+    columns = [f.name for f in JobRollup._meta.fields if f.name not in ("id", *KEY_FIELDS)]
+    with transaction.atomic():
+        before = rows.count()
+        merged = list(
+            rows.values("kind", "status").annotate(**{f"sum_{c}": Sum(c) for c in columns})
+        )
+        if before <= len(merged):
+            return 0  # already one row per kind and outcome
+        rows.delete()
+        for group in merged:
+            delta = {c: group[f"sum_{c}"] for c in columns if group[f"sum_{c}"]}
+            _add((day_start_minute, group["kind"], group["status"]), delta or {"jobs": 0})
+    return before - len(merged)
 
 
 def _add(key: tuple, delta: dict[str, float]) -> None:

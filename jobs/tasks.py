@@ -93,6 +93,14 @@ def sweep_orphan_files() -> dict | None:
     )
 
 
+@shared_task(name="jobs.compact_rollups", ignore_result=True)
+def compact_rollups() -> dict | None:
+    return housekeeping.run_chore(
+        "compact_rollups",
+        lambda: housekeeping.compact_rollups(older_than=housekeeping.COMPACT_AFTER),
+    )
+
+
 @worker_ready.connect
 def recover_jobs_of_previous_life(sender=None, **kwargs) -> None:
     services.recover_jobs_of_lost_worker(worker=sender.hostname)

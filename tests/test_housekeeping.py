@@ -8,6 +8,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from django.core.cache import cache
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -16,7 +17,7 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from django_celery_beat.schedulers import DatabaseScheduler
 from django_celery_results.models import TaskResult
 
-from jobs import housekeeping, rollups, services
+from jobs import housekeeping, rollups, selectors, services
 from jobs.kinds import thumbnails
 from jobs.models import Chore, Job, JobRollup
 from parroter.celery_app import app as celery_app
@@ -282,6 +283,7 @@ def test_every_chore_is_seeded_once_and_an_operators_changes_survive_a_restart()
         "jobs.reap_stuck_jobs",
         "jobs.purge_expired_jobs",
         "jobs.sweep_orphan_files",
+        "jobs.compact_rollups",
     }
     assert {task.queue for task in tasks} == {"housekeeping"}
 
@@ -323,4 +325,26 @@ def test_the_console_shows_when_each_chore_last_ran_and_what_it_did(client, staf
     assert "nothing to do" in section  # the dispatcher found no lost message
     assert "disabled" in section  # the sweep, turned off in admin
     assert "every 2 minutes" in section  # the reaper's seeded interval
-    assert section.count("not yet") == 2  # the reaper and the sweep have not run
+    assert section.count("not yet") == 3  # the reaper, the sweep and the compaction have not run
+
+
+def test_old_history_is_merged_by_day_without_changing_any_total(user):
+    now = timezone.now()
+    day_20 = (now - timedelta(days=20)).replace(hour=0, minute=0, second=0, microsecond=0)
+    moments = [day_20 + timedelta(hours=1), day_20 + timedelta(hours=3), now - timedelta(days=9)]
+    for moment in moments:  # two minutes of the same day 20, one of day 9
+        days_ago = (now - moment).total_seconds() / 86400
+        finished_job(user, days_ago=days_ago)
+        finished_job(user, days_ago=days_ago, status=Job.Status.FAILED)
+    recent = finished_job(user, days_ago=1)
+    totals = selectors.rollup_totals(now=now)
+    rows_before = JobRollup.objects.count()
+
+    counts = housekeeping.compact_rollups(older_than=housekeeping.COMPACT_AFTER)
+    # Day 20 had two minutes per outcome: one row each merged away; day 9 and day 1 keep theirs.
+    assert counts == {"rows": 2}
+    assert JobRollup.objects.count() == rows_before - 2
+    cache.delete(rollups.settled_totals_key(rollups.start_of_day(now)))
+    assert selectors.rollup_totals(now=now) == totals
+    assert JobRollup.objects.filter(minute=rollups.minute_of(recent.finished_at)).exists()
+    assert housekeeping.compact_rollups(older_than=housekeeping.COMPACT_AFTER) == {"rows": 0}

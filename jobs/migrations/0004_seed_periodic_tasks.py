@@ -2,11 +2,7 @@
 
 from django.db import migrations
 
-
-def seed(apps, schema_editor):
-    from jobs.housekeeping import seed_periodic_tasks
-
-    seed_periodic_tasks(apps)
+from jobs.housekeeping import seed_from_migration
 
 
 class Migration(migrations.Migration):
@@ -15,4 +11,4 @@ class Migration(migrations.Migration):
         ("django_celery_beat", "0019_alter_periodictasks_options"),
     ]
 
-    operations = [migrations.RunPython(seed, migrations.RunPython.noop)]
+    operations = [migrations.RunPython(seed_from_migration, migrations.RunPython.noop)]

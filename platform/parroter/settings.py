@@ -260,6 +260,7 @@ CELERY_TASK_ROUTES = {
     "jobs.reap_stuck_jobs": {"queue": "housekeeping"},
     "jobs.purge_expired_jobs": {"queue": "housekeeping"},
     "jobs.sweep_orphan_files": {"queue": "housekeeping"},
+    "jobs.compact_rollups": {"queue": "housekeeping"},
     "celery.backend_cleanup": {"queue": "housekeeping"},
 }
 
