@@ -3,6 +3,7 @@
 Under CI=true a component that cannot be had is a failure, never a skip.
 """
 
+import contextlib
 import io
 import os
 import signal
@@ -17,7 +18,9 @@ from urllib.parse import quote
 import kombu.pools
 import pytest
 from django.conf import settings
+from django.core.cache import cache as django_cache
 from django.test.utils import override_settings
+from django.utils import timezone
 from PIL import Image
 
 from parroter.celery_app import app as celery_app
@@ -77,6 +80,17 @@ def redis_url(tmp_path_factory) -> str:
         yield url
     if server:
         server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_cached_rollup_totals():
+    """Metrics cache the totals of earlier days in the session's shared Redis; every test's
+    database starts empty, so the cache must too."""
+    from jobs import rollups
+
+    key = rollups.settled_totals_key(rollups.start_of_day(timezone.now()))
+    with contextlib.suppress(Exception):
+        django_cache.delete(key)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ import contextlib
 from datetime import timedelta
 
 import pytest
-from django.core.cache import cache
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db.models import F
 from django.utils import timezone
@@ -17,16 +16,6 @@ from jobs.models import Job, JobRollup
 from tests.conftest import image_bytes
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _no_cached_totals():
-    """The cached totals of earlier days live in the session's shared Redis; each test's
-    database starts empty, so they must too."""
-    key = rollups.settled_totals_key(rollups.start_of_day(timezone.now()))
-    cache.delete(key)
-    yield
-    cache.delete(key)
 
 
 def submitted(owner, data: bytes) -> Job:
