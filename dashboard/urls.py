@@ -5,6 +5,7 @@ from dashboard.views import ops, owner
 app_name = "dashboard"
 urlpatterns = [
     path("", owner.upload, name="upload"),
+    path("jobs/", owner.jobs_list, name="jobs"),
     path("jobs/<uuid:job_id>/", owner.job_page, name="job"),
     path("jobs/<uuid:job_id>/panel", owner.job_panel, name="job_panel"),
     path("jobs/<uuid:job_id>/status.json", owner.job_status, name="job_status"),

@@ -96,6 +96,7 @@ TABLE = [
     Row("dashboard:job_status", f"/jobs/{UNKNOWN}/status.json", signed_in(404, anonymous=401)),
     Row("dashboard:job_status", "/jobs/{job}x/status.json", everyone(404)),
     Row("dashboard:download", "/jobs/{job}/download", job_rule()),
+    Row("dashboard:jobs", "/jobs/", signed_in(200)),
     Row("dashboard:download", "/jobs/{failed}/download", job_rule(owner_and_staff=404)),
     # The owner (and staff) try a failed job again; someone else's is not found.
     Row("dashboard:retry", "/jobs/{failed}/retry", job_rule(302), method="post"),

@@ -41,6 +41,20 @@ def upload(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
+def jobs_list(request: HttpRequest) -> HttpResponse:
+    """All of one's jobs, newest first, in keyset pages; searchable by the image's name."""
+    search = request.GET.get("q", "").strip()[:200]
+    page = selectors.job_page(
+        jobs=selectors.find_jobs(search=search).filter(owner=request.user),
+        after=selectors.Cursor.parse(request.GET.get("after", "")),
+        before=selectors.Cursor.parse(request.GET.get("before", "")),
+    )
+    context = {"page": page, "q": search, "live": any(not job.is_finished for job in page.jobs)}
+    template = "dashboard/_my_jobs.html" if request.htmx else "dashboard/jobs.html"
+    return render(request, template, context)
+
+
+@require_GET
 def job_page(request: HttpRequest, job_id) -> HttpResponse:
     return render(request, "dashboard/job.html", _panel_context(_visible_job(request, job_id)))
 
