@@ -267,6 +267,36 @@ def start_held_job(owner, media_root: Path, name: str = "held.png"):
     return job
 
 
+def submit_image(
+    owner, data: bytes, *, name: str = "photo.jpg", extension: str = "jpg", sizes=(64,)
+):
+    """A job submitted through the service, as the upload form does once its checks pass."""
+    from django.core.files.base import ContentFile
+
+    from jobs import services
+    from jobs.kinds import thumbnails
+
+    return services.submit_job(
+        owner=owner,
+        upload=ContentFile(data, name=name),
+        source_name=name,
+        extension=extension,
+        boxes=[thumbnails.Box(size, size) for size in sizes],
+    )
+
+
+def run_in_process(job) -> dict:
+    """One delivery, as the worker's task makes it, in this process; {"failed": True} when the
+    job fails."""
+    from jobs import services
+
+    job.refresh_from_db()
+    try:
+        return services.run_job(job_id=str(job.pk), task_id=job.task_id, worker="celery@here")
+    except services.JobFailed:
+        return {"failed": True}
+
+
 def image_bytes(size=(1200, 800), mode="RGB", fmt="JPEG", color=(200, 80, 40), **save) -> bytes:
     buffer = io.BytesIO()
     Image.new(mode, size, color).save(buffer, fmt, **save)

@@ -25,7 +25,6 @@ from django_celery_results.models import TaskResult
 from PIL import Image
 
 from jobs import housekeeping, services
-from jobs.kinds import thumbnails
 from jobs.models import Job
 from jobs.tasks import run_job
 from parroter.local_redis import LocalRedis
@@ -35,6 +34,7 @@ from tests.conftest import (
     image_bytes,
     start_held_job,
     stop_process,
+    submit_image,
     wait_for_job,
     wait_until_answering,
     worker_arguments,
@@ -64,14 +64,8 @@ def slow_png(size=(4000, 3000)) -> bytes:
     return buffer.getvalue()
 
 
-def submit(owner, data: bytes, name: str = "photo.png", extension: str = "png") -> Job:
-    return services.submit_job(
-        owner=owner,
-        upload=ContentFile(data, name=name),
-        source_name=name,
-        extension=extension,
-        boxes=[thumbnails.Box(256, 256), thumbnails.Box(64, 64)],
-    )
+def submit_png(owner, data: bytes, name: str = "photo.png") -> Job:
+    return submit_image(owner, data, name=name, extension="png", sizes=(256, 64))
 
 
 def wait_for_all(jobs: list[Job], timeout: float) -> list[Job]:
@@ -116,7 +110,7 @@ def wait_until_running(job_ids: list, at_least: int, timeout: float = 60) -> Non
 
 def test_jobs_survive_workers_killed_under_load(user, own_broker, tmp_path):
     source = slow_png()
-    jobs = [submit(user, source) for _ in range(60)]
+    jobs = [submit_png(user, source) for _ in range(60)]
     ids = [job.pk for job in jobs]
     # A redelivered message goes back to the head of the queue, so one job can be hit by every
     # kill below; here each job may be interrupted more often than the default allows.
@@ -282,7 +276,7 @@ def test_a_temporary_storage_error_is_retried_with_backoff_and_succeeds(
 
 def test_a_broken_image_fails_at_once_without_retries(user, celery_worker):
     tracebacks_before = celery_worker.output().count("Traceback")
-    job = submit(user, image_bytes((400, 300), fmt="PNG")[:200], name="broken.png")
+    job = submit_png(user, image_bytes((400, 300), fmt="PNG")[:200], name="broken.png")
     job = wait_for_job(job)
     assert (job.status, job.attempts) == (Job.Status.FAILED, 1)
     assert "truncated or corrupt" in job.error

@@ -1,7 +1,6 @@
 """/metrics: Prometheus' text format, read from rollups, indexed counts, the broker and the
 chores, so every web process reports the same numbers."""
 
-import contextlib
 from datetime import timedelta
 
 import pytest
@@ -11,27 +10,10 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from jobs import housekeeping, rollups, selectors, services
-from jobs.kinds import thumbnails
 from jobs.models import Job, JobRollup
-from tests.conftest import image_bytes
+from tests.conftest import image_bytes, run_in_process, submit_image
 
 pytestmark = pytest.mark.django_db
-
-
-def submitted(owner, data: bytes) -> Job:
-    return services.submit_job(
-        owner=owner,
-        upload=SimpleUploadedFile("a.jpg", data),
-        source_name="a.jpg",
-        extension="jpg",
-        boxes=[thumbnails.Box(64, 64)],
-    )
-
-
-def run(job: Job) -> None:
-    job.refresh_from_db()
-    with contextlib.suppress(services.JobFailed):  # the broken one fails, as it should
-        services.run_job(job_id=str(job.pk), task_id=job.task_id, worker="celery@here")
 
 
 def scrape(client) -> dict[tuple, float]:
@@ -46,11 +28,11 @@ def scrape(client) -> dict[tuple, float]:
 
 
 def test_metrics_report_jobs_durations_queues_and_chores(client, user, staff):
-    done = [submitted(user, image_bytes((300, 200))) for _ in range(2)]
-    broken = submitted(user, b"not an image at all")
-    submitted(user, image_bytes((300, 200)))  # stays queued
+    done = [submit_image(user, image_bytes((300, 200))) for _ in range(2)]
+    broken = submit_image(user, b"not an image at all")
+    submit_image(user, image_bytes((300, 200)))  # stays queued
     for job in [*done, broken]:
-        run(job)
+        run_in_process(job)  # the broken one fails, as it should
     housekeeping.run_chore("purge_expired_jobs", lambda: {"jobs": 7, "task_results": 9})
     client.force_login(staff)
 

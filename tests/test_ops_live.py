@@ -12,8 +12,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django_celery_results.models import TaskResult
 
-from jobs import monitoring, services
-from jobs.kinds import thumbnails
+from jobs import monitoring
 from jobs.models import Job
 from parroter.local_redis import LocalRedis, free_port
 from tests.conftest import (
@@ -21,20 +20,11 @@ from tests.conftest import (
     finished_task_result,
     image_bytes,
     start_held_job,
+    submit_image,
     wait_for_job,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-def submit(owner, data: bytes) -> Job:
-    return services.submit_job(
-        owner=owner,
-        upload=SimpleUploadedFile("photo.jpg", data),
-        source_name="photo.jpg",
-        extension="jpg",
-        boxes=[thumbnails.Box(96, 96)],
-    )
 
 
 def waiting_job(owner, media_root: Path, status=Job.Status.QUEUED) -> Job:
@@ -50,7 +40,7 @@ def test_a_failed_job_retried_from_the_console_succeeds_once_its_cause_is_gone(
     client, staff, user, celery_worker, media_root
 ):
     whole = image_bytes((900, 600))
-    job = wait_for_job(submit(user, whole[: len(whole) // 3]))
+    job = wait_for_job(submit_image(user, whole[: len(whole) // 3], sizes=(96,)))
     assert job.status == Job.Status.FAILED and "truncated" in job.error
     (media_root / job.source.name).write_bytes(whole)  # the cause goes away
 
@@ -96,7 +86,10 @@ def test_a_running_job_cancelled_from_the_console_stops_and_keeps_nothing(
     job.refresh_from_db()
     assert (job.status, job.archive.name) == (Job.Status.CANCELLED, "")
     assert celery_worker.alive
-    assert wait_for_job(submit(user, image_bytes((300, 200)))).status == Job.Status.SUCCEEDED
+    assert (
+        wait_for_job(submit_image(user, image_bytes((300, 200)), sizes=(96,))).status
+        == Job.Status.SUCCEEDED
+    )
 
     again = client.post(reverse("dashboard:ops_cancel", args=[job.pk]), follow=True)
     assert "Nothing to cancel" in again.content.decode()

@@ -4,35 +4,15 @@ from collections import defaultdict
 from datetime import timedelta
 
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from jobs import rollups, services
 from jobs.kinds import thumbnails
 from jobs.models import RUN_BUCKET_FIELDS, WAIT_BUCKET_FIELDS, Job, JobRollup
 from jobs.selectors import job_history
-from tests.conftest import image_bytes
+from tests.conftest import image_bytes, run_in_process, submit_image
 
 pytestmark = pytest.mark.django_db
-
-
-def submit(owner, data: bytes, name="photo.jpg") -> Job:
-    return services.submit_job(
-        owner=owner,
-        upload=SimpleUploadedFile(name, data),
-        source_name=name,
-        extension="jpg",
-        boxes=[thumbnails.Box(64, 64)],
-    )
-
-
-def run(job: Job) -> dict:
-    """One delivery, as the worker's task makes it (in this process)."""
-    job.refresh_from_db()
-    try:
-        return services.run_job(job_id=str(job.pk), task_id=job.task_id, worker="celery@here")
-    except services.JobFailed:
-        return {"failed": True}
 
 
 def direct_aggregate() -> dict:
@@ -74,13 +54,13 @@ def assert_agree(expected: dict, stored: dict) -> None:
 
 def test_rollups_agree_with_a_direct_count_after_a_mix_of_transitions(user, monkeypatch):
     good, bad = image_bytes((300, 200)), b"this is not a picture at all"
-    succeeding = [submit(user, good) for _ in range(4)]
-    failing = submit(user, bad, name="broken.jpg")
-    cancelled_while_queued = submit(user, good)
-    cancelled_while_running = submit(user, good)
-    interrupted = submit(user, good)
+    succeeding = [submit_image(user, good) for _ in range(4)]
+    failing = submit_image(user, bad, name="broken.jpg")
+    cancelled_while_queued = submit_image(user, good)
+    cancelled_while_running = submit_image(user, good)
+    interrupted = submit_image(user, good)
     for job in [*succeeding, failing]:
-        run(job)
+        run_in_process(job)
     services.cancel_job(job_id=cancelled_while_queued.pk)
 
     # An operator cancels while the job is being made: its outcome is dropped, nothing kept.
@@ -91,7 +71,7 @@ def test_rollups_agree_with_a_direct_count_after_a_mix_of_transitions(user, monk
         return real(*args, **kwargs)
 
     monkeypatch.setattr(thumbnails, "make_thumbnails", cancelled_midway)
-    assert run(cancelled_while_running) == {
+    assert run_in_process(cancelled_while_running) == {
         "job": str(cancelled_while_running.pk),
         "cancelled": True,
     }
@@ -113,7 +93,7 @@ def test_rollups_agree_with_a_direct_count_after_a_mix_of_transitions(user, monk
     assert services.retry_jobs(jobs=retried) == 0  # a second click changes nothing
     assert_agree(direct_aggregate(), stored_rollups())
     for job in retried:
-        run(job)
+        run_in_process(job)
     statuses = dict(Job.objects.values_list("pk", "status"))
     assert statuses[failing.pk] == Job.Status.FAILED
     assert statuses[cancelled_while_queued.pk] == Job.Status.SUCCEEDED
@@ -131,14 +111,14 @@ def test_rollups_agree_with_a_direct_count_after_a_mix_of_transitions(user, monk
 
 
 def test_a_retried_job_gets_a_fresh_allowance_of_attempts(user):
-    job = submit(user, image_bytes((200, 100)))
+    job = submit_image(user, image_bytes((200, 100)))
     Job.objects.filter(pk=job.pk).update(
         status=Job.Status.FAILED, attempts=3, finished_at=timezone.now()
     )
     assert services.retry_job(job_id=job.pk)
     job.refresh_from_db()
     assert (job.status, job.attempts, job.max_attempts) == (Job.Status.QUEUED, 3, 6)
-    assert run(job)["thumbnails"]
+    assert run_in_process(job)["thumbnails"]
     job.refresh_from_db()
     assert (job.status, job.attempts) == (Job.Status.SUCCEEDED, 4)
 
