@@ -21,6 +21,7 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
 from django.db.models import F, Q
+from django.db.models.functions import Mod
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
@@ -214,7 +215,16 @@ def compact_rollups(*, older_than: timedelta) -> dict[str, int]:
     kind and outcome, a day per transaction: history stays exact in total and grows by a few
     rows a day instead of one per minute."""
     cutoff = rollups.start_of_day(timezone.now() - older_than)
-    oldest = JobRollup.objects.order_by("minute").values_list("minute", flat=True).first()
+    # From the oldest row that is not yet a day's row: days merged by earlier runs are not
+    # visited again (a retry that takes a job out of an old day writes a minute row there).
+    oldest = (
+        JobRollup.objects.filter(minute__lt=cutoff)
+        .annotate(into_day=Mod("minute", 1440))
+        .exclude(into_day=0)
+        .order_by("minute")
+        .values_list("minute", flat=True)
+        .first()
+    )
     merged = 0
     if oldest is not None:
         for day in range(oldest // 1440 * 1440, cutoff, 1440):
