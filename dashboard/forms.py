@@ -3,10 +3,12 @@ from urllib.parse import urlencode
 
 from django import forms
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
+from jobs import services
 from jobs.kinds import thumbnails
 from jobs.models import Job
 
@@ -74,6 +76,17 @@ class ThumbnailJobForm(forms.Form):
             )
         cleaned["boxes"] = boxes
         return cleaned
+
+    def submit(self, *, owner: AbstractBaseUser) -> Job:
+        """Queue the job this valid form describes; the upload page and the API both call it."""
+        image = self.cleaned_data["image"]
+        return services.submit_job(
+            owner=owner,
+            upload=image,
+            source_name=image.name,
+            extension=self.image_info.extension,
+            boxes=self.cleaned_data["boxes"],
+        )
 
 
 # The console's history ranges: name -> (window, slot). Per-minute bars for an hour,

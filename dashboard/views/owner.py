@@ -26,14 +26,7 @@ def upload(request: HttpRequest) -> HttpResponse:
         else ThumbnailJobForm()
     )
     if form.is_valid():  # an unbound form (GET) is never valid
-        image = form.cleaned_data["image"]
-        job = services.submit_job(
-            owner=request.user,
-            upload=image,
-            source_name=image.name,
-            extension=form.image_info.extension,
-            boxes=form.cleaned_data["boxes"],
-        )
+        job = form.submit(owner=request.user)
         return redirect("dashboard:job", job_id=job.pk)
     status = 400 if form.is_bound else 200
     context = {"form": form, "jobs": selectors.recent_jobs(user=request.user)}
