@@ -196,7 +196,7 @@ def run_load(args) -> int:
             with self.client.post(
                 "/",
                 data={"csrfmiddlewaretoken": csrf, "sizes": SIZES, "custom_sizes": ""},
-                files={"image": (filename, photo, "image/jpeg")},
+                files={"images": (filename, photo, "image/jpeg")},
                 name=ENDPOINTS[3], allow_redirects=False, catch_response=True,
             ) as answer:  # fmt: skip
                 location = answer.headers.get("Location", "")

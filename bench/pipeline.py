@@ -259,7 +259,7 @@ def submit_all(base_url: str, clients: list, files: list[Path], tag: str) -> dic
                 answer = session.post(
                     f"{base_url}/", allow_redirects=False, timeout=120,
                     data={"csrfmiddlewaretoken": token, "sizes": SIZES, "custom_sizes": ""},
-                    files={"image": (f"{tag}_{path.name}", path.read_bytes(), "image/jpeg")},
+                    files={"images": (f"{tag}_{path.name}", path.read_bytes(), "image/jpeg")},
                 )  # fmt: skip
             except Exception as exc:  # noqa: BLE001 - counted and reported
                 with lock:
@@ -365,9 +365,8 @@ def count_sql_in_process(user: str, files: list[str], out: str) -> int:
     counted = []
     for n, path in enumerate(files):
         with open(path, "rb") as source:
-            job = services.submit_job(owner=owner, upload=File(source, name=Path(path).name),
-                                      source_name=Path(path).name, extension="jpg",
-                                      boxes=boxes)  # fmt: skip
+            upload = services.Upload(File(source, name=Path(path).name), Path(path).name, "jpg")
+            job = services.submit_job(owner=owner, uploads=[upload], boxes=boxes)
         with CaptureQueriesContext(connection) as captured:
             outcome = services.run_job(job_id=str(job.pk), task_id=job.task_id,
                                        worker="bench-count@localhost")  # fmt: skip

@@ -14,7 +14,7 @@ baseline: the tutorial way. Image.open(), then per size copy() + thumbnail() (Pi
     defaults: BICUBIC, reducing_gap=2.0; a copy() is already decoded, so there is no draft())
     and save as JPEG into a ZIP opened as the tutorial does, ZipFile(..., "w"): ZIP_STORED.
 project: make_thumbnails() with boxes 128, 256 and 512 (ZIP_STORED too).
-Both save JPEGs with the project's JPEG_QUALITY (85), Pillow's default 4:2:0 subsampling and
+Both save JPEGs with the project's DEFAULT_QUALITY (85), Pillow's default 4:2:0 subsampling and
 no optimize pass, so they encode alike; both write their ZIP into memory.
 
 Each measurement runs in a fresh subprocess (this script with --worker) so its peak memory is
@@ -45,7 +45,7 @@ from pathlib import Path
 
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
-from jobs.kinds.thumbnails import JPEG_QUALITY, Box, make_thumbnails
+from jobs.kinds.thumbnails import DEFAULT_QUALITY, Box, make_thumbnails
 
 SIZES = (128, 256, 512)
 BOXES = [Box(size, size) for size in SIZES]
@@ -168,7 +168,7 @@ def baseline(path: Path) -> bytes:
             thumb = img.copy()
             thumb.thumbnail((size, size))
             out = io.BytesIO()
-            thumb.save(out, "JPEG", quality=JPEG_QUALITY)
+            thumb.save(out, "JPEG", quality=DEFAULT_QUALITY)
             zf.writestr(f"thumb_{size}x{size}.jpg", out.getvalue())
     return archive.getvalue()
 
@@ -312,7 +312,7 @@ def main() -> int:
     big_size = QUICK_BIG_SIZE if args.quick else BIG_SIZE
     big_mp = big_size[0] * big_size[1] / 1e6
     print(
-        f"boxes {', '.join(b.label for b in BOXES)}; JPEG quality {JPEG_QUALITY}, 4:2:0;"
+        f"boxes {', '.join(b.label for b in BOXES)}; JPEG quality {DEFAULT_QUALITY}, 4:2:0;"
         f" both ZIP_STORED; best of {args.runs} interleaved runs, fresh process each"
     )
     speed_ratios, floor_ratios = {}, {}

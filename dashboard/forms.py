@@ -1,3 +1,4 @@
+import re
 from datetime import timedelta
 from urllib.parse import urlencode
 
@@ -13,61 +14,164 @@ from jobs.kinds import thumbnails
 from jobs.models import Job
 
 
+class MultipleFileInput(forms.FileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    """Several files in one input (Django's documented recipe): cleans to a list of files."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("widget", MultipleFileInput())
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data, initial=None):
+        files = data if isinstance(data, list | tuple) else [data]
+        return [super(MultipleFileField, self).clean(item, initial) for item in files if item] or [
+            super().clean(None, initial)  # nothing chosen: FileField's own "required" error
+        ]
+
+
+FORMAT_CHOICES = [
+    ("", "Same as the image"),
+    *((fmt, thumbnails.FORMAT_LABELS[fmt]) for fmt in thumbnails.OUTPUT_FORMATS),
+]
+FIT_CHOICES = [
+    ("fit", "Fit inside the box"),
+    ("crop", "Fill the box and crop"),
+    ("pad", "Pad to the box"),
+]
+
+
 class ThumbnailJobForm(forms.Form):
-    image = forms.FileField(
-        widget=forms.FileInput(attrs={"accept": "image/*"}),
+    images = MultipleFileField(
+        label="Images",
+        widget=MultipleFileInput(attrs={"accept": "image/*"}),
     )
     sizes = forms.MultipleChoiceField(
         required=False,
         widget=forms.CheckboxSelectMultiple,
-        help_text="Bounding boxes in pixels; thumbnails keep their aspect and are never enlarged.",
     )
     custom_sizes = forms.CharField(
         required=False,
         max_length=200,
-        help_text="More sizes, comma-separated: 300 or 800x600.",
         widget=forms.TextInput(attrs={"placeholder": "e.g. 800x600, 1024"}),
+    )
+    # Every output option may be left out (scripts): the defaults are the initial values.
+    fit = forms.ChoiceField(
+        required=False,
+        choices=FIT_CHOICES,
+        initial="fit",
+        widget=forms.RadioSelect,
+        help_text="Fit keeps the whole image; fill crops its centre to exactly the box; pad "
+        "adds a background around it to exactly the box. Images are never enlarged.",
+    )
+    format = forms.ChoiceField(required=False, choices=FORMAT_CHOICES, label="Format")
+    quality = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=100,
+        initial=thumbnails.DEFAULT_QUALITY,
+        help_text="1–100, for JPEG, WebP and AVIF.",
+    )
+    background = forms.CharField(
+        required=False,
+        max_length=7,
+        initial="#ffffff",
+        label="Background",
+        widget=forms.TextInput(attrs={"type": "color"}),
+        help_text="For padding, and for transparency in a JPEG (it has none).",
+    )
+    opaque = forms.BooleanField(
+        required=False,
+        label="Fill transparent areas with the background colour, in every format",
     )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         presets = settings.PARROTER_DEFAULT_SIZES
-        self.fields["image"].help_text = (
-            f"JPEG, PNG, GIF, WebP, BMP or TIFF; up to "
-            f"{filesizeformat(settings.PARROTER_MAX_UPLOAD_BYTES)} and "
-            f"{settings.PARROTER_MAX_PIXELS / 1e6:g} megapixels."
+        self.fields["images"].help_text = (
+            f"JPEG, PNG, GIF, WebP, BMP or TIFF: up to {settings.PARROTER_MAX_IMAGES} images, "
+            f"each up to {filesizeformat(settings.PARROTER_MAX_UPLOAD_BYTES)} and "
+            f"{settings.PARROTER_MAX_PIXELS / 1e6:g} megapixels, "
+            f"{filesizeformat(settings.PARROTER_MAX_JOB_BYTES)} in all."
         )
         self.fields["sizes"].choices = [(size, f"{size} px") for size in presets]
         self.fields["sizes"].initial = presets
+        self.fields["custom_sizes"].help_text = (
+            f"More sizes, comma-separated: 300 or 800x600; each side 1–"
+            f"{settings.PARROTER_MAX_EDGE} px, at most {settings.PARROTER_MAX_SIZES} sizes in all."
+        )
+        if "AVIF" not in thumbnails.OUTPUT_FORMATS:
+            self.fields[
+                "format"
+            ].help_text = "AVIF is not available: this server's Pillow lacks it."
+        self.accepted: list[services.Upload] = []
+        self.refused: list[tuple[str, str]] = []
 
-    def clean_image(self):
-        upload = self.cleaned_data["image"]
+    def clean_images(self):
+        """Check each file on its own: the readable ones go through, the others are listed by
+        name; only when none is left is the upload refused."""
+        files = self.cleaned_data["images"]
+        if len(files) > settings.PARROTER_MAX_IMAGES:
+            raise ValidationError(
+                f"{len(files)} files chosen; at most {settings.PARROTER_MAX_IMAGES} per job."
+            )
+        total = sum(upload.size for upload in files)
+        if total > settings.PARROTER_MAX_JOB_BYTES:
+            raise ValidationError(
+                f"The files come to {filesizeformat(total)}; the limit per job is "
+                f"{filesizeformat(settings.PARROTER_MAX_JOB_BYTES)}."
+            )
+        for upload in files:
+            try:
+                info = self._inspect(upload)
+            except ValidationError as exc:
+                self.refused.append((upload.name, exc.messages[0]))
+            else:
+                self.accepted.append(services.Upload(upload, upload.name, info.extension))
+        if not self.accepted:
+            if len(files) == 1:
+                raise ValidationError(self.refused[0][1])
+            raise ValidationError(
+                [f"{name}: {reason}" for name, reason in self.refused],
+            )
+        return files
+
+    @staticmethod
+    def _inspect(upload) -> thumbnails.ImageInfo:
         limit = settings.PARROTER_MAX_UPLOAD_BYTES
         if upload.size > limit:
             raise ValidationError(
                 f"The file is {filesizeformat(upload.size)}; the limit is {filesizeformat(limit)}."
             )
         try:
-            self.image_info = thumbnails.inspect_image(
-                upload, max_pixels=settings.PARROTER_MAX_PIXELS
-            )
+            return thumbnails.inspect_image(upload, max_pixels=settings.PARROTER_MAX_PIXELS)
         except thumbnails.ThumbnailError as exc:
             raise ValidationError(str(exc)) from exc
-        return upload
+
+    def clean_background(self):
+        colour = self.cleaned_data["background"].strip() or "#ffffff"
+        if not re.fullmatch(r"#[0-9a-fA-F]{6}", colour):
+            raise ValidationError("Give the colour as #rrggbb, for example #ffffff.")
+        return tuple(bytes.fromhex(colour[1:]))
 
     def clean(self):
         cleaned = super().clean()
         texts = [*cleaned.get("sizes", []), *cleaned.get("custom_sizes", "").split(",")]
         boxes: list[thumbnails.Box] = []
-        try:
-            for text in filter(str.strip, texts):
+        problems = []
+        for text in filter(str.strip, texts):
+            try:
                 box = thumbnails.parse_box(text, max_edge=settings.PARROTER_MAX_EDGE)
+            except thumbnails.ThumbnailError as exc:
+                problems.append(str(exc))
+            else:
                 if box not in boxes:
                     boxes.append(box)
-        except thumbnails.ThumbnailError as exc:
-            self.add_error("custom_sizes", str(exc))
-            return cleaned
-        if not boxes:
+        if problems:  # every bad size at once, not the first
+            self.add_error("custom_sizes", problems)
+        elif not boxes:
             self.add_error("sizes", "Pick at least one size.")
         elif len(boxes) > settings.PARROTER_MAX_SIZES:
             self.add_error(
@@ -77,15 +181,24 @@ class ThumbnailJobForm(forms.Form):
         cleaned["boxes"] = boxes
         return cleaned
 
+    def output(self) -> thumbnails.Output:
+        data = self.cleaned_data
+        return thumbnails.Output(
+            format=data["format"] or None,
+            quality=data["quality"] or thumbnails.DEFAULT_QUALITY,
+            fit=data["fit"] or "fit",
+            background=data["background"],
+            transparent=not data["opaque"],
+        )
+
     def submit(self, *, owner: AbstractBaseUser) -> Job:
         """Queue the job this valid form describes; the upload page and the API both call it."""
-        image = self.cleaned_data["image"]
         return services.submit_job(
             owner=owner,
-            upload=image,
-            source_name=image.name,
-            extension=self.image_info.extension,
+            uploads=self.accepted,
             boxes=self.cleaned_data["boxes"],
+            output=self.output(),
+            refused=self.refused,
         )
 
 

@@ -11,7 +11,7 @@ urlpatterns = [
     path("jobs/<uuid:job_id>/status.json", owner.job_status, name="job_status"),
     path("jobs/<uuid:job_id>/download", owner.download, name="download"),
     path("jobs/<uuid:job_id>/retry", owner.retry, name="retry"),
-    path("jobs/<uuid:job_id>/thumbnails/<str:name>", owner.thumbnail, name="thumbnail"),
+    path("jobs/<uuid:job_id>/thumbnails/<path:name>", owner.thumbnail, name="thumbnail"),
     # The operator console (staff only).
     path("ops/", ops.index, name="ops"),
     path("ops/jobs", ops.jobs_table, name="ops_jobs"),

@@ -101,6 +101,36 @@ class Job(models.Model):
         super().save(*args, **kwargs)
 
     @property
+    def images(self) -> list[dict]:
+        """Each source image as {"name", "file"}, in upload order (one, for older jobs)."""
+        return self.params.get("images") or [{"name": self.source_name, "file": self.source.name}]
+
+    @property
+    def title(self) -> str:
+        """The job as people name it: its image, or its first image and how many more."""
+        count = len(self.params.get("images") or ()) or 1
+        return self.source_name if count == 1 else f"{self.source_name} and {count - 1} more"
+
+    @property
+    def images_sent(self) -> int:
+        """How many files were uploaded for the job, those refused at upload included."""
+        return len(self.images) + len(self.params.get("refused") or ())
+
+    @property
+    def images_done(self) -> int:
+        """How many images the current attempt has finished with."""
+        if self.status == self.Status.SUCCEEDED:
+            return len(self.images)
+        return self.result.get("images_done", 0) if self.status == self.Status.RUNNING else 0
+
+    @property
+    def image_problems(self) -> list[dict]:
+        """{"name", "error"} of each image left out: refused at upload, or unreadable."""
+        refused = self.params.get("refused") or []
+        unreadable = [item for item in self.result.get("images", []) if item.get("error")]
+        return [{"name": item["name"], "error": item["error"]} for item in refused + unreadable]
+
+    @property
     def is_finished(self) -> bool:
         return self.status in self.FINISHED
 

@@ -53,8 +53,23 @@ def job_status(*, job: Job) -> dict:
         "status": job.status,
         "progress": job.progress,
         "error": job.error or None,
+        "images": len(job.images),
+        "images_done": job.images_done,
+        "problems": job.image_problems,
         "result": result,
     }
+
+
+def job_gallery(*, job: Job) -> list[dict]:
+    """A finished job's images in upload order, each with its thumbnails smallest first, its
+    note (an animation shown still) or why it could not be read."""
+    images = job.result.get("images") or [{"name": job.source_name, "error": "", "note": ""}]
+    gallery = [{**image, "thumbnails": []} for image in images]
+    for thumb in job.result.get("thumbnails", []):
+        gallery[thumb.get("image", 0)]["thumbnails"].append(thumb)
+    for image in gallery:
+        image["thumbnails"].sort(key=lambda thumb: thumb["width"] * thumb["height"])
+    return gallery
 
 
 def thumbnail_content(*, job: Job, name: str) -> bytes | None:

@@ -7,8 +7,9 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 
 import redis
@@ -45,31 +46,83 @@ class JobFailed(Exception):
     """Raised from the task so its TaskResult reads FAILURE with the person-facing message."""
 
 
+@dataclass(frozen=True)
+class Upload:
+    """One uploaded image of a job: the file, its name as the client sent it (shown only) and
+    the extension of its real format (stored names are chosen here, never the client's)."""
+
+    file: File
+    name: str
+    extension: str
+
+
 def submit_job(
     *,
     owner: AbstractBaseUser,
-    upload: File,
-    source_name: str,
-    extension: str,
+    uploads: Sequence[Upload],
     boxes: Sequence[thumbnails.Box],
+    output: thumbnails.Output = thumbnails.DEFAULT_OUTPUT,
+    refused: Sequence[tuple[str, str]] = (),
 ) -> Job:
-    """Store the upload and a queued Job together; the worker is told only once both exist."""
+    """Store the uploads and a queued Job together; the worker is told only once both exist.
+
+    `refused` are (name, reason) of files the upload left out, listed with the job's outcome.
+    """
+    first = uploads[0]
     job = Job(
         owner=owner,
         kind=Job.Kind.THUMBNAILS,
-        source_name=source_name[:255],
-        params={"sizes": [[box.width, box.height] for box in boxes]},
+        source_name=first.name[:255],
         task_id=str(uuid.uuid4()),
     )
-    job.source.save(f"source.{extension}", upload, save=False)
+    storage = job.source.storage
+    job.source.save(f"source.{first.extension}", first.file, save=False)
+    stored = [job.source.name]
     try:
+        for number, upload in enumerate(uploads[1:], start=2):
+            name = job_file_path(job, f"source-{number}.{upload.extension}")
+            stored.append(storage.save(name, upload.file))
+        job.params = {
+            "sizes": [[box.width, box.height] for box in boxes],
+            "output": _output_params(output),
+            "images": [
+                {"name": upload.name[:255], "file": name}
+                for upload, name in zip(uploads, stored, strict=True)
+            ],
+            "refused": [{"name": name[:255], "error": error} for name, error in refused],
+        }
         with transaction.atomic():
             job.save(force_insert=True)
             _enqueue_on_commit(job)
     except BaseException:
-        job.source.delete(save=False)
+        for name in stored:
+            storage.delete(name)
         raise
     return job
+
+
+def _output_params(output: thumbnails.Output) -> dict:
+    return {
+        "format": output.format,
+        "quality": output.quality,
+        "fit": output.fit,
+        "background": "#{:02x}{:02x}{:02x}".format(*output.background),
+        "transparent": output.transparent,
+    }
+
+
+def job_output(job: Job) -> thumbnails.Output:
+    """The output options a job was submitted with (jobs from before them: the defaults)."""
+    params = job.params.get("output")
+    if not params:
+        return thumbnails.DEFAULT_OUTPUT
+    return thumbnails.Output(
+        format=params["format"],
+        quality=params["quality"],
+        fit=params["fit"],
+        background=tuple(bytes.fromhex(params["background"][1:])),
+        transparent=params["transparent"],
+    )
 
 
 def after_commit(func: Callable[..., object], *args: object, **kwargs: object) -> None:
@@ -351,7 +404,10 @@ def run_job(*, job_id: str, task_id: str, worker: str = "") -> dict:
         logger.exception("job %s failed unexpectedly", job_id)
         _finish(job, status=Job.Status.FAILED, error=INTERNAL_ERROR_MESSAGE)
         raise
-    result = {"thumbnails": [_thumbnail_row(item) for item in made]}
+    result = {
+        "thumbnails": [_thumbnail_row(item) for item in made.thumbnails],
+        "images": [_image_row(item) for item in made.images],
+    }
     if not _finish(job, status=Job.Status.SUCCEEDED, archive=archive_name, result=result):
         job.archive.storage.delete(archive_name)  # cancelled while running: keep nothing
         return {"job": job_id, "cancelled": True}
@@ -393,17 +449,22 @@ def _running(job: Job) -> QuerySet[Job]:
 
 class _ProgressWriter:
     """Writes a running job's progress at most every PROGRESS_INTERVAL of wall time: a job of a
-    few milliseconds writes none (finishing sets 100), a long one still moves on its page."""
+    few milliseconds writes none (finishing sets 100), a long one still moves on its page, and
+    a job of many images says how many are done."""
 
     def __init__(self, job: Job) -> None:
         self.job = job
         self.written_at = time.monotonic()  # the claim just wrote the job
 
-    def __call__(self, percent: int) -> None:
+    def __call__(self, percent: int, images_done: int) -> None:
         now = time.monotonic()
         if now - self.written_at >= PROGRESS_INTERVAL:
             self.written_at = now
-            _running(self.job).update(progress=min(percent, 99), updated_at=timezone.now())
+            _running(self.job).update(
+                progress=min(percent, 99),
+                result={"images_done": images_done},
+                updated_at=timezone.now(),
+            )
 
 
 def _finish(
@@ -440,25 +501,31 @@ class _PendingArchive(File):
         return self.file.name
 
 
-def _make_thumbnail_archive(job: Job) -> tuple[str, list[thumbnails.Thumbnail]]:
+def _make_thumbnail_archive(job: Job) -> tuple[str, thumbnails.Archive]:
     boxes = [thumbnails.Box(width, height) for width, height in job.params["sizes"]]
+    storage = job.source.storage
+    # Opened one at a time as the kind reaches them: a job of many images holds one.
+    sources = [
+        thumbnails.SourceImage(image["name"], partial(storage.open, image["file"], "rb"))
+        for image in job.images
+    ]
     # The ZIP is built in a temporary file and moved into place whole, so a crash or a bad
     # image never leaves a partial archive behind. Its name says which delivery made it, so
     # the worker can remove it when the task is terminated (see discard_partial_outputs).
     pending_path = _pending_archive_path(job.pk, job.task_id)
     try:
-        with pending_path.open("w+b") as pending, job.source.open("rb") as source:
-            made = thumbnails.make_thumbnails(
-                source,
+        with pending_path.open("w+b") as pending:
+            made = thumbnails.make_archive(
+                sources,
                 boxes,
                 pending,
+                output=job_output(job),
                 max_pixels=settings.PARROTER_MAX_PIXELS,
                 progress=_ProgressWriter(job),
             )
             pending.flush()
             pending.seek(0)
             name = job_file_path(job, ARCHIVE_FILENAME)
-            storage = job.archive.storage
             if storage.exists(name):  # left by an earlier delivery of this job
                 storage.delete(name)
             return storage.save(name, _PendingArchive(pending)), made
@@ -467,4 +534,14 @@ def _make_thumbnail_archive(job: Job) -> tuple[str, list[thumbnails.Thumbnail]]:
 
 
 def _thumbnail_row(item: thumbnails.Thumbnail) -> dict:
-    return {"name": item.name, "width": item.width, "height": item.height, "bytes": item.bytes}
+    return {
+        "name": item.name,
+        "width": item.width,
+        "height": item.height,
+        "bytes": item.bytes,
+        "image": item.image,
+    }
+
+
+def _image_row(item: thumbnails.ImageOutcome) -> dict:
+    return {"name": item.name, "folder": item.folder, "error": item.error, "note": item.note}

@@ -278,9 +278,7 @@ def submit_image(
 
     return services.submit_job(
         owner=owner,
-        upload=ContentFile(data, name=name),
-        source_name=name,
-        extension=extension,
+        uploads=[services.Upload(ContentFile(data, name=name), name, extension)],
         boxes=[thumbnails.Box(size, size) for size in sizes],
     )
 

@@ -197,7 +197,7 @@ def test_jobs_submitted_while_the_broker_is_down_finish_once_it_is_back(
         for number in range(20):
             photo = io.BytesIO(image_bytes((400, 300)))
             photo.name = f"photo-{number}.jpg"
-            response = client.post(reverse("dashboard:upload"), {"image": photo, "sizes": ["128"]})
+            response = client.post(reverse("dashboard:upload"), {"images": photo, "sizes": ["128"]})
             assert response.status_code == 302, response.content.decode()[-2000:]
             pages.append(client.get(response.url).content.decode())
         jobs = list(Job.objects.filter(owner=user))

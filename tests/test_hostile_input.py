@@ -445,7 +445,7 @@ def multipart(filename_header: str, data: bytes, sizes: tuple[str, ...] = ("128"
         for size in sizes
     ]
     parts.append(
-        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="image"; {filename_header}\r\n'
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="images"; {filename_header}\r\n'
         "Content-Type: application/octet-stream\r\n\r\n".encode()
         + data
         + b"\r\n"

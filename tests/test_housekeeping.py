@@ -92,9 +92,9 @@ def test_a_broker_restart_is_told_by_its_run_id(user, tmp_path, switch_broker):
         switch_broker(broker.url)
         job = services.submit_job(
             owner=user,
-            upload=ContentFile(image_bytes((64, 64)), name="a.jpg"),
-            source_name="a.jpg",
-            extension="jpg",
+            uploads=[
+                services.Upload(ContentFile(image_bytes((64, 64)), name="a.jpg"), "a.jpg", "jpg")
+            ],
             boxes=[thumbnails.Box(32, 32)],
         )
         job.refresh_from_db()

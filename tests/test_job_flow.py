@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 def upload(client, data: bytes, name="photo.jpg", sizes=("128", "256", "512"), custom=""):
     image = SimpleUploadedFile(name, data, content_type="application/octet-stream")
     return client.post(
-        reverse("dashboard:upload"), {"image": image, "sizes": list(sizes), "custom_sizes": custom}
+        reverse("dashboard:upload"), {"images": image, "sizes": list(sizes), "custom_sizes": custom}
     )
 
 
@@ -87,7 +87,9 @@ def test_job_page_shows_finished_job_with_previews_and_download(client, user, ce
     )
     page = client.get(reverse("dashboard:job", args=[job.pk])).content.decode()
     assert "Download ZIP" in page
-    assert page.count(f"/jobs/{job.pk}/thumbnails/") == 3
+    assert page.count(f'<img src="/jobs/{job.pk}/thumbnails/') == 3
+    assert page.count("/thumbnails/photo_") == 9  # each: its preview, full size, download
+    assert 'role="progressbar"' not in page  # the bar is gone once the job succeeded
     assert all(t["name"].endswith(".png") for t in job.result["thumbnails"])  # alpha kept
 
 
@@ -119,9 +121,7 @@ def test_worker_refuses_a_decompression_bomb_that_skipped_the_form(user, celery_
     bomb = image_bytes((20000, 20000), mode="1", fmt="PNG", color=0)
     job = services.submit_job(
         owner=user,
-        upload=SimpleUploadedFile("bomb.png", bomb),
-        source_name="bomb.png",
-        extension="png",
+        uploads=[services.Upload(SimpleUploadedFile("bomb.png", bomb), "bomb.png", "png")],
         boxes=[thumbnails.Box(128, 128)],
     )
     job = wait_for_job(job)

@@ -52,10 +52,10 @@ def test_progress_is_written_once_per_interval_of_wall_time(user, monkeypatch):
     report = services._ProgressWriter(job)  # created at 0.0, as the claim was written
     with CaptureQueriesContext(connection) as queries:
         for percent in (10, 20, 30, 40, 50, 60):  # at 0.1 0.2 0.3 0.35 0.6 0.61
-            report(percent)
+            report(percent, percent // 20)
     assert len(writes(queries)) == 2  # at 0.3 (30 %) and at 0.6 (50 %)
     job.refresh_from_db()
-    assert job.progress == 50
+    assert (job.progress, job.images_done) == (50, 2)
 
 
 def test_the_kind_reports_progress_to_whoever_asks(tmp_path):

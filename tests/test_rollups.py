@@ -64,18 +64,18 @@ def test_rollups_agree_with_a_direct_count_after_a_mix_of_transitions(user, monk
     services.cancel_job(job_id=cancelled_while_queued.pk)
 
     # An operator cancels while the job is being made: its outcome is dropped, nothing kept.
-    real = thumbnails.make_thumbnails
+    real = thumbnails.make_archive
 
     def cancelled_midway(*args, **kwargs):
         services.cancel_job(job_id=cancelled_while_running.pk)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(thumbnails, "make_thumbnails", cancelled_midway)
+    monkeypatch.setattr(thumbnails, "make_archive", cancelled_midway)
     assert run_in_process(cancelled_while_running) == {
         "job": str(cancelled_while_running.pk),
         "cancelled": True,
     }
-    monkeypatch.setattr(thumbnails, "make_thumbnails", real)
+    monkeypatch.setattr(thumbnails, "make_archive", real)
 
     # A worker died mid-run, three times: the reaper gives up.
     Job.objects.filter(pk=interrupted.pk).update(

@@ -57,6 +57,12 @@ def thumbnails(
     return result, images
 
 
+def only(images: dict[str, Image.Image]) -> Image.Image:
+    """The one thumbnail of a single-size run."""
+    (image,) = images.values()
+    return image
+
+
 def halves(
     size: tuple[int, int],
     left: int | tuple[int, ...],
@@ -195,8 +201,8 @@ def test_inspect_image_treats_multi_picture_jpeg_as_jpeg() -> None:
     )
     assert inspect_image(stream, max_pixels=MAX_PIXELS) == ImageInfo("JPEG", 40, 30, "jpg")
     result, images = thumbnails(stream, "16")
-    assert result == [Thumbnail("thumb_16x16.jpg", 16, 12, result[0].bytes)]
-    assert close(images["thumb_16x16.jpg"].getpixel((8, 6)), RED)
+    assert result == [Thumbnail("image_16x12.jpg", 16, 12, result[0].bytes)]
+    assert close(images["image_16x12.jpg"].getpixel((8, 6)), RED)
 
 
 @pytest.mark.parametrize(
@@ -260,10 +266,10 @@ def test_sizes_fit_each_box_keeping_aspect_ratio_in_the_order_given() -> None:
     source = encode(noisy((1000, 600)), "JPEG")
     result, images = thumbnails(source, "256", "128", "512", "300x100")
     assert [(t.name, t.width, t.height) for t in result] == [
-        ("thumb_256x256.jpg", 256, 154),
-        ("thumb_128x128.jpg", 128, 77),
-        ("thumb_512x512.jpg", 512, 307),
-        ("thumb_300x100.jpg", 167, 100),
+        ("image_256x154.jpg", 256, 154),
+        ("image_128x77.jpg", 128, 77),
+        ("image_512x307.jpg", 512, 307),
+        ("image_167x100.jpg", 167, 100),
     ]
     for thumb in result:
         assert images[thumb.name].size == (thumb.width, thumb.height)
@@ -278,7 +284,7 @@ def test_archive_entries_are_stored_with_the_reported_sizes() -> None:
     )
     with zipfile.ZipFile(archive) as zf:
         infos = zf.infolist()
-        assert [i.filename for i in infos] == ["thumb_64x64.jpg", "thumb_128x128.jpg"]
+        assert [i.filename for i in infos] == ["image_64x43.jpg", "image_128x85.jpg"]
         assert {i.compress_type for i in infos} == {zipfile.ZIP_STORED}
         assert [i.file_size for i in infos] == [t.bytes for t in result]
         assert zf.testzip() is None
@@ -287,13 +293,13 @@ def test_archive_entries_are_stored_with_the_reported_sizes() -> None:
 def test_never_upscales_an_image_smaller_than_the_box() -> None:
     result, images = thumbnails(encode(noisy((100, 50)), "PNG"), "512", "80", "1000x20")
     assert [(t.width, t.height) for t in result] == [(100, 50), (80, 40), (40, 20)]
-    assert images["thumb_512x512.png"].size == (100, 50)
+    assert images["image_100x50.png"].size == (100, 50)
 
 
 def test_a_one_pixel_image_gives_one_pixel_thumbnails() -> None:
     result, images = thumbnails(encode(Image.new("RGB", (1, 1), BLUE), "PNG"), "128", "3x1")
-    assert [(t.width, t.height) for t in result] == [(1, 1), (1, 1)]
-    assert images["thumb_128x128.png"].getpixel((0, 0)) == BLUE
+    assert [(t.width, t.height) for t in result] == [(1, 1)]  # one file for both boxes
+    assert images["image_1x1.png"].getpixel((0, 0)) == BLUE
 
 
 def test_extreme_aspect_ratio_keeps_at_least_one_pixel() -> None:
@@ -343,7 +349,7 @@ def test_orientation_6_photo_becomes_portrait_with_the_left_half_on_top() -> Non
     source = with_orientation(halves((400, 200), RED, BLUE), 6)
     result, images = thumbnails(source, "128")
     assert (result[0].width, result[0].height) == (64, 128)
-    thumb = images["thumb_128x128.jpg"]
+    thumb = only(images)
     assert close(thumb.getpixel((32, 20)), RED)
     assert close(thumb.getpixel((32, 108)), BLUE)
 
@@ -374,7 +380,7 @@ def test_output_carries_no_exif_or_comment_but_keeps_an_rgb_colour_profile() -> 
         noisy((300, 200)), "JPEG", exif=exif.tobytes(), icc_profile=srgb, comment=b"home address"
     )
     _, images = thumbnails(source, "64")
-    thumb = images["thumb_64x64.jpg"]
+    thumb = only(images)
     assert "exif" not in thumb.info
     assert "comment" not in thumb.info
     assert len(thumb.getexif()) == 0
@@ -385,7 +391,7 @@ def test_a_cmyk_colour_profile_is_not_attached_to_rgb_output() -> None:
     cmyk_profile = bytes(16) + b"CMYK" + bytes(108)  # only the header field the module reads
     source = encode(Image.new("CMYK", (40, 40)), "JPEG", icc_profile=cmyk_profile)
     _, images = thumbnails(source, "20")
-    assert "icc_profile" not in images["thumb_20x20.jpg"].info
+    assert "icc_profile" not in only(images).info
 
 
 # --- make_thumbnails: modes and output formats ----------------------------------------------------
@@ -394,8 +400,8 @@ def test_a_cmyk_colour_profile_is_not_attached_to_rgb_output() -> None:
 def test_rgba_png_keeps_transparency_as_png() -> None:
     source = encode(halves((200, 100), (0, 0, 0, 0), (255, 0, 0, 255), "RGBA"), "PNG")
     result, images = thumbnails(source, "100")
-    thumb = images["thumb_100x100.png"]
-    assert result[0].name == "thumb_100x100.png"
+    thumb = only(images)
+    assert result[0].name.endswith(".png")
     assert (thumb.format, thumb.mode, thumb.size) == ("PNG", "RGBA", (100, 50))
     assert thumb.getpixel((10, 25))[3] == 0
     assert thumb.getpixel((90, 25)) == (255, 0, 0, 255)
@@ -406,8 +412,8 @@ def test_palette_gif_with_transparency_becomes_rgba_png() -> None:
     img.putpalette([0, 0, 0, 0, 255, 0] + [0] * 762)
     ImageDraw.Draw(img).rectangle((0, 0, 99, 99), fill=0)
     result, images = thumbnails(encode(img, "GIF", transparency=0), "100")
-    thumb = images["thumb_100x100.png"]
-    assert result[0].name == "thumb_100x100.png"
+    thumb = only(images)
+    assert result[0].name.endswith(".png")
     assert thumb.mode == "RGBA"
     assert thumb.getpixel((10, 25))[3] == 0
     assert thumb.getpixel((90, 25)) == (0, 255, 0, 255)
@@ -416,7 +422,7 @@ def test_palette_gif_with_transparency_becomes_rgba_png() -> None:
 def test_rgb_png_with_a_transparent_colour_becomes_rgba() -> None:
     source = encode(halves((200, 100), RED, BLUE), "PNG", transparency=RED)
     _, images = thumbnails(source, "100")
-    thumb = images["thumb_100x100.png"]
+    thumb = only(images)
     assert thumb.mode == "RGBA"
     assert thumb.getpixel((10, 25))[3] == 0
     assert thumb.getpixel((90, 25)) == (0, 0, 255, 255)
@@ -425,25 +431,31 @@ def test_rgb_png_with_a_transparent_colour_becomes_rgba() -> None:
 def test_palette_png_without_transparency_becomes_rgb() -> None:
     img = Image.new("RGB", (64, 64), BLUE).quantize(4)
     _, images = thumbnails(encode(img, "PNG"), "32")
-    thumb = images["thumb_32x32.png"]
+    thumb = only(images)
     assert thumb.mode == "RGB"
     assert thumb.getpixel((16, 16)) == BLUE
 
 
-def test_animated_gif_uses_the_first_frame() -> None:
+def test_animated_gif_stays_animated_with_its_frames_durations_and_loop() -> None:
     frames = [Image.new("RGB", (60, 40), colour) for colour in (RED, BLUE, GREEN)]
-    source = encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100)
+    source = encode(
+        frames[0], "GIF", save_all=True, append_images=frames[1:], duration=[70, 80, 90], loop=2
+    )
     result, images = thumbnails(source, "30")
-    thumb = images["thumb_30x30.png"]
-    assert (result[0].width, result[0].height) == (30, 20)
-    assert thumb.mode == "RGB"
-    assert thumb.getpixel((15, 10)) == RED
+    thumb = only(images)
+    assert (result[0].name, thumb.format, thumb.size) == ("image_30x20.gif", "GIF", (30, 20))
+    assert (thumb.n_frames, thumb.info["loop"]) == (3, 2)
+    seen = []
+    for index in range(3):
+        thumb.seek(index)
+        seen.append((thumb.info["duration"], thumb.convert("RGB").getpixel((15, 10))))
+    assert seen == [(70, RED), (80, BLUE), (90, GREEN)]
 
 
 def test_cmyk_jpeg_becomes_an_rgb_jpeg() -> None:
     source = encode(Image.new("CMYK", (120, 80), (0, 255, 255, 0)), "JPEG")  # red ink
     _, images = thumbnails(source, "60")
-    thumb = images["thumb_60x60.jpg"]
+    thumb = only(images)
     assert (thumb.format, thumb.mode) == ("JPEG", "RGB")
     assert close(thumb.getpixel((30, 20)), RED)
 
@@ -456,7 +468,7 @@ def test_sixteen_bit_grey_png_is_scaled_not_clipped() -> None:
         assert opened.mode == "I;16"
     source.seek(0)
     _, images = thumbnails(source, "64")
-    thumb = images["thumb_64x64.png"]
+    thumb = only(images)
     assert thumb.mode == "L"
     assert abs(thumb.getpixel((32, 32)) - 128) <= 8
     assert thumb.getpixel((32, 1)) < 16
@@ -465,7 +477,7 @@ def test_sixteen_bit_grey_png_is_scaled_not_clipped() -> None:
 
 def test_bilevel_image_becomes_grey() -> None:
     _, images = thumbnails(encode(halves((64, 64), 0, 1, "1"), "PNG"), "32")
-    thumb = images["thumb_32x32.png"]
+    thumb = only(images)
     assert thumb.mode == "L"
     assert (thumb.getpixel((4, 16)), thumb.getpixel((28, 16))) == (0, 255)
 
@@ -488,7 +500,7 @@ def test_output_format_follows_source_and_alpha(
     result, images = thumbnails(encode(img, fmt), "32")
     thumb = images[result[0].name]
     extension = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}[expected_format]
-    assert result[0].name == f"thumb_32x32.{extension}"
+    assert result[0].name == f"image_32x24.{extension}"
     assert (thumb.format, thumb.mode, thumb.size) == (expected_format, expected_mode, (32, 24))
 
 

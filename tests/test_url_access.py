@@ -252,7 +252,7 @@ def _request(client: Client, row: Row, path: str):
             kwargs["HTTP_X_CSRFTOKEN"] = token
         if row.data.get("upload"):
             kwargs["data"] = {
-                "image": SimpleUploadedFile("up.jpg", image_bytes((40, 30)), "image/jpeg"),
+                "images": SimpleUploadedFile("up.jpg", image_bytes((40, 30)), "image/jpeg"),
                 "sizes": ["128"],
             }
     response = getattr(client, row.method)(path, **kwargs)

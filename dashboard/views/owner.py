@@ -5,6 +5,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import content_disposition_header
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -27,6 +28,12 @@ def upload(request: HttpRequest) -> HttpResponse:
     )
     if form.is_valid():  # an unbound form (GET) is never valid
         job = form.submit(owner=request.user)
+        if form.refused:
+            messages.warning(
+                request,
+                f"{len(form.refused)} of {len(form.refused) + len(form.accepted)} files were left "
+                "out; the job page says why.",
+            )
         return redirect("dashboard:job", job_id=job.pk)
     status = 400 if form.is_bound else 200
     context = {"form": form, "jobs": selectors.recent_jobs(user=request.user)}
@@ -71,7 +78,8 @@ def _panel_context(job: Job) -> dict:
         no_worker = facts is not None and not facts.online
     # The version lets a poll that finds nothing new answer 204 without rendering.
     version = f"{int(job.updated_at.timestamp() * 1_000_000)}{'n' if no_worker else ''}"
-    return {"job": job, "version": version, "no_worker": no_worker}
+    gallery = selectors.job_gallery(job=job) if job.status == Job.Status.SUCCEEDED else []
+    return {"job": job, "version": version, "no_worker": no_worker, "gallery": gallery}
 
 
 @login_not_required  # a script that is not signed in gets 401 JSON, not the login page
@@ -99,7 +107,9 @@ def download(request: HttpRequest, job_id) -> FileResponse:
     job = _visible_job(request, job_id)
     if job.status != Job.Status.SUCCEEDED or not job.archive:
         raise Http404("This job has no archive.")
-    filename = f"{PurePath(job.source_name).stem or 'image'}-thumbnails.zip"
+    stem = PurePath(job.source_name).stem or "image"
+    more = len(job.images) - 1
+    filename = f"{stem}-and-{more}-more-thumbnails.zip" if more else f"{stem}-thumbnails.zip"
     return FileResponse(job.archive.open("rb"), as_attachment=True, filename=filename)
 
 
@@ -110,4 +120,8 @@ def thumbnail(request: HttpRequest, job_id, name: str) -> HttpResponse:
         raise Http404("No such thumbnail.")
     response = HttpResponse(content, content_type=mimetypes.guess_type(name)[0])
     response["Cache-Control"] = "private, max-age=86400"
+    if "download" in request.GET:
+        response["Content-Disposition"] = content_disposition_header(
+            as_attachment=True, filename=PurePath(name).name
+        )
     return response

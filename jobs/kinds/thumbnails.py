@@ -11,6 +11,7 @@ person who uploaded the file; anything else escaping from here is a bug.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import re
@@ -18,18 +19,39 @@ import struct
 import warnings
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import BinaryIO
 
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError, features
 
 ALLOWED_FORMATS: frozenset[str] = frozenset({"JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF"})
 
 # Pillow's default JPEG subsampling (4:2:0) is kept; bench/thumbnails.py saves its baseline
 # with this same quality so the quality comparison is like for like.
-JPEG_QUALITY = 85
-WEBP_QUALITY = 85
+DEFAULT_QUALITY = 85
+FIT_MODES = ("fit", "crop", "pad")
+# What a person may choose; "same as the source" is Output(format=None). AVIF needs a Pillow
+# built with libavif (the wheels are).
+OUTPUT_FORMATS = (
+    ("JPEG", "PNG", "WEBP", "AVIF") if features.check("avif") else ("JPEG", "PNG", "WEBP")
+)
+OUTPUT_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "AVIF": "avif", "GIF": "gif"}
+FORMAT_LABELS = {
+    "JPEG": "JPEG", "PNG": "PNG", "GIF": "GIF", "WEBP": "WebP", "AVIF": "AVIF", "BMP": "BMP",
+    "TIFF": "TIFF",
+}  # fmt: skip
+_ALPHA_FORMATS = frozenset({"PNG", "WEBP", "AVIF", "GIF"})
+_LOSSY_FORMATS = frozenset({"JPEG", "WEBP", "AVIF"})
+_ANIMATED_FORMATS = frozenset({"GIF", "PNG", "WEBP", "AVIF"})
+# Animated thumbnails hold every frame of every size until encoded: at most this many frames,
+# and this much memory for them; beyond either the first frame is used, and the job says so.
+MAX_FRAMES = 300
+ANIMATION_MEMORY_BUDGET = 256 * 1024 * 1024
+# Names inside the archive come from the uploaded names, kept to what every unzip accepts.
+_UNSAFE_NAME = re.compile(r"[^\w.-]+")
+_MAX_STEM = 80
 
 # The first step, from the decoded image to the largest thumbnail. A JPEG is drafted to the
 # smallest DCT scale not below the output size, which leaves a < 2x step; a 2x margin (a 1/2
@@ -54,7 +76,6 @@ _EXTENSIONS = {
     "BMP": "bmp",
     "TIFF": "tiff",
 }
-_OUTPUT_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
 
 _ORIENTATION_TAG = 0x0112
 _TRANSPOSE = {
@@ -143,11 +164,51 @@ class ImageInfo:
 
 
 @dataclass(frozen=True)
+class Output:
+    """What the thumbnails are made as. format None: chosen from the source (a JPEG stays a
+    JPEG, transparency becomes PNG, WebP stays WebP). Padding, and transparency a format cannot
+    keep (JPEG), take the background colour; with `transparent`, formats that can keep it do."""
+
+    format: str | None = None
+    quality: int = DEFAULT_QUALITY
+    fit: str = "fit"
+    background: tuple[int, int, int] = (255, 255, 255)
+    transparent: bool = True
+
+
+DEFAULT_OUTPUT = Output()
+
+
+@dataclass(frozen=True)
+class SourceImage:
+    """One image of a job: its uploaded name (shown, and the stem of its thumbnails' names)
+    and how to open it, so that a job of many images holds one at a time."""
+
+    name: str
+    open: Callable[[], AbstractContextManager[BinaryIO]]
+
+
+@dataclass(frozen=True)
 class Thumbnail:
     name: str
     width: int
     height: int
     bytes: int
+    image: int = 0  # which SourceImage it was made from
+
+
+@dataclass(frozen=True)
+class ImageOutcome:
+    name: str
+    folder: str  # its stem in the archive (a folder when the job has several images)
+    error: str = ""
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Archive:
+    thumbnails: list[Thumbnail]
+    images: list[ImageOutcome]
 
 
 def parse_box(text: str, *, max_edge: int) -> Box:
@@ -179,61 +240,278 @@ def inspect_image(
         stream.seek(0)
 
 
+def make_archive(
+    images: Sequence[SourceImage],
+    boxes: Sequence[Box],
+    archive: BinaryIO,
+    *,
+    output: Output = DEFAULT_OUTPUT,
+    max_pixels: int,
+    max_memory: int = DECODE_MEMORY_BUDGET,
+    max_frames: int = MAX_FRAMES,
+    progress: Callable[[int, int], None] | None = None,
+) -> Archive:
+    """Write a STORED ZIP of every image's thumbnails into `archive`, one image at a time.
+
+    One image's thumbnails sit at the top of the archive; several images get a folder each.
+    An image that cannot be read is reported in the result and the others still go in; if
+    none can be read, ThumbnailError says why. `progress(percent, images_done)` follows along.
+    """
+    _check_boxes(boxes)
+    report = progress or _ignore_progress
+    folders = _unique_stems([image.name for image in images])
+    made: list[Thumbnail] = []
+    outcomes: list[ImageOutcome] = []
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as zf:
+        for index, (image, folder) in enumerate(zip(images, folders, strict=True)):
+            prefix = f"{folder}/" if len(images) > 1 else ""
+
+            def image_progress(fraction: float, done: int = index) -> None:
+                report(int(100 * (done + fraction) / len(images)), done)
+
+            try:
+                with image.open() as source:
+                    encoded, extension, note = _render(
+                        source, boxes, output, max_pixels, max_memory, max_frames, image_progress
+                    )
+            except ThumbnailError as exc:
+                outcomes.append(ImageOutcome(image.name, folder, error=str(exc)))
+                continue
+            # Written only once every size is encoded: a failing image leaves no entry behind.
+            for (width, height), data in encoded.items():
+                name = f"{prefix}{folder}_{width}x{height}.{extension}"
+                zf.writestr(name, data)
+                made.append(Thumbnail(name, width, height, len(data), image=index))
+            outcomes.append(ImageOutcome(image.name, folder, note=note))
+    if not made:
+        raise ThumbnailError(_nothing_readable(outcomes))
+    report(100, len(images))
+    return Archive(made, outcomes)
+
+
 def make_thumbnails(
     source: BinaryIO,
     boxes: Sequence[Box],
     archive: BinaryIO,
     *,
+    name: str = "image",
+    output: Output = DEFAULT_OUTPUT,
     max_pixels: int,
     max_memory: int = DECODE_MEMORY_BUDGET,
     progress: Callable[[int], None] | None = None,
 ) -> list[Thumbnail]:
-    """Write a STORED ZIP of one thumbnail per box into `archive`; return them in `boxes` order."""
+    """make_archive for one image already open: its thumbnails, or ThumbnailError."""
+    report = progress or _ignore_progress
+    result = make_archive(
+        [SourceImage(name, lambda: contextlib.nullcontext(source))],
+        boxes,
+        archive,
+        output=output,
+        max_pixels=max_pixels,
+        max_memory=max_memory,
+        progress=lambda percent, _done: report(percent),
+    )
+    return result.thumbnails
+
+
+def _ignore_progress(*_args: int) -> None:
+    pass
+
+
+def _check_boxes(boxes: Sequence[Box]) -> None:
     if not boxes:
         raise ThumbnailError("Choose at least one thumbnail size.")
     if len(set(boxes)) != len(boxes):
         twice = next(box for box in boxes if boxes.count(box) > 1)
         raise ThumbnailError(f"Size {twice.label} is requested twice; ask for each size once.")
-    report = progress or _ignore_progress
 
-    with _input_errors(), _open(source, max_pixels, max_memory) as img:
-        fmt = _format(img)
-        orientation = _orientation(img)
-        sizes = {box: _fit(_displayed_size(img.size, orientation), box) for box in boxes}
-        # Every output has the image's aspect ratio, so sorting by width orders them by scale.
-        largest_first = sorted(set(sizes.values()), reverse=True)
-        first = _decode(img, largest_first[0], orientation)
-    report(10)
 
-    encoded: dict[tuple[int, int], bytes] = {}
-    output_format = _output_format(fmt, first.mode)
+def _nothing_readable(outcomes: Sequence[ImageOutcome]) -> str:
+    if len(outcomes) == 1:
+        return outcomes[0].error
+    shown = "; ".join(f"{item.name}: {item.error}" for item in outcomes[:3])
+    more = f" (and {len(outcomes) - 3} more)" if len(outcomes) > 3 else ""
+    return f"None of the {len(outcomes)} images could be read. {shown}{more}"
+
+
+def archive_stem(name: str) -> str:
+    """A file name's stem made safe for a ZIP entry on any system: "My photo.JPG" -> "My_photo"."""
+    stem = PurePosixPath(name.replace("\\", "/")).stem
+    return _UNSAFE_NAME.sub("_", stem).strip("._")[:_MAX_STEM] or "image"
+
+
+def _unique_stems(names: Sequence[str]) -> list[str]:
+    """archive_stem of each name, numbered where two would be the same (case-insensitively)."""
+    taken: set[str] = set()
+    stems = []
+    for name in names:
+        stem = candidate = archive_stem(name)
+        number = 2
+        while candidate.casefold() in taken:
+            candidate, number = f"{stem}-{number}", number + 1
+        taken.add(candidate.casefold())
+        stems.append(candidate)
+    return stems
+
+
+def _render(
+    source: BinaryIO,
+    boxes: Sequence[Box],
+    output: Output,
+    max_pixels: int,
+    max_memory: int,
+    max_frames: int,
+    progress: Callable[[float], None],
+) -> tuple[dict[tuple[int, int], bytes], str, str]:
+    """One image's thumbnails, encoded and keyed by size; their extension; a note for people."""
+    note = ""
+    with _input_errors():
+        with _open(source, max_pixels, max_memory) as img:
+            fmt = _format(img)
+            orientation = _orientation(img)
+            size = _displayed_size(img.size, orientation)
+            plans = [_plan(size, box, output.fit) for box in boxes]
+            frames = getattr(img, "n_frames", 1) if fmt in ("GIF", "WEBP") else 1
+            first = _decode(img, max(scaled for scaled, _ in plans), orientation)
+            progress(0.1)
+            output_format = output.format or _same_format(fmt, first.mode, animated=frames > 1)
+            background = _background(output, output_format)
+            refusal = _animation_refusal(frames, output_format, plans, max_frames)
+            if frames > 1 and refusal is None:
+                encoded = _render_animation(img, first, plans, orientation, output, output_format)
+            elif frames > 1:
+                note = f"This {FORMAT_LABELS[fmt]} is animated ({frames} frames): {refusal}"
+        if frames == 1 or refusal is not None:
+            encoded = {}
+            icc = first.info.get("icc_profile")
+            for done, (out, thumb) in enumerate(_cascade(first, plans, background), start=1):
+                encoded[out] = _encode([thumb], output_format, output.quality, icc, background)
+                progress(0.1 + 0.9 * done / len(plans))
+    in_box_order = {out: encoded[out] for _, out in plans if out in encoded}
+    return in_box_order, OUTPUT_EXTENSIONS[output_format], note
+
+
+def _plan(size: tuple[int, int], box: Box, fit: str) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(the whole image scaled, the thumbnail cut or padded from it) for one box and fit mode."""
+    if fit == "crop":
+        # Cover the box, then cut its centre. Never enlarged: an image smaller than the box
+        # gives the largest piece of the box's shape it holds.
+        width, height = size
+        scale = min(max(box.width / width, box.height / height), 1.0)
+        scaled = (max(1, round(width * scale)), max(1, round(height * scale)))
+        k = min(scaled[0] / box.width, scaled[1] / box.height, 1.0)
+        cut = (
+            min(scaled[0], max(1, round(box.width * k))),
+            min(scaled[1], max(1, round(box.height * k))),
+        )
+        return scaled, cut
+    scaled = _fit(size, box)
+    return scaled, ((box.width, box.height) if fit == "pad" else scaled)
+
+
+def _cascade(
+    first: Image.Image,
+    plans: Sequence[tuple[tuple[int, int], tuple[int, int]]],
+    background: tuple[int, ...] | None,
+) -> Iterator[tuple[tuple[int, int], Image.Image]]:
+    """Each distinct thumbnail, largest first, each scaled from the one before it."""
+    outputs: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for scaled, out in plans:
+        if all(out not in sizes for sizes in outputs.values()):
+            outputs.setdefault(scaled, []).append(out)
     current = first
-    try:
-        for done, size in enumerate(largest_first, start=1):
-            if current.size != size:
-                smaller = current.resize(
-                    size, Image.Resampling.LANCZOS, reducing_gap=_CASCADE_REDUCING_GAP
-                )
-                current.close()
-                current = smaller
-            encoded[size] = _encode(current, output_format)
-            report(10 + 80 * done // len(largest_first))
-    finally:
-        current.close()
-
-    thumbnails = []
-    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as zf:
-        for box in boxes:
-            size = sizes[box]
-            name = f"thumb_{box.label}.{_OUTPUT_EXTENSIONS[output_format]}"
-            zf.writestr(name, encoded[size])
-            thumbnails.append(Thumbnail(name, size[0], size[1], len(encoded[size])))
-    report(100)
-    return thumbnails
+    # Every scaled size has the image's aspect ratio, so sorting by width orders them by scale.
+    for scaled in sorted(outputs, reverse=True):
+        if current.size != scaled:
+            current = current.resize(
+                scaled, Image.Resampling.LANCZOS, reducing_gap=_CASCADE_REDUCING_GAP
+            )
+        for out in outputs[scaled]:
+            yield out, _shape(current, out, background)
 
 
-def _ignore_progress(_percent: int) -> None:
-    pass
+def _shape(
+    img: Image.Image, out: tuple[int, int], background: tuple[int, ...] | None
+) -> Image.Image:
+    """Cut the centre of `img` to `out` (crop), or centre it on a canvas of `out` (pad)."""
+    if img.size == out:
+        return img
+    left, top = (img.width - out[0]) // 2, (img.height - out[1]) // 2
+    if out[0] <= img.width and out[1] <= img.height:
+        return img.crop((left, top, left + out[0], top + out[1]))
+    if background is None:  # transparent: the format keeps an alpha channel
+        mode = "LA" if img.mode in ("L", "LA") else "RGBA"
+        canvas = Image.new(mode, out, (0,) * len(mode))
+    else:
+        canvas = Image.new(img.mode, out, _in_mode(background, img.mode))
+    canvas.paste(img, (-left, -top))
+    canvas.info = dict(img.info)
+    return canvas
+
+
+def _in_mode(colour: tuple[int, ...], mode: str) -> tuple[int, ...] | int:
+    rgb = colour[:3]
+    if mode in ("L", "LA"):
+        grey = round(0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2])
+        return grey if mode == "L" else (grey, 255)
+    return rgb if mode == "RGB" else (*rgb, 255)
+
+
+def _background(output: Output, output_format: str) -> tuple[int, ...] | None:
+    """The colour of padding and of flattened transparency; None keeps them transparent."""
+    if output.transparent and output_format in _ALPHA_FORMATS:
+        return None
+    return output.background
+
+
+def _animation_refusal(
+    frames: int,
+    output_format: str,
+    plans: Sequence[tuple[tuple[int, int], tuple[int, int]]],
+    max_frames: int,
+) -> str | None:
+    """Why an animated image gets still thumbnails of its first frame; None if it need not."""
+    if frames <= 1:
+        return None
+    if output_format not in _ANIMATED_FORMATS:
+        return f"{FORMAT_LABELS[output_format]} has no animation, so its first frame was used."
+    if frames > max_frames:
+        return f"Parroter animates at most {max_frames} frames, so its first frame was used."
+    # Every frame of every thumbnail is held until it is encoded (RGBA, 4 bytes a pixel).
+    pixels = sum(out[0] * out[1] for _, out in set(plans))
+    if 4 * pixels * frames > ANIMATION_MEMORY_BUDGET:
+        return (
+            f"its animated thumbnails would need more than {_mebibytes(ANIMATION_MEMORY_BUDGET)} "
+            "MB of memory, so its first frame was used. Smaller sizes will be animated."
+        )
+    return None
+
+
+def _render_animation(
+    img: Image.Image,
+    first: Image.Image,
+    plans: Sequence[tuple[tuple[int, int], tuple[int, int]]],
+    orientation: int,
+    output: Output,
+    output_format: str,
+) -> dict[tuple[int, int], bytes]:
+    """Every frame of every thumbnail, with the source's frame durations and loop count."""
+    background = _background(output, output_format)
+    frames: dict[tuple[int, int], list[Image.Image]] = {}
+    durations = []
+    largest = first.size
+    for index in range(img.n_frames):
+        if index:
+            img.seek(index)
+            first = _decode(img, largest, orientation)
+        durations.append(int(img.info.get("duration") or 100))
+        for size, thumb in _cascade(first.convert("RGBA"), plans, background):
+            frames.setdefault(size, []).append(thumb)
+    loop = img.info.get("loop", 0)
+    return {
+        size: _encode(sequence, output_format, output.quality, None, background, durations, loop)
+        for size, sequence in frames.items()
+    }
 
 
 @contextmanager
@@ -504,20 +782,49 @@ def _matching_icc(profile: bytes | None, mode: str) -> bytes | None:
     return profile if profile is not None and profile[16:20] == space else None
 
 
-def _output_format(source_format: str, mode: str) -> str:
+def _same_format(source_format: str, mode: str, *, animated: bool) -> str:
+    """The output format when "same as the source" is chosen."""
     if source_format == "WEBP":
         return "WEBP"
+    if animated:  # an animated GIF stays a GIF
+        return "GIF"
     if mode in ("LA", "RGBA") or source_format in ("PNG", "GIF"):
         return "PNG"
     return "JPEG"
 
 
-def _encode(img: Image.Image, output_format: str) -> bytes:
+def _encode(
+    frames: Sequence[Image.Image],
+    output_format: str,
+    quality: int,
+    icc: bytes | None,
+    background: tuple[int, ...] | None,
+    durations: Sequence[int] = (),
+    loop: int = 0,
+) -> bytes:
+    if output_format not in _ALPHA_FORMATS:  # JPEG: transparency goes onto the background
+        frames = [_flatten(frame, background or (255, 255, 255)) for frame in frames]
+    options: dict[str, object] = {}
+    if icc:
+        options["icc_profile"] = icc
+    if output_format in _LOSSY_FORMATS:
+        options["quality"] = quality
+    if len(frames) > 1:
+        options.update(save_all=True, append_images=frames[1:], duration=list(durations), loop=loop)
+        # Every frame is whole: each replaces the one before instead of being drawn over it.
+        if output_format == "GIF":
+            options["disposal"] = 2
+        elif output_format == "PNG":
+            options.update(disposal=1, blend=0)
     buffer = io.BytesIO()
-    options: dict[str, object] = {"icc_profile": img.info.get("icc_profile")}
-    if output_format == "JPEG":
-        options["quality"] = JPEG_QUALITY
-    elif output_format == "WEBP":
-        options["quality"] = WEBP_QUALITY
-    img.save(buffer, output_format, **options)
+    frames[0].save(buffer, output_format, **options)
     return buffer.getvalue()
+
+
+def _flatten(img: Image.Image, colour: tuple[int, ...]) -> Image.Image:
+    if img.mode not in ("LA", "RGBA"):
+        return img
+    flat = Image.new(img.mode[:-1], img.size, _in_mode(colour, img.mode[:-1]))
+    flat.paste(img, mask=img.getchannel("A"))
+    flat.info = img.info
+    return flat

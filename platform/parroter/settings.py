@@ -285,6 +285,12 @@ REVPROXY = {"QUOTE_SPACES_AS_PLUS": False}
 
 # --- Job limits -------------------------------------------------------------------------
 PARROTER_MAX_UPLOAD_BYTES = env_int("PARROTER_MAX_UPLOAD_BYTES", 50 * 1024 * 1024)
+# One job takes up to this many images and bytes in all (a proxy's body limit must allow it).
+PARROTER_MAX_IMAGES = env_int("PARROTER_MAX_IMAGES", 200)
+PARROTER_MAX_JOB_BYTES = env_int("PARROTER_MAX_JOB_BYTES", 500 * 1024 * 1024)
+# Django refuses a request with more files than this outright (a bare 400); up to it, the form
+# says what the limit is.
+DATA_UPLOAD_MAX_NUMBER_FILES = 2 * PARROTER_MAX_IMAGES
 PARROTER_MAX_PIXELS = env_int("PARROTER_MAX_PIXELS", 120_000_000)
 # Address space each worker pool process may map beyond what it had at start (bytes; 0: no
 # limit): above jobs.kinds.thumbnails.DECODE_MEMORY_BUDGET (1 GiB), which refuses images whose
