@@ -26,10 +26,10 @@ class MultipleFileField(forms.FileField):
         super().__init__(*args, **kwargs)
 
     def clean(self, data, initial=None):
-        files = data if isinstance(data, list | tuple) else [data]
-        return [super(MultipleFileField, self).clean(item, initial) for item in files if item] or [
-            super().clean(None, initial)  # nothing chosen: FileField's own "required" error
-        ]
+        single = super().clean
+        chosen = data if isinstance(data, list | tuple) else [data]
+        # Nothing chosen: FileField's own "This field is required." error.
+        return [single(item, initial) for item in chosen if item] or [single(None, initial)]
 
 
 FORMAT_CHOICES = [

@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from dashboard.templatetags.parroter import ago, duration, host, percent, sizes
+from dashboard.templatetags.parroter import ago, duration, host, output, percent, sizes
 
 
 @pytest.mark.parametrize(
@@ -27,3 +27,21 @@ def test_ago_and_the_rest():
     assert host("celery@worker-3") == "worker-3" and host("") == "—"
     assert percent(0.0712) == "7.1 %" and percent(0.5) == "50 %" and percent(None) == "—"
     assert sizes({"sizes": [[128, 128], [800, 600]]}) == "128, 800×600"
+
+
+@pytest.mark.parametrize(
+    ("chosen", "text"),
+    [
+        (None, "Same format as the image, fitted inside the box"),  # a job from before choices
+        ({"format": "WEBP", "quality": 70, "fit": "crop", "background": "#ffffff",
+          "transparent": True}, "WebP, quality 70, cropped to fill the box"),
+        ({"format": "PNG", "quality": 85, "fit": "pad", "background": "#102030",
+          "transparent": False}, "PNG, padded to the box, padding #102030"),
+        ({"format": None, "quality": 85, "fit": "pad", "background": "#ffffff",
+          "transparent": True}, "Same format as the image, quality 85, padded to the box, "
+         "transparent padding where possible, else #ffffff"),
+    ],
+)  # fmt: skip
+def test_output_says_how_thumbnails_are_made(chosen, text):
+    params = {"sizes": [[128, 128]], **({"output": chosen} if chosen else {})}
+    assert output(params) == text

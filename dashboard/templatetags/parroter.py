@@ -6,6 +6,8 @@ from datetime import datetime
 from django import template
 from django.utils import timezone
 
+from jobs.kinds import thumbnails
+
 register = template.Library()
 
 
@@ -64,6 +66,27 @@ def sizes(params: dict) -> str:
         str(width) if width == height else f"{width}×{height}"
         for width, height in params.get("sizes", [])
     )
+
+
+FIT_WORDS = {"fit": "fitted inside", "crop": "cropped to fill", "pad": "padded to"}
+
+
+@register.filter
+def output(params: dict) -> str:
+    """How a job's thumbnails are made: "WebP, quality 80, cropped to fill the box"."""
+    chosen = params.get("output") or {}
+    fmt = chosen.get("format")
+    parts = [thumbnails.FORMAT_LABELS[fmt] if fmt else "Same format as the image"]
+    if fmt in ("JPEG", "WEBP", "AVIF") or (not fmt and chosen):
+        parts.append(f"quality {chosen.get('quality', thumbnails.DEFAULT_QUALITY)}")
+    parts.append(f"{FIT_WORDS[chosen.get('fit', 'fit')]} the box")
+    if chosen.get("fit") == "pad":
+        parts.append(
+            "transparent padding where possible, else " + chosen["background"]
+            if chosen.get("transparent")
+            else f"padding {chosen['background']}"
+        )
+    return ", ".join(parts)
 
 
 @register.filter
