@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import random
 import statistics
-import time
 import zipfile
 
 import pytest
@@ -230,9 +229,7 @@ def test_not_an_allowed_image_is_rejected_by_both(data: bytes) -> None:
 @pytest.fixture(scope="module")
 def bomb() -> bytes:
     """A 20000x20000 (400 MP) PNG of one colour: about 50 kB, far past Pillow's own limit."""
-    started = time.perf_counter()
     data = encode(Image.new("1", (20000, 20000)), "PNG").getvalue()
-    assert time.perf_counter() - started < 3, "generating the bomb must stay cheap"
     assert len(data) < 100_000
     return data
 

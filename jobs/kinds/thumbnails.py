@@ -507,7 +507,8 @@ def _render_animation(
         durations.append(int(img.info.get("duration") or 100))
         for size, thumb in _cascade(first.convert("RGBA"), plans, background):
             frames.setdefault(size, []).append(thumb)
-    loop = img.info.get("loop", 0)
+    # No loop count in a GIF means it plays once; the other formats say that with loop=1.
+    loop = img.info.get("loop", None if output_format == "GIF" else 1)
     return {
         size: _encode(sequence, output_format, output.quality, None, background, durations, loop)
         for size, sequence in frames.items()
@@ -800,7 +801,7 @@ def _encode(
     icc: bytes | None,
     background: tuple[int, ...] | None,
     durations: Sequence[int] = (),
-    loop: int = 0,
+    loop: int | None = None,
 ) -> bytes:
     if output_format not in _ALPHA_FORMATS:  # JPEG: transparency goes onto the background
         frames = [_flatten(frame, background or (255, 255, 255)) for frame in frames]
@@ -810,7 +811,9 @@ def _encode(
     if output_format in _LOSSY_FORMATS:
         options["quality"] = quality
     if len(frames) > 1:
-        options.update(save_all=True, append_images=frames[1:], duration=list(durations), loop=loop)
+        options.update(save_all=True, append_images=frames[1:], duration=list(durations))
+        if loop is not None:
+            options["loop"] = loop
         # Every frame is whole: each replaces the one before instead of being drawn over it.
         if output_format == "GIF":
             options["disposal"] = 2
