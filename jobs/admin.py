@@ -135,6 +135,8 @@ class JobAdmin(admin.ModelAdmin):
         # Media is not served by URL (only through permission-checked views), so no link here.
         if not job.source:
             return "—"
+        if len(job.images) > 1:  # one storage call per image would make the page slow
+            return job.title
         return format_html("{} ({})", job.source_name, _size(job.source))
 
     @admin.display(description="Archive")
