@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.files.uploadhandler import TemporaryFileUploadHandler
 from django.urls import reverse
 from hypothesis import HealthCheck, given, settings
@@ -598,3 +599,29 @@ def test_an_upload_at_the_limit_is_accepted(client, user, settings) -> None:
     settings.PARROTER_MAX_UPLOAD_BYTES = len(data)
     client.force_login(user)
     assert post_upload(client, 'filename="exact.jpg"', data).status_code == 302
+
+
+@pytest.mark.django_db
+def test_files_past_the_job_total_are_not_written_to_disk_and_the_page_says_the_limit(
+    client, user, settings
+) -> None:
+    # Each file is under the per-file limit; together they pass the job's: writing stops there.
+    settings.PARROTER_MAX_JOB_BYTES = 512 * 1024
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 0
+    settings.FILE_UPLOAD_HANDLERS = [
+        "dashboard.uploads.UploadLimitHandler",
+        f"{__name__}.RecordingTemporaryHandler",
+    ]
+    RecordingTemporaryHandler.written = 0
+    files = [
+        SimpleUploadedFile(f"part-{n}.jpg", image_bytes((64, 48)) + os.urandom(200 * 1024))
+        for n in range(6)
+    ]
+    client.force_login(user)
+
+    response = client.post(reverse("dashboard:upload"), {"images": files, "sizes": ["128"]})
+
+    assert response.status_code == 400
+    assert "the limit per job is 512.0\xa0KB" in response.content.decode()
+    assert RecordingTemporaryHandler.written <= 512 * 1024 + 64 * 1024
+    assert not Job.objects.exists()
