@@ -115,6 +115,17 @@ def switch_broker(monkeypatch, settings):
     drop_connections()
 
 
+@pytest.fixture
+def own_broker(tmp_path, switch_broker):
+    """A Redis for this test alone, so only the test's own workers get its jobs; the test may
+    stop and start it again (same port)."""
+    broker = LocalRedis(directory=tmp_path / "redis")
+    broker.start()
+    switch_broker(broker.url)
+    yield broker
+    broker.stop()
+
+
 def _database_url() -> str:
     from django.db import connection
 
