@@ -151,20 +151,22 @@ class Worker:
         return self.log.read_text(errors="replace")
 
 
-def celery_process(arguments: list[str], *, log: Path, **env: str) -> Worker:
-    """`celery -A parroter <arguments>` (a worker or beat) on the test database and media, in
-    a process group of its own; `env` adds to or overrides the environment."""
-    media_root = Path(settings.MEDIA_ROOT)
-    full_env = {
-        **os.environ,
+def app_env() -> dict[str, str]:
+    """What an app process (worker, beat, gunicorn) needs to use the test database and media."""
+    return {
         "DATABASE_URL": _database_url(),
-        "MEDIA_ROOT": str(media_root),
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
         "FILE_UPLOAD_TEMP_DIR": str(settings.FILE_UPLOAD_TEMP_DIR),
         "PYTHONPATH": os.pathsep.join(
             [str(settings.BASE_DIR), str(settings.BASE_DIR / "platform")]
         ),
-        **env,
     }
+
+
+def celery_process(arguments: list[str], *, log: Path, **env: str) -> Worker:
+    """`celery -A parroter <arguments>` (a worker or beat) on the test database and media, in
+    a process group of its own; `env` adds to or overrides the environment."""
+    full_env = {**os.environ, **app_env(), **env}
     with log.open("ab") as sink:
         process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "parroter", *arguments],
