@@ -12,8 +12,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -25,7 +23,7 @@ from django.conf import settings
 from django.test import Client
 
 from dashboard.downloads import X_ACCEL_PREFIX
-from parroter.local_redis import free_port, stop_with_parent
+from parroter.local_redis import free_port
 from tests.conftest import (
     app_env,
     image_bytes,
@@ -33,7 +31,10 @@ from tests.conftest import (
     require,
     run_in_process,
     service_env,
+    start_service,
+    stop_process,
     submit_image,
+    wait_until_listening,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -59,38 +60,6 @@ def with_host_values(text: str, values: dict[str, str]) -> str:
         lines.append(line)
     assert used == set(values), f"not marked # HOST in deploy/nginx.conf: {set(values) - used}"
     return "\n".join(lines) + "\n"
-
-
-def wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(
-                    f"nothing listens on {port}:\n{log.read_text(errors='replace')[-3000:]}"
-                )
-            time.sleep(0.1)
-
-
-def start(command: list[str], *, log: Path, env: dict[str, str]) -> subprocess.Popen:
-    with log.open("ab") as sink:
-        return subprocess.Popen(
-            command, env=env, stdout=sink, stderr=subprocess.STDOUT,
-            start_new_session=True, preexec_fn=stop_with_parent,
-        )  # fmt: skip
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
@@ -192,23 +161,6 @@ def site(django_db_setup, redis_url, media_root, static_root, flower, tmp_path_f
     folder = tmp_path_factory.mktemp("nginx")
     web_port, https_port, http_port = free_port(), free_port(), free_port()
 
-    app_log = folder / "gunicorn.log"
-    app = start(
-        ["/bin/sh", "-c", procfile()["web"]],
-        log=app_log,
-        env=service_env(
-            **app_env(),
-            WEB_BIND=f"127.0.0.1:{web_port}",
-            WEB_WORKERS="2",
-            HTTPS="true",
-            DEBUG="false",
-            SECRET_KEY=settings.SECRET_KEY,  # the sessions this process makes must be valid there
-            STATIC_ROOT=str(static_root),
-            REDIS_URL=redis_url,
-            PARROTER_X_ACCEL="true",
-        ),
-    )
-
     cert, key = self_signed_certificate(folder)
     # flower-auth.conf beside the main file, where `include flower-auth.conf` finds it.
     subprocess.run(
@@ -243,7 +195,7 @@ def site(django_db_setup, redis_url, media_root, static_root, flower, tmp_path_f
 daemon off;
 worker_processes 1;
 pid {folder / "nginx.pid"};
-error_log {folder / "error.log"} info;
+error_log stderr notice;
 events {{ worker_connections 64; }}
 http {{
     include {MIME_TYPES};
@@ -254,26 +206,33 @@ http {{
 }}
 """
     )
-    nginx_log = folder / "nginx.out"
-    nginx = [
-        NGINX,
-        "-p",
-        str(folder),
-        "-e",
-        str(folder / "error.log"),
-        "-c",
-        str(folder / "nginx.conf"),
-    ]
+    nginx = [NGINX, "-p", str(folder), "-e", "stderr", "-c", str(folder / "nginx.conf")]
     check = subprocess.run([*nginx, "-t"], capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
-    proxy = start(nginx, log=nginx_log, env=dict(os.environ))
+    app_log = folder / "gunicorn.log"
+    app = start_service(
+        ["/bin/sh", "-c", procfile()["web"]],
+        log=app_log,
+        env=service_env(
+            **app_env(),
+            WEB_BIND=f"127.0.0.1:{web_port}",
+            WEB_WORKERS="2",
+            HTTPS="true",
+            DEBUG="false",
+            SECRET_KEY=settings.SECRET_KEY,  # the sessions this process makes must be valid there
+            STATIC_ROOT=str(static_root),
+            REDIS_URL=redis_url,
+            PARROTER_X_ACCEL="true",
+        ),
+    )
+    proxy = start_service(nginx, log=folder / "nginx.log", env=dict(os.environ))
     try:
-        wait_for_port(web_port, app, app_log)
-        wait_for_port(https_port, proxy, folder / "error.log")
+        wait_until_listening(app, web_port)
+        wait_until_listening(proxy, https_port)
         yield Site(https_port=https_port, http_port=http_port, cafile=cert, app_log=app_log)
     finally:
-        stop(proxy)
-        stop(app)
+        stop_process(proxy)
+        stop_process(app)
 
 
 def signed_in(user) -> dict[str, str]:
