@@ -269,10 +269,25 @@ def test_static_files_are_served_by_nginx_with_long_caching_for_hashed_names(sit
 # --- Downloads: nginx sends the file, after the app's check ----------------------------------
 
 
-def test_the_owner_gets_the_archive_from_nginx_after_the_apps_check(site, user, media_root):
-    job = submit_image(user, image_bytes((300, 200)), name="Hafen.jpg")
-    assert "thumbnails" in run_in_process(job)
-    job.refresh_from_db()
+@pytest.fixture
+def finished_job(switch_broker):
+    """Makes a user's job and runs it in this process. Its message goes to a broker nobody
+    listens on, so the session's worker cannot take the job first."""
+    switch_broker(f"redis://127.0.0.1:{free_port()}/0")
+
+    def make(owner, name: str = "photo.jpg"):
+        job = submit_image(owner, image_bytes((300, 200)), name=name)
+        assert "thumbnails" in run_in_process(job)
+        job.refresh_from_db()
+        return job
+
+    return make
+
+
+def test_the_owner_gets_the_archive_from_nginx_after_the_apps_check(
+    site, user, media_root, finished_job
+):
+    job = finished_job(user, "Hafen.jpg")
     path = f"/jobs/{job.pk}/download"
     archive = (media_root / job.archive.name).read_bytes()
 
@@ -295,9 +310,8 @@ def test_the_owner_gets_the_archive_from_nginx_after_the_apps_check(site, user, 
     assert status == 404 and body != archive
 
 
-def test_another_user_and_anonymous_people_never_get_the_file(site, user, other_user):
-    job = submit_image(user, image_bytes((300, 200)))
-    assert "thumbnails" in run_in_process(job)
+def test_another_user_and_anonymous_people_never_get_the_file(site, user, other_user, finished_job):
+    job = finished_job(user)
     path = f"/jobs/{job.pk}/download"
 
     status, headers, body = site.request("GET", path, cookies=signed_in(other_user))

@@ -37,7 +37,6 @@ from tests.conftest import (
     worker_arguments,
 )
 
-pytestmark = pytest.mark.django_db(transaction=True)
 S3_VARIABLES = (
     "PARROTER_S3_BUCKET",
     "PARROTER_S3_ENDPOINT_URL",
@@ -160,6 +159,7 @@ def test_without_a_bucket_files_stay_on_the_local_disk(monkeypatch):
 
 
 @pytest.mark.integration
+@pytest.mark.django_db(transaction=True)  # the worker is another process
 def test_a_job_runs_on_a_worker_that_shares_only_the_bucket(
     client, user, other_user, own_broker, on_s3, media_root, tmp_path
 ):
@@ -267,6 +267,7 @@ def test_an_upload_that_fails_midway_leaves_no_object(on_s3, size, good):
     assert multipart_uploads(on_s3) == []  # an aborted multipart upload holds no parts
 
 
+@pytest.mark.django_db  # in a test's transaction: no job is ever sent to a worker
 def test_an_archive_stored_by_an_interrupted_delivery_is_removed(user, on_s3):
     job = submit_image(user, image_bytes((200, 100)))
     Job.objects.filter(pk=job.pk).update(status=Job.Status.RUNNING)
@@ -276,6 +277,7 @@ def test_an_archive_stored_by_an_interrupted_delivery_is_removed(user, on_s3):
     assert bucket_keys(on_s3) == [f"jobs/{job.pk}/source.jpg"]
 
 
+@pytest.mark.django_db
 def test_the_orphan_sweep_removes_folders_of_jobs_that_are_gone(user, on_s3):
     kept = submit_image(user, image_bytes((200, 100)))
     orphan = f"jobs/{uuid.uuid4()}"
