@@ -99,6 +99,10 @@ def test_nginx_runs_the_shipped_config_in_front_of_web_and_flower(compose, monke
     gunicorn_conf = settings.BASE_DIR / "platform" / "parroter" / "gunicorn_conf.py"
     monkeypatch.delenv("WEB_BIND", raising=False)
     assert runpy.run_path(str(gunicorn_conf))["bind"] == "0.0.0.0:8000"
+    # It listens on the ports compose publishes, with the certificate from ./tls.
+    assert nginx_directives("listen") == ["80", "443 ssl http2"]
+    certificates = nginx_directives("ssl_certificate") + nginx_directives("ssl_certificate_key")
+    assert {PurePosixPath(path).parent for path in certificates} == {PurePosixPath(mounts["./tls"])}
     # Once web answers its healthcheck; restarted with web and flower, whose addresses may change.
     assert nginx["depends_on"]["web"] == {"condition": "service_healthy", "restart": True}
     assert nginx["depends_on"]["flower"]["restart"] is True
