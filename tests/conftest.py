@@ -115,6 +115,17 @@ def switch_broker(monkeypatch, settings):
     drop_connections()
 
 
+@pytest.fixture
+def own_broker(tmp_path, switch_broker):
+    """A Redis for this test alone, so only the test's own workers get its jobs; the test may
+    stop and start it again (same port)."""
+    broker = LocalRedis(directory=tmp_path / "redis")
+    broker.start()
+    switch_broker(broker.url)
+    yield broker
+    broker.stop()
+
+
 def _database_url() -> str:
     from django.db import connection
 
@@ -127,7 +138,10 @@ def _database_url() -> str:
     return f"postgres://{user}:{password}@{host}:{port}/{config['NAME']}"
 
 
-class Worker:
+class Service:
+    """A process a test started (a worker, beat, Flower, gunicorn, nginx) in a process group of
+    its own, with its output in `log`; stop_process() ends it."""
+
     def __init__(self, process: subprocess.Popen, log: Path) -> None:
         self.process = process
         self.log = log
@@ -140,27 +154,48 @@ class Worker:
         return self.log.read_text(errors="replace")
 
 
-def celery_process(arguments: list[str], *, log: Path, **env: str) -> Worker:
-    """`celery -A parroter <arguments>` (a worker or beat) on the test database and media, in
-    a process group of its own; `env` adds to or overrides the environment."""
-    media_root = Path(settings.MEDIA_ROOT)
-    full_env = {
-        **os.environ,
+def app_env() -> dict[str, str]:
+    """What an app process (worker, beat, gunicorn) needs to use the test database and media."""
+    return {
         "DATABASE_URL": _database_url(),
-        "MEDIA_ROOT": str(media_root),
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
         "FILE_UPLOAD_TEMP_DIR": str(settings.FILE_UPLOAD_TEMP_DIR),
         "PYTHONPATH": os.pathsep.join(
             [str(settings.BASE_DIR), str(settings.BASE_DIR / "platform")]
         ),
-        **env,
     }
+
+
+def start_service(command: list[str], *, log: Path, env: dict[str, str]) -> Service:
     with log.open("ab") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "parroter", *arguments],
-            env=full_env, stdout=sink, stderr=subprocess.STDOUT,
+            command, env=env, stdout=sink, stderr=subprocess.STDOUT,
             start_new_session=True, preexec_fn=stop_with_parent,
         )  # fmt: skip
-    return Worker(process, log)
+    return Service(process, log)
+
+
+def wait_until_listening(service: Service, port: int, timeout: float = 30) -> None:
+    """Until something accepts connections on the loopback port (the service, alive)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if not service.alive or time.monotonic() > deadline:
+                pytest.fail(f"nothing listens on port {port}:\n{service.output()[-3000:]}")
+            time.sleep(0.1)
+
+
+def celery_process(arguments: list[str], *, log: Path, **env: str) -> Service:
+    """`celery -A parroter <arguments>` (a worker or beat) on the test database and media, in
+    a process group of its own; `env` adds to or overrides the environment."""
+    return start_service(
+        [sys.executable, "-m", "celery", "-A", "parroter", *arguments],
+        log=log,
+        env={**os.environ, **app_env(), **env},
+    )
 
 
 def worker_arguments(hostname: str, *, concurrency: int = 1, queues: str = "celery") -> list[str]:
@@ -171,7 +206,7 @@ def worker_arguments(hostname: str, *, concurrency: int = 1, queues: str = "cele
     ]  # fmt: skip
 
 
-def wait_until_answering(worker: Worker, hostname: str, timeout: float = 60) -> None:
+def wait_until_answering(worker: Service, hostname: str, timeout: float = 60) -> None:
     """Until the worker answers a ping (it consumes from now on)."""
     deadline = time.monotonic() + timeout
     while not celery_app.control.ping(destination=[hostname], timeout=0.5):
@@ -179,7 +214,7 @@ def wait_until_answering(worker: Worker, hostname: str, timeout: float = 60) -> 
             pytest.fail(f"the Celery worker did not start:\n{worker.output()[-3000:]}")
 
 
-def stop_process(worker: Worker, *, kill: bool = False) -> None:
+def stop_process(worker: Service, *, kill: bool = False) -> None:
     """Stop the whole process group (a prefork pool's children too), SIGKILL if asked or if
     SIGTERM is not enough, and return once every process in it is gone."""
     process = worker.process
@@ -349,7 +384,6 @@ class FlowerProcess:
 def flower(redis_url, tmp_path_factory):
     """One real Flower, started from the Procfile's line on a free loopback port."""
     import secrets
-    import socket
 
     from parroter.local_redis import free_port
 
@@ -358,28 +392,9 @@ def flower(redis_url, tmp_path_factory):
     env = service_env(REDIS_URL=redis_url, FLOWER_PORT=str(port), FLOWER_BASIC_AUTH=credentials)
     env.pop("FLOWER_ADDRESS", None)  # the Procfile's default: loopback
     log = tmp_path_factory.mktemp("flower") / "flower.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            ["/bin/sh", "-c", procfile()["flower"]], env=env, stdout=sink,
-            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=stop_with_parent,
-        )  # fmt: skip
+    process = start_service(["/bin/sh", "-c", procfile()["flower"]], log=log, env=env)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    output = log.read_text(errors="replace")[-3000:]
-                    pytest.fail(f"Flower did not start listening:\n{output}")
-                time.sleep(0.2)
+        wait_until_listening(process, port)
         yield FlowerProcess(f"http://127.0.0.1:{port}", credentials)
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:  # still waiting on its inspect threads
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        stop_process(process)

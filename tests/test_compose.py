@@ -1,8 +1,12 @@
-"""docker-compose.yml runs what the Procfile runs, publishes nothing beyond loopback, waits for
-migrations, and takes every secret from .env. No images can be pulled on the machines that run
-these tests, so the file is proven by reading it."""
+"""docker-compose.yml runs what the Procfile runs behind deploy/nginx.conf, publishes nothing but
+nginx's 80 and 443 beyond loopback, waits for migrations, and takes every secret from .env. No
+images can be pulled on the machines that run these tests, so the file is proven by reading it
+(nginx.conf itself runs for real in test_nginx.py)."""
 
+import ipaddress
 import re
+import runpy
+from pathlib import PurePosixPath
 
 import pytest
 import yaml
@@ -11,6 +15,7 @@ from django.conf import settings
 from tests.conftest import procfile
 
 COMPOSE = settings.BASE_DIR / "docker-compose.yml"
+NGINX_CONF = settings.BASE_DIR / "deploy" / "nginx.conf"
 APP_SERVICES = {"migrate", "web", "worker", "housekeeping", "beat", "flower"}
 SECRETS = {"SECRET_KEY", "POSTGRES_PASSWORD", "FLOWER_BASIC_AUTH"}
 
@@ -22,7 +27,7 @@ def compose() -> dict:
 
 def test_the_same_services_as_the_procfile(compose):
     services = compose["services"]
-    assert set(services) == {"db", "redis", *APP_SERVICES}
+    assert set(services) == {"db", "redis", "nginx", *APP_SERVICES}
     assert set(procfile()) <= set(services)
     # Workers, housekeeping and beat run exactly the Procfile's command lines.
     for name in ("worker", "housekeeping", "beat"):
@@ -34,9 +39,12 @@ def test_the_same_services_as_the_procfile(compose):
     assert len(builds) == 1
 
 
-def test_nothing_is_published_beyond_the_hosts_loopback(compose):
-    for name, service in compose["services"].items():
-        for port in service.get("ports", []):
+def test_only_nginx_is_published_beyond_the_hosts_loopback(compose):
+    services = compose["services"]
+    assert services["nginx"]["ports"] == ["80:80", "443:443"]
+    assert "ports" not in services["web"]  # reached through nginx only (TLS, body limit)
+    for name, service in services.items():
+        for port in service.get("ports", []) if name != "nginx" else []:
             assert port.startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
 
 
@@ -67,3 +75,76 @@ def test_the_image_gives_the_data_folder_to_the_apps_user():
     # collectstatic (as root) creates /data/media and /data/media/tmp through the settings.
     assert dockerfile.index("collectstatic") < dockerfile.index("chown -R parroter:parroter /data")
     assert dockerfile.index("chown -R parroter:parroter /data") < dockerfile.index("USER parroter")
+
+
+def nginx_directives(name: str) -> list[str]:
+    """The values of one directive in deploy/nginx.conf, in order (one line each)."""
+    return re.findall(rf"^[ \t]*{name} ([^;{{\n]+);", NGINX_CONF.read_text(), re.M)
+
+
+def test_nginx_runs_the_shipped_config_in_front_of_web_and_flower(compose, monkeypatch):
+    services = compose["services"]
+    nginx = services["nginx"]
+    assert nginx["image"].startswith("nginx:")  # the official image
+    mounts = dict(volume.rsplit(":", 1)[0].split(":", 1) for volume in nginx["volumes"])
+    assert mounts["./deploy/nginx.conf"] == "/etc/nginx/conf.d/default.conf"
+    # The official image runs /docker-entrypoint.d/*.sh before nginx: Flower's header is made.
+    assert mounts["./deploy/nginx-flower-auth.sh"].startswith("/docker-entrypoint.d/")
+    assert nginx["environment"]["FLOWER_BASIC_AUTH"].startswith("${FLOWER_BASIC_AUTH:?")
+    assert all(volume.endswith(":ro") for volume in nginx["volumes"])
+    # Its upstreams are the web and flower services, on the ports their commands listen on.
+    upstreams = nginx_directives("server")
+    assert upstreams == ["web:8000", "flower:5555"]
+    assert "--port=5555" in services["flower"]["command"][-1]
+    gunicorn_conf = settings.BASE_DIR / "platform" / "parroter" / "gunicorn_conf.py"
+    monkeypatch.delenv("WEB_BIND", raising=False)
+    assert runpy.run_path(str(gunicorn_conf))["bind"] == "0.0.0.0:8000"
+    # It listens on the ports compose publishes, with the certificate from ./tls.
+    assert nginx_directives("listen") == ["80", "443 ssl http2"]
+    certificates = nginx_directives("ssl_certificate") + nginx_directives("ssl_certificate_key")
+    assert {PurePosixPath(path).parent for path in certificates} == {PurePosixPath(mounts["./tls"])}
+    # Once web answers its healthcheck; restarted with web and flower, whose addresses may change.
+    assert nginx["depends_on"]["web"] == {"condition": "service_healthy", "restart": True}
+    assert nginx["depends_on"]["flower"]["restart"] is True
+    assert "healthcheck" in services["web"]
+
+
+def test_nginx_sees_the_apps_static_and_media_folders(compose):
+    services = compose["services"]
+    app_mount, app_root = services["web"]["volumes"][0].split(":")
+    nginx_root = next(
+        target
+        for source, target, mode in (v.split(":") for v in services["nginx"]["volumes"])
+        if source == app_mount and mode == "ro"
+    )
+    # The folders nginx's aliases name are the app's STATIC_ROOT and MEDIA_ROOT on that volume.
+    aliases = {PurePosixPath(path) for path in nginx_directives("alias")}
+    static_root = PurePosixPath(services["web"]["environment"]["STATIC_ROOT"])
+    media_root = PurePosixPath(app_root) / "media"  # settings: PARROTER_VAR_DIR/media
+    assert "PARROTER_VAR_DIR=/data" in (settings.BASE_DIR / "deploy" / "Dockerfile").read_text()
+    assert aliases == {
+        PurePosixPath(nginx_root) / path.relative_to(app_root) for path in (static_root, media_root)
+    }
+    # Static files are collected onto the volume before the app starts, by the same image.
+    assert "collectstatic" in services["migrate"]["command"]
+    # Downloads go through nginx (X-Accel-Redirect) under compose.
+    assert services["web"]["environment"]["PARROTER_X_ACCEL"] == "true"
+
+
+def test_the_app_believes_forwarded_headers_from_its_nginx_only(compose):
+    services = compose["services"]
+    address = services["nginx"]["networks"]["proxy"]["ipv4_address"]
+    environment = services["web"]["environment"]
+    assert environment["PARROTER_TRUSTED_PROXIES"] == address
+    assert environment["FORWARDED_ALLOW_IPS"] == address
+    assert set(services["web"]["networks"]) == {"default", "proxy"}
+    subnet = compose["networks"]["proxy"]["ipam"]["config"][0]["subnet"]
+    assert ipaddress.ip_address(address) in ipaddress.ip_network(subnet)
+
+
+def test_the_app_writes_its_files_in_nginx_workers_group(compose):
+    # nginx's workers (uid and gid 101 in the official image) read the files the app writes
+    # with mode FILE_UPLOAD_PERMISSIONS (0640): they must share the group.
+    assert settings.FILE_UPLOAD_PERMISSIONS == 0o640
+    for name in APP_SERVICES:
+        assert compose["services"][name]["user"] == "1000:101", name

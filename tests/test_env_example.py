@@ -9,7 +9,12 @@ ROOT = settings.BASE_DIR
 ENV_EXAMPLE = ROOT / "deploy" / "env.example"
 # Python files that read the environment for configuration: settings, and gunicorn's own.
 READERS = [ROOT / "platform/parroter/settings.py", ROOT / "platform/parroter/gunicorn_conf.py"]
-ENV_FUNCTIONS = {"env_bool", "env_int", "env_list"}  # settings.py's helpers, name first
+ENV_FUNCTIONS = {
+    "env_bool",
+    "env_int",
+    "env_list",
+    "env_optional",
+}  # settings.py's helpers, name first
 
 
 def read_in_python(path) -> set[str]:

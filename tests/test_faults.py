@@ -27,7 +27,6 @@ from PIL import Image
 from jobs import housekeeping, services
 from jobs.models import Job
 from jobs.tasks import run_job
-from parroter.local_redis import LocalRedis
 from tests.conftest import (
     celery_process,
     finished_task_result,
@@ -42,16 +41,6 @@ from tests.conftest import (
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 HOST = socket.gethostname()
-
-
-@pytest.fixture
-def own_broker(tmp_path, switch_broker):
-    """A Redis for this test alone, which the test may stop and start again (same port)."""
-    broker = LocalRedis(directory=tmp_path / "redis")
-    broker.start()
-    switch_broker(broker.url)
-    yield broker
-    broker.stop()
 
 
 def slow_png(size=(4000, 3000)) -> bytes:

@@ -3,12 +3,13 @@ from pathlib import PurePath
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import content_disposition_header
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from dashboard.downloads import stored_file_response
 from dashboard.forms import ThumbnailJobForm
 from jobs import monitoring, selectors, services
 from jobs.models import Job
@@ -103,14 +104,19 @@ def retry(request: HttpRequest, job_id) -> HttpResponse:
 
 
 @require_GET
-def download(request: HttpRequest, job_id) -> FileResponse:
+def download(request: HttpRequest, job_id) -> HttpResponse:
     job = _visible_job(request, job_id)
     if job.status != Job.Status.SUCCEEDED or not job.archive:
         raise Http404("This job has no archive.")
     stem = PurePath(job.source_name).stem or "image"
     more = len(job.images) - 1
-    filename = f"{stem}-and-{more}-more-thumbnails.zip" if more else f"{stem}-thumbnails.zip"
-    return FileResponse(job.archive.open("rb"), as_attachment=True, filename=filename)
+    return stored_file_response(
+        request=request,
+        file=job.archive,
+        filename=f"{stem}-and-{more}-more-thumbnails.zip" if more else f"{stem}-thumbnails.zip",
+        as_attachment=True,
+        content_type="application/zip",
+    )
 
 
 @require_GET

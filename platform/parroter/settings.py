@@ -24,6 +24,11 @@ def env_int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
 
 
+def env_optional(name: str) -> str | None:
+    """The variable's value, or None when it is unset or empty (the library's own default)."""
+    return os.environ.get(name, "").strip() or None
+
+
 def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
@@ -184,9 +189,43 @@ FILE_UPLOAD_HANDLERS = [
     "django.core.files.uploadhandler.MemoryFileUploadHandler",
     "django.core.files.uploadhandler.TemporaryFileUploadHandler",
 ]
+# Jobs' files: the local disk (MEDIA_ROOT) by default, or an S3-compatible bucket that every
+# host reaches when PARROTER_S3_BUCKET is set. Media is never served by URL: downloads go through
+# views that check ownership (dashboard.downloads), then a presigned redirect on S3, nginx's
+# X-Accel-Redirect on local disk with PARROTER_X_ACCEL=true, or the file from gunicorn.
+PARROTER_S3_BUCKET = os.environ.get("PARROTER_S3_BUCKET", "").strip()
+# How long a download's presigned URL works: it is made right after the permission check.
+PARROTER_S3_PRESIGN_SECONDS = env_int("PARROTER_S3_PRESIGN_SECONDS", 300)
+PARROTER_X_ACCEL = env_bool("PARROTER_X_ACCEL")
+
+if PARROTER_S3_BUCKET:
+    _s3_endpoint = env_optional("PARROTER_S3_ENDPOINT_URL")
+    _default_storage = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": PARROTER_S3_BUCKET,
+            "endpoint_url": _s3_endpoint,
+            "region_name": env_optional("PARROTER_S3_REGION"),
+            # Both empty: boto3's own chain (AWS_* variables, ~/.aws, an instance or task role).
+            "access_key": env_optional("PARROTER_S3_ACCESS_KEY_ID"),
+            "secret_key": env_optional("PARROTER_S3_SECRET_ACCESS_KEY"),
+            # Private objects (no ACL: the bucket's own policy), reached only by presigned URLs.
+            "default_acl": None,
+            "querystring_auth": True,
+            "querystring_expire": PARROTER_S3_PRESIGN_SECONDS,
+            "signature_version": "s3v4",
+            # Every S3-compatible server (MinIO, Ceph, R2...) takes path-style addresses; AWS's own
+            # endpoint (no PARROTER_S3_ENDPOINT_URL) keeps boto3's choice.
+            "addressing_style": "path" if _s3_endpoint else None,
+            # A file read back (a job's source, an archive for a preview) spills from memory to
+            # FILE_UPLOAD_TEMP_DIR past this size, so a 50 MB source does not sit in a worker's RAM.
+            "max_memory_size": 2 * 1024 * 1024,
+        },
+    }
+else:
+    _default_storage = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
 STORAGES = {
-    # Media is never served directly: downloads go through views that check ownership.
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": _default_storage,
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
 

@@ -1,0 +1,289 @@
+"""Jobs' files on S3-compatible storage (PARROTER_S3_BUCKET), against moto's server mode on a
+free loopback port: the storage settings the environment chooses, a job from the upload form
+through a real worker process to a presigned download, and the promises that matter when the
+disk is not shared: nothing partial or temporary is ever left in the bucket.
+"""
+
+import io
+import runpy
+import threading
+import time
+import urllib.request
+import uuid
+import zipfile
+from datetime import timedelta
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from django.core.files import File
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import transaction
+from django.urls import reverse
+
+import parroter.settings
+from jobs import housekeeping, services
+from jobs.models import Job
+from parroter.local_redis import free_port
+from tests.conftest import (
+    celery_process,
+    image_bytes,
+    require,
+    stop_process,
+    submit_image,
+    wait_for_job,
+    wait_until_answering,
+    worker_arguments,
+)
+
+S3_VARIABLES = (
+    "PARROTER_S3_BUCKET",
+    "PARROTER_S3_ENDPOINT_URL",
+    "PARROTER_S3_REGION",
+    "PARROTER_S3_ACCESS_KEY_ID",
+    "PARROTER_S3_SECRET_ACCESS_KEY",
+    "PARROTER_S3_PRESIGN_SECONDS",
+)
+
+try:
+    import boto3
+    from moto.server import ThreadedMotoServer
+except ImportError:  # a dev dependency (pyproject.toml); require() says what is missing
+    ThreadedMotoServer = None
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> str:
+    """moto's S3 in server mode, in a thread of this process: workers reach it over HTTP."""
+    require(ThreadedMotoServer is not None, "moto[server] is not installed")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(s3_endpoint) -> dict[str, str]:
+    """The environment of a deployment on S3, with a fresh bucket for each test."""
+    env = {
+        "PARROTER_S3_BUCKET": f"parroter-{uuid.uuid4().hex[:12]}",
+        "PARROTER_S3_ENDPOINT_URL": s3_endpoint,
+        "PARROTER_S3_REGION": "eu-west-1",
+        "PARROTER_S3_ACCESS_KEY_ID": "test-key",
+        "PARROTER_S3_SECRET_ACCESS_KEY": "test-secret",
+        "PARROTER_S3_PRESIGN_SECONDS": "120",
+    }
+    s3_client(env).create_bucket(
+        Bucket=env["PARROTER_S3_BUCKET"],
+        CreateBucketConfiguration={"LocationConstraint": env["PARROTER_S3_REGION"]},
+    )
+    return env
+
+
+def s3_client(env: dict[str, str]):
+    return boto3.client(
+        "s3",
+        endpoint_url=env["PARROTER_S3_ENDPOINT_URL"],
+        region_name=env["PARROTER_S3_REGION"],
+        aws_access_key_id=env["PARROTER_S3_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["PARROTER_S3_SECRET_ACCESS_KEY"],
+    )
+
+
+def settings_under(monkeypatch, env: dict[str, str]) -> dict:
+    """What platform/parroter/settings.py makes of this environment (run afresh)."""
+    with monkeypatch.context() as patch:
+        for name in S3_VARIABLES:
+            patch.delenv(name, raising=False)
+        for name, value in env.items():
+            patch.setenv(name, value)
+        return runpy.run_path(parroter.settings.__file__)
+
+
+@pytest.fixture
+def on_s3(settings, monkeypatch, s3_env) -> dict[str, str]:
+    """This process's default storage as settings.py makes it from s3_env."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": settings_under(monkeypatch, s3_env)["STORAGES"]["default"],
+    }
+    settings.PARROTER_S3_PRESIGN_SECONDS = int(s3_env["PARROTER_S3_PRESIGN_SECONDS"])
+    return s3_env
+
+
+def bucket_keys(env: dict[str, str]) -> list[str]:
+    listing = s3_client(env).list_objects_v2(Bucket=env["PARROTER_S3_BUCKET"])
+    return sorted(item["Key"] for item in listing.get("Contents", []))
+
+
+def multipart_uploads(env: dict[str, str]) -> list[dict]:
+    return (
+        s3_client(env).list_multipart_uploads(Bucket=env["PARROTER_S3_BUCKET"]).get("Uploads", [])
+    )
+
+
+# --- Settings -------------------------------------------------------------------------------
+
+
+def test_the_environment_chooses_s3_with_its_own_names(monkeypatch, s3_env):
+    storage = settings_under(monkeypatch, s3_env)["STORAGES"]["default"]
+    assert storage["BACKEND"] == "storages.backends.s3.S3Storage"
+    options = storage["OPTIONS"]
+    assert options["bucket_name"] == s3_env["PARROTER_S3_BUCKET"]
+    assert options["endpoint_url"] == s3_env["PARROTER_S3_ENDPOINT_URL"]
+    assert options["region_name"] == "eu-west-1"
+    assert (options["access_key"], options["secret_key"]) == ("test-key", "test-secret")
+    assert options["querystring_auth"] is True and options["querystring_expire"] == 120
+    assert options["default_acl"] is None  # private objects
+    assert options["addressing_style"] == "path"  # what every S3-compatible server takes
+
+
+def test_without_keys_boto3_finds_credentials_itself_and_aws_needs_no_endpoint(monkeypatch):
+    made = settings_under(
+        monkeypatch, {"PARROTER_S3_BUCKET": "media", "PARROTER_S3_ACCESS_KEY_ID": ""}
+    )
+    options = made["STORAGES"]["default"]["OPTIONS"]
+    assert options["access_key"] is None and options["secret_key"] is None
+    assert options["endpoint_url"] is None and options["addressing_style"] is None
+    assert options["querystring_expire"] == made["PARROTER_S3_PRESIGN_SECONDS"] == 300
+
+
+def test_without_a_bucket_files_stay_on_the_local_disk(monkeypatch):
+    made = settings_under(monkeypatch, {})
+    assert made["STORAGES"]["default"] == {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+
+
+# --- A job from the form to the download ----------------------------------------------------
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)  # the worker is another process
+def test_a_job_runs_on_a_worker_that_shares_only_the_bucket(
+    client, user, other_user, own_broker, on_s3, media_root, tmp_path
+):
+    # The worker is another process: it gets the same environment, and the test's broker
+    # alone, so no other worker of the session takes the job.
+    name = f"s3-{uuid.uuid4().hex[:6]}@localhost"
+    worker = celery_process(
+        worker_arguments(name), log=tmp_path / "worker.log", REDIS_URL=own_broker.url, **on_s3
+    )
+    try:
+        wait_until_answering(worker, name)
+        client.force_login(user)
+        image = SimpleUploadedFile("beach day.jpg", image_bytes((900, 600)))
+        response = client.post(
+            reverse("dashboard:upload"), {"images": image, "sizes": ["128"], "custom_sizes": "64"}
+        )
+        assert response.status_code == 302, response.content.decode()[:2000]
+        job = wait_for_job(Job.objects.get(pk=response.url.rstrip("/").rsplit("/", 1)[1]))
+    finally:
+        stop_process(worker)
+    assert job.status == Job.Status.SUCCEEDED, f"{job.error}\n{worker.output()[-3000:]}"
+
+    folder = f"jobs/{job.pk}"
+    assert bucket_keys(on_s3) == [f"{folder}/source.jpg", f"{folder}/thumbnails.zip"]
+    assert multipart_uploads(on_s3) == []
+    assert not (media_root / folder).exists()  # nothing went to this host's disk
+    assert not any((media_root / "tmp").iterdir())
+
+    download = client.get(reverse("dashboard:download", args=[job.pk]))
+    assert download.status_code == 302
+    location = urlsplit(download["Location"])
+    assert f"{location.scheme}://{location.netloc}" == on_s3["PARROTER_S3_ENDPOINT_URL"]
+    assert location.path == f"/{on_s3['PARROTER_S3_BUCKET']}/{folder}/thumbnails.zip"
+    query = parse_qs(location.query)
+    assert query["X-Amz-Expires"] == ["120"]
+    assert query["X-Amz-Credential"][0].startswith("test-key/")
+    with urllib.request.urlopen(download["Location"], timeout=10) as fetched:  # noqa: S310
+        assert fetched.headers["Content-Disposition"] == (
+            'attachment; filename="beach day-thumbnails.zip"'
+        )
+        assert fetched.headers["Content-Type"] == "application/zip"
+        with zipfile.ZipFile(io.BytesIO(fetched.read())) as archive:
+            assert archive.testzip() is None
+            assert sorted(archive.namelist()) == sorted(t["name"] for t in job.result["thumbnails"])
+
+    # A preview is read out of the archive in the bucket.
+    first = job.result["thumbnails"][0]
+    preview = client.get(reverse("dashboard:thumbnail", args=[job.pk, first["name"]]))
+    assert preview.status_code == 200 and len(preview.content) == first["bytes"]
+
+    client.force_login(other_user)
+    refused = client.get(reverse("dashboard:download", args=[job.pk]))
+    assert refused.status_code == 404 and "Location" not in refused
+
+    with transaction.atomic():
+        job.delete()
+    assert bucket_keys(on_s3) == []  # a deleted job's files go with it
+
+
+# --- Nothing partial ------------------------------------------------------------------------
+
+
+class BreaksAfter(io.RawIOBase):
+    """`size` bytes of a file whose disk fails after `good` of them were read."""
+
+    def __init__(self, size: int, good: int) -> None:
+        self.size, self.good, self.position = size, good, 0
+        self.lock = threading.Lock()  # s3transfer reads parts from several threads
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        with self.lock:
+            base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.size}[whence]
+            self.position = base + offset
+            return self.position
+
+    def tell(self) -> int:
+        return self.position
+
+    def readinto(self, buffer) -> int:
+        with self.lock:
+            if self.position >= self.good:
+                time.sleep(1)  # the parts read so far are being uploaded meanwhile
+                raise OSError("disk failed")
+            count = min(len(buffer), self.size - self.position, self.good - self.position)
+            buffer[:count] = b"\0" * count
+            self.position += count
+            return count
+
+
+@pytest.mark.parametrize(
+    ("size", "good"),
+    [(1024 * 1024, 512 * 1024), (20 * 1024 * 1024, 17 * 1024 * 1024)],
+    ids=["one PUT", "multipart"],  # s3transfer goes multipart from 8 MB
+)
+def test_an_upload_that_fails_midway_leaves_no_object(on_s3, size, good):
+    with pytest.raises(OSError, match="disk failed"):
+        default_storage.save("jobs/broken/thumbnails.zip", File(BreaksAfter(size, good)))
+    assert bucket_keys(on_s3) == []
+    assert multipart_uploads(on_s3) == []  # an aborted multipart upload holds no parts
+
+
+@pytest.mark.django_db  # in a test's transaction: no job is ever sent to a worker
+def test_an_archive_stored_by_an_interrupted_delivery_is_removed(user, on_s3):
+    job = submit_image(user, image_bytes((200, 100)))
+    Job.objects.filter(pk=job.pk).update(status=Job.Status.RUNNING)
+    # The delivery was killed after its archive reached the bucket, before success was recorded.
+    default_storage.save(f"jobs/{job.pk}/thumbnails.zip", ContentFile(b"PK whole, never recorded"))
+    services.discard_partial_outputs(job_id=job.pk, task_id=job.task_id)
+    assert bucket_keys(on_s3) == [f"jobs/{job.pk}/source.jpg"]
+
+
+@pytest.mark.django_db
+def test_the_orphan_sweep_removes_folders_of_jobs_that_are_gone(user, on_s3):
+    kept = submit_image(user, image_bytes((200, 100)))
+    orphan = f"jobs/{uuid.uuid4()}"
+    default_storage.save(f"{orphan}/source.jpg", ContentFile(b"left behind"))
+    default_storage.save(f"{orphan}/thumbnails.zip", ContentFile(b"PK"))
+
+    outcome = housekeeping.sweep_orphan_files(older_than=timedelta(0))
+    assert outcome["folders"] == 1 and outcome["files"] == 2
+    assert bucket_keys(on_s3) == [f"jobs/{kept.pk}/source.jpg"]
