@@ -282,15 +282,18 @@ def test_the_progress_bar_fills_while_a_large_upload_goes_up(open_page, tmp_path
             }).observe(bar, {attributes: true, attributeFilter: ["aria-valuenow"]});
         }"""
     )
-    # 1.5 MB of noise (PNG cannot shrink it) at 1 MB/s: a second and a half going up.
+    # 1.5 MB of noise (PNG cannot shrink it) going up at 200 kB/s until the screenshots are
+    # taken, then at full speed.
     noise = tmp_path / "noise.png"
     Image.frombytes("RGB", (700, 700), os.urandom(700 * 700 * 3)).save(noise)
     cdp = page.context.new_cdp_session(page)
     cdp.send("Network.enable")
-    cdp.send(
-        "Network.emulateNetworkConditions",
-        {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": 1_000_000},
-    )
+
+    def upload_at(throughput: int) -> None:
+        conditions = {"offline": False, "latency": 0, "downloadThroughput": -1}
+        cdp.send("Network.emulateNetworkConditions", {**conditions, "uploadThroughput": throughput})
+
+    upload_at(200_000)
     page.set_input_files("#id_images", str(noise))
     page.click("button:has-text('Start job')")
 
@@ -300,6 +303,7 @@ def test_the_progress_bar_fills_while_a_large_upload_goes_up(open_page, tmp_path
     expect(page.locator("button:has-text('Start job')")).to_be_disabled()
     expect(page.locator("#upload-status")).to_contain_text("Uploading…")
     snapshot(page, "upload-uploading")
+    upload_at(-1)
     page.wait_for_url("**/jobs/*/")
 
     seen = page.evaluate("JSON.parse(sessionStorage.seen)")
