@@ -109,6 +109,17 @@ class ThumbnailJobForm(forms.Form):
         self.accepted: list[services.Upload] = []
         self.refused: list[tuple[str, str]] = []
 
+    @property
+    def limits(self) -> dict[str, int]:
+        """The limits clean() enforces, for the upload page's script to check before sending."""
+        return {
+            "max_images": settings.PARROTER_MAX_IMAGES,
+            "max_file_bytes": settings.PARROTER_MAX_UPLOAD_BYTES,
+            "max_job_bytes": settings.PARROTER_MAX_JOB_BYTES,
+            "max_sizes": settings.PARROTER_MAX_SIZES,
+            "max_edge": settings.PARROTER_MAX_EDGE,
+        }
+
     def clean_images(self):
         """Check each file on its own: the readable ones go through, the others are listed by
         name; only when none is left is the upload refused."""

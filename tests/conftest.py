@@ -6,6 +6,7 @@ Under CI=true a component that cannot be had is a failure, never a skip.
 import contextlib
 import io
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,9 +20,11 @@ import kombu.pools
 import pytest
 from django.conf import settings
 from django.core.cache import cache as django_cache
+from django.db import connections
 from django.test.utils import override_settings
 from django.utils import timezone
 from PIL import Image
+from playwright.sync_api import sync_playwright
 
 from parroter.celery_app import app as celery_app
 from parroter.local_redis import LocalRedis, stop_with_parent
@@ -398,3 +401,31 @@ def flower(redis_url, tmp_path_factory):
         yield FlowerProcess(f"http://127.0.0.1:{port}", credentials)
     finally:
         stop_process(process)
+
+
+# --- Headless Chromium (browser tests) ---------------------------------------------------------
+
+CHROMIUM = shutil.which("chromium")
+# Without these, Chromium keeps dialling out to the network, which is closed here.
+QUIET_FLAGS = ["--disable-background-networking", "--disable-component-update", "--disable-sync",
+               "--disable-quic", "--disable-gpu", "--no-first-run"]  # fmt: skip
+# Screenshots the browser tests save for people to look at (git-ignored).
+ARTIFACTS = Path(os.environ.get("PARROTER_TEST_ARTIFACTS", settings.BASE_DIR / "test-artifacts"))
+
+
+@pytest.fixture
+def browser(monkeypatch):
+    require(
+        CHROMIUM is not None, "Debian's chromium is not installed (`make test` installs it as root)"
+    )
+    # Playwright's sync API keeps an event loop in this thread, so Django sees an async
+    # context: ORM calls a test makes meanwhile are allowed, and get a connection of their own.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=QUIET_FLAGS
+        )
+        yield browser
+        browser.close()
+        # That connection is closed here, or PostgreSQL refuses to drop the test database.
+        connections.close_all()

@@ -3,44 +3,17 @@ operator watches the console live and retries a failed job from it."""
 
 import io
 import os
-import shutil
 import zipfile
-from pathlib import Path
 
 import pytest
-from django.conf import settings
-from django.db import connections
 from django.utils import timezone
 from PIL import Image
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from jobs.models import Job
-from tests.conftest import PASSWORDS, image_bytes, require, start_held_job
+from tests.conftest import ARTIFACTS, PASSWORDS, image_bytes, start_held_job
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-CHROMIUM = shutil.which("chromium")
-# Without these, Chromium keeps dialling out to the network, which is closed here.
-QUIET_FLAGS = ["--disable-background-networking", "--disable-component-update", "--disable-sync",
-               "--disable-quic", "--disable-gpu", "--no-first-run"]  # fmt: skip
-
-
-@pytest.fixture
-def browser(monkeypatch):
-    require(
-        CHROMIUM is not None, "Debian's chromium is not installed (`make test` installs it as root)"
-    )
-    # Playwright's sync API keeps an event loop in this thread, so Django sees an async
-    # context: ORM calls a test makes meanwhile are allowed, and get a connection of their own.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=QUIET_FLAGS
-        )
-        yield browser
-        browser.close()
-        # That connection is closed here, or PostgreSQL refuses to drop the test database.
-        connections.close_all()
 
 
 def test_sign_in_upload_watch_progress_and_download(
@@ -76,9 +49,6 @@ def test_sign_in_upload_watch_progress_and_download(
             Image.open(io.BytesIO(archive.read(name))).size for name in archive.namelist()
         )
     assert sizes == [(128, 85), (256, 171), (512, 341)]
-
-
-ARTIFACTS = Path(os.environ.get("PARROTER_TEST_ARTIFACTS", settings.BASE_DIR / "test-artifacts"))
 
 
 def sign_in(page, base_url: str, username: str) -> None:

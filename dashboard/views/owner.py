@@ -5,9 +5,11 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.http import content_disposition_header
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
 from dashboard.downloads import stored_file_response
 from dashboard.forms import ThumbnailJobForm
@@ -35,8 +37,13 @@ def upload(request: HttpRequest) -> HttpResponse:
                 f"{len(form.refused)} of {len(form.refused) + len(form.accepted)} files were left "
                 "out; the job page says why.",
             )
-        return redirect("dashboard:job", job_id=job.pk)
+        url = reverse("dashboard:job", args=[job.pk])
+        # An XHR would follow a redirect itself (using up the message above); htmx turns this
+        # header into a page load instead.
+        return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
     status = 400 if form.is_bound else 200
+    if request.htmx:  # only the errors go back: the chosen files stay in the page's input
+        return render(request, "dashboard/_upload_errors.html", {"form": form}, status=status)
     context = {"form": form, "jobs": selectors.recent_jobs(user=request.user)}
     return render(request, "dashboard/upload.html", context, status=status)
 
