@@ -11,6 +11,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from dashboard.forms import ThumbnailJobForm
 from jobs import monitoring, selectors, services
 from jobs.models import Job
+from jobs.schemas import Error
 
 
 def _visible_job(request: HttpRequest, job_id) -> Job:
@@ -79,8 +80,10 @@ def _panel_context(job: Job) -> dict:
 @never_cache
 def job_status(request: HttpRequest, job_id) -> JsonResponse:
     if not request.user.is_authenticated:
-        return JsonResponse({"error": "Sign in to see this job's status."}, status=401)
-    return JsonResponse(selectors.job_status(job=_visible_job(request, job_id)))
+        error = Error(message="Sign in to see this job's status.")
+        return JsonResponse(error.model_dump(), status=401)
+    status = selectors.job_status(job=_visible_job(request, job_id))
+    return JsonResponse(status.model_dump(mode="json"))  # as the API renders it
 
 
 @require_POST
@@ -96,7 +99,12 @@ def retry(request: HttpRequest, job_id) -> HttpResponse:
 
 @require_GET
 def download(request: HttpRequest, job_id) -> FileResponse:
-    job = _visible_job(request, job_id)
+    return archive_response(_visible_job(request, job_id))
+
+
+def archive_response(job: Job) -> FileResponse:
+    """The job's ZIP as a download, once the caller has checked that the person may see the
+    job; this page and the API's download both answer with it."""
     if job.status != Job.Status.SUCCEEDED or not job.archive:
         raise Http404("This job has no archive.")
     filename = f"{PurePath(job.source_name).stem or 'image'}-thumbnails.zip"
