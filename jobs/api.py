@@ -25,7 +25,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllow
 from django.http.multipartparser import MultiPartParserError
 from django.urls import URLPattern, re_path
 from django.views.decorators.csrf import csrf_exempt
-from ninja import Field, NinjaAPI, Query, Schema, Swagger
+from ninja import Field, NinjaAPI, Query, Router, Schema, Swagger
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.responses import Status
 from ninja.security import APIKeyCookie, HttpBearer
@@ -131,6 +131,7 @@ api = NinjaAPI(
     throttle=[API_RATE],
     docs=Swagger(settings={"validatorUrl": None}),  # no call to swagger.io's validator
     docs_decorator=_authenticated,
+    default_router=Router(tags=["jobs"]),  # the docs page's heading, not "default"
 )
 
 # --- Errors: always jobs.schemas.Error ----------------------------------------------------
