@@ -370,7 +370,7 @@ def cancel_job(request: HttpRequest, job_id: uuid.UUID):
 def _act(job: Job, action: Callable[[Job], bool], *, refused: str) -> JobDetails:
     """The job after an action, or 409 when its state did not allow it."""
     if not action(job):
-        raise HttpError(409, f"The job is {job.status}: {refused}.")
+        raise HttpError(409, f"The job's status is {job.status}: {refused}.")
     job.refresh_from_db()
     return selectors.job_details(job=job)
 

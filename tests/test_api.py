@@ -323,7 +323,7 @@ def test_retry_and_cancel_answer_409_when_the_jobs_state_does_not_allow_it(calle
     retried = owner.post(f"/api/jobs/{jobs['failed'].pk}/retry")
     assert retried.status_code == 200 and retried.json()["status"] == "queued"
     again = assert_error(owner.post(f"/api/jobs/{jobs['failed'].pk}/retry"), 409)
-    assert again["message"].startswith("The job is queued: only a failed or cancelled")
+    assert again["message"].startswith("The job's status is queued: only a failed or cancelled")
 
     cancelled = callers["staff"].post(f"/api/jobs/{jobs['queued'].pk}/cancel")
     assert cancelled.json()["status"] == "cancelled"
