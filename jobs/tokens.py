@@ -12,7 +12,7 @@ import secrets
 from datetime import timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from jobs.models import ApiToken
@@ -52,7 +52,7 @@ def revoke_api_tokens(*, tokens: QuerySet[ApiToken]) -> int:
 def find_api_tokens(*, text: str) -> QuerySet[ApiToken]:
     """Tokens named by an id or by their shown prefix (as `manage.py api_token list` prints)."""
     if text.isdigit():
-        return ApiToken.objects.filter(Q(pk=int(text)) | Q(prefix=text))
+        return ApiToken.objects.filter(pk=int(text))
     return ApiToken.objects.filter(prefix=text)
 
 
