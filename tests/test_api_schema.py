@@ -30,7 +30,7 @@ schema = schemathesis.openapi.from_dict(api.get_openapi_schema())
 schema.app = application
 # The token is sent with every request (token_header): no generated credentials, valid or not.
 schema.config.generation.update(with_security_parameters=False)
-EXAMPLES = 30  # per operation and phase: the whole schema in about 20 s on 2 cores
+EXAMPLES = 30  # per operation and phase: the whole schema in under 10 s on 2 cores
 
 # Jobs of the token's user with ids known in advance, so that generated requests reach real
 # jobs as well as the random ids that find nothing (see also_real_jobs).
