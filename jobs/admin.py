@@ -14,13 +14,14 @@ from django.contrib.admin.actions import delete_selected as django_delete_select
 from django.contrib.auth import get_user_model
 from django.core.paginator import Paginator
 from django.template.defaultfilters import filesizeformat, pluralize
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django_celery_results.admin import TaskResultAdmin as CeleryTaskResultAdmin
 from django_celery_results.models import TaskResult
 
-from jobs import selectors, services
-from jobs.models import Job
+from jobs import selectors, services, tokens
+from jobs.models import ApiToken, Job
 
 
 class AtLeast(int):
@@ -186,6 +187,49 @@ def _size(file) -> str:
         return filesizeformat(file.size)
     except OSError:
         return "file missing"
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Tokens are made here (the secret is shown once, on the page after Save) and revoked by
+    the action; nothing else about a token changes."""
+
+    list_display = ["prefix", "name", "user", "created_at", "last_used_at", "revoked_at"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
+    list_select_related = ["user"]
+    raw_id_fields = ["user"]  # a select of every user would not scale
+    search_fields = ["=prefix", "=user__username"]
+    actions = ["revoke_selected"]
+    readonly_fields = ["user", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
+
+    def get_fields(self, request, obj=None):
+        return ["user", "name"] if obj is None else self.readonly_fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else self.readonly_fields
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return obj is None and super().has_change_permission(request)  # the action only
+
+    def save_model(self, request, obj, form, change) -> None:
+        # Kept on this instance only for response_add, which shows it once; never stored.
+        obj.plain_token = tokens.issue_api_token(token=obj)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "API token created",
+            "token": obj,
+            "plain": obj.plain_token,
+        }
+        # Admin's views are never_cache: "no-store" keeps the secret out of any cache.
+        return TemplateResponse(request, "admin/jobs/apitoken/created.html", context)
+
+    @admin.action(description="Revoke selected API tokens", permissions=["change"])
+    def revoke_selected(self, request, queryset):
+        revoked = tokens.revoke_api_tokens(tokens=queryset)
+        self.message_user(request, f"{revoked} token{pluralize(revoked)} revoked.")
 
 
 # --- django-celery-results ------------------------------------------------------------------

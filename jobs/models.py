@@ -212,3 +212,34 @@ class Chore(models.Model):
         if self.started_at and self.finished_at and self.finished_at >= self.started_at:
             return (self.finished_at - self.started_at).total_seconds()
         return None
+
+
+class ApiToken(models.Model):
+    """A user's token for scripts (Authorization: Bearer <token>), made by jobs.tokens.
+
+    Only a SHA-256 digest of the token is kept: the token is shown once, when it is made. The
+    prefix (its first characters) is not secret; it tells a person which token is which.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=100, help_text="What the token is for, e.g. a script.")
+    prefix = models.CharField(max_length=16, editable=False)
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    last_used_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="To the minute."
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… {self.name}"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None

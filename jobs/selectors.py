@@ -26,6 +26,7 @@ from jobs.models import (
     Job,
     JobRollup,
 )
+from jobs.schemas import JobDetails, JobStatus
 
 BUCKET_FIELDS = [*RUN_BUCKET_FIELDS, *WAIT_BUCKET_FIELDS]
 
@@ -40,16 +41,38 @@ def recent_jobs(*, user: AbstractBaseUser, limit: int = 10) -> list[Job]:
     return list(Job.objects.filter(owner=user).order_by("-created_at", "-id")[:limit])
 
 
-def job_status(*, job: Job) -> dict:
-    """The status document of /jobs/<id>/status.json."""
+def job_status(*, job: Job) -> JobStatus:
+    """The status document of /jobs/<id>/status.json and of the API."""
+    return JobStatus(**_status_fields(job))
+
+
+def job_details(*, job: Job) -> JobDetails:
+    """A job as the API shows it; its owner is read, so select_related("owner") for many."""
+    return JobDetails(
+        **_status_fields(job),
+        kind=job.kind,
+        owner=job.owner.get_username(),
+        source_name=job.source_name,
+        params=job.params,
+        attempts=job.attempts,
+        created_at=job.created_at,
+        queued_at=job.queued_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+    )
+
+
+def _status_fields(job: Job) -> dict:
     result = None
     if job.status == Job.Status.SUCCEEDED:
         result = {
-            "archive_url": reverse("dashboard:download", args=[job.pk]),
+            # The API's download: it takes a token as well as a session, so a script can
+            # follow it.
+            "archive_url": reverse("api:job_archive", args=[job.pk]),
             "thumbnails": job.result.get("thumbnails", []),
         }
     return {
-        "id": str(job.pk),
+        "id": job.pk,
         "status": job.status,
         "progress": job.progress,
         "error": job.error or None,

@@ -96,6 +96,16 @@ def _no_cached_rollup_totals():
         django_cache.delete(key)
 
 
+@pytest.fixture(autouse=True)
+def _no_api_throttle_history():
+    """The API's throttles count each user's requests in the session's shared Redis, and users
+    of different tests share ids: every test starts with none counted."""
+    with contextlib.suppress(Exception):
+        client = django_cache._cache.get_client(write=True)
+        for key in client.scan_iter(match="*throttle_*"):
+            client.delete(key)
+
+
 @pytest.fixture
 def switch_broker(monkeypatch, settings):
     """Point the app (publishing, inspect, the cache of worker facts) at another Redis URL for

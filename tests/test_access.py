@@ -37,7 +37,7 @@ def test_anonymous_people_are_sent_to_the_login_page(client):
 def test_a_script_without_a_login_gets_401_json_from_status_json(client, finished_job):
     response = client.get(reverse("dashboard:job_status", args=[finished_job.pk]))
     assert response.status_code == 401
-    assert response.json() == {"error": "Sign in to see this job's status."}
+    assert response.json() == {"message": "Sign in to see this job's status.", "errors": {}}
 
 
 def test_login_page_and_probes_are_open(client):

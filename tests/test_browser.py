@@ -103,3 +103,37 @@ def test_operator_watches_jobs_live_and_retries_a_failed_one(
     expect(row).to_have_attribute("data-status", "succeeded", timeout=15_000)
     held.refresh_from_db()
     assert (held.status, held.attempts) == (Job.Status.SUCCEEDED, 2)
+
+
+def test_the_api_docs_work_offline_on_a_desktop_and_a_phone(live_server, user, browser):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    elsewhere = []
+
+    def this_host_only(route) -> None:
+        if route.request.url.startswith(live_server.url):
+            route.continue_()
+        else:  # a CDN, swagger.io's validator, fonts: none may be needed
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", this_host_only)
+    sign_in(page, live_server.url, "alice")
+    page.goto(f"{live_server.url}/api/docs")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("Parroter API")
+    operations = page.locator(".opblock-summary-path")
+    expect(operations).to_have_count(7)
+    # Tried from the page with the session: the list of one's jobs answers 200.
+    page.locator(".opblock-summary", has_text="List jobs").click()
+    page.get_by_role("button", name="Try it out").click()
+    page.get_by_role("button", name="Execute").click()
+    status = page.locator(".live-responses-table tbody .response-col_status")
+    expect(status).to_contain_text("200")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "api-docs-1280.png"), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.reload()
+    expect(operations).to_have_count(7)
+    page.screenshot(path=str(ARTIFACTS / "api-docs-390.png"), full_page=True)
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"the docs page scrolls sideways on a phone: {width}px"
+    assert elsewhere == []

@@ -64,7 +64,7 @@ def test_upload_makes_a_zip_of_the_requested_thumbnails(client, user, celery_wor
 
     status = client.get(reverse("dashboard:job_status", args=[job.pk])).json()
     assert status["status"] == "succeeded" and status["error"] is None
-    assert status["result"]["archive_url"] == reverse("dashboard:download", args=[job.pk])
+    assert status["result"]["archive_url"] == reverse("api:job_archive", args=[job.pk])
     assert {(t["width"], t["height"]) for t in status["result"]["thumbnails"]} == set(
         sizes.values()
     )

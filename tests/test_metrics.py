@@ -9,8 +9,8 @@ from django.db.models import F
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from jobs import housekeeping, rollups, selectors, services
-from jobs.models import Job, JobRollup
+from jobs import housekeeping, rollups, selectors, services, tokens
+from jobs.models import ApiToken, Job, JobRollup
 from tests.conftest import image_bytes, run_in_process, submit_image
 
 pytestmark = pytest.mark.django_db
@@ -83,6 +83,21 @@ def test_only_staff_read_metrics_and_a_scraper_without_a_login_gets_401(client, 
     assert client.get("/metrics").status_code == 401  # not a redirect to the login page
     client.force_login(user)
     assert client.get("/metrics").status_code == 403
+
+
+def test_a_scraper_authenticates_with_a_staff_users_api_token(client, user, staff):
+    _, staff_token = tokens.create_api_token(user=staff, name="prometheus")
+    _, user_token = tokens.create_api_token(user=user, name="not staff")
+    scraped = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {staff_token}")
+    assert scraped.status_code == 200 and b"parroter_jobs{" in scraped.content
+    assert client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {user_token}").status_code == 403
+    refused = client.get("/metrics", HTTP_AUTHORIZATION="Bearer prt_not-a-token")
+    assert refused.status_code == 401 and refused["WWW-Authenticate"].startswith("Bearer")
+    # A token that is sent is what counts, even beside a staff session.
+    client.force_login(staff)
+    assert client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {user_token}").status_code == 403
+    tokens.revoke_api_tokens(tokens=ApiToken.objects.filter(user=staff))
+    assert client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {staff_token}").status_code == 401
 
 
 def failed_total() -> int:

@@ -49,6 +49,10 @@ def job_rule(owner_and_staff=200):
     return {"anonymous": LOGIN, "owner": owner_and_staff, "other": 404, "staff": owner_and_staff}
 
 
+def api_action_rule():
+    return {"anonymous": 401, "owner": 200, "other": 404, "staff": 409}
+
+
 def staff_rule(staff, others=403):
     return {"anonymous": LOGIN, "owner": others, "other": others, "staff": staff}
 
@@ -141,6 +145,37 @@ TABLE = [
     Row(
         "flower_auth", "/flower-auth", {"anonymous": 401, "owner": 403, "other": 403, "staff": 204}
     ),
+    # The JSON API: 401 JSON without a login (never the login page), someone else's job not
+    # found, and everything it does not have a JSON 404 or 405. Its own tests (test_api.py) try
+    # API tokens as well; here the session, whose POSTs need CSRF.
+    Row("api:openapi-json", "/api/openapi.json", signed_in(200, anonymous=401)),
+    Row("api:openapi-view", "/api/docs", signed_in(200)),  # a page for people: the login page
+    Row("api:api-root", "/api/", everyone(404)),
+    Row("api:unknown_path", "/api/no-such-path", everyone(404)),
+    Row("api:job_list", "/api/jobs", signed_in(200, anonymous=401)),
+    Row("api:job_list", "/api/jobs", everyone(405), method="delete"),
+    Row("api:job_submit", "/api/jobs", signed_in(201, 401), method="post", data={"upload": True}),
+    Row(
+        "api:job_submit",
+        "/api/jobs",
+        signed_in(403, 401),
+        "post",
+        csrf=False,
+        data={"upload": True},
+    ),
+    Row("api:job", "/api/jobs/{job}", {**job_rule(), "anonymous": 401}),
+    Row("api:job", f"/api/jobs/{UNKNOWN}", signed_in(404, anonymous=401)),
+    Row("api:job", "/api/jobs/not-a-uuid", everyone(404)),
+    Row("api:job_status", "/api/jobs/{job}/status", {**job_rule(), "anonymous": 401}),
+    Row("api:job_archive", "/api/jobs/{job}/archive", {**job_rule(), "anonymous": 401}),
+    Row("api:job_archive", "/api/jobs/{failed}/archive", {**job_rule(404), "anonymous": 401}),
+    # Staff comes last and finds the owner's retry or cancel done: 409, the state forbids it.
+    Row("api:job_retry", "/api/jobs/{failed}/retry", api_action_rule(), method="post"),
+    Row("api:job_retry", "/api/jobs/{failed}/retry", signed_in(403, 401), "post", csrf=False),
+    Row("api:job_retry", "/api/jobs/{failed}/retry", everyone(405)),
+    Row("api:job_cancel", "/api/jobs/{queued}/cancel", api_action_rule(), method="post"),
+    Row("api:job_cancel", "/api/jobs/{queued}/cancel", signed_in(403, 401), "post", csrf=False),
+    Row("api:job_cancel", f"/api/jobs/{UNKNOWN}/cancel", signed_in(404, 401), method="post"),
     # Django admin: staff (here with the view permission on jobs); others get admin's login.
     Row(ADMIN, "/admin/", everyone("/admin/login/?next=/admin/") | {"staff": 200}),
     Row(ADMIN, "/admin/login/", {**everyone(200), "staff": "/admin/"}),

@@ -15,6 +15,7 @@ from dashboard.downloads import stored_file_response
 from dashboard.forms import ThumbnailJobForm
 from jobs import monitoring, selectors, services
 from jobs.models import Job
+from jobs.schemas import Error
 
 
 def _visible_job(request: HttpRequest, job_id) -> Job:
@@ -95,8 +96,10 @@ def _panel_context(job: Job) -> dict:
 @never_cache
 def job_status(request: HttpRequest, job_id) -> JsonResponse:
     if not request.user.is_authenticated:
-        return JsonResponse({"error": "Sign in to see this job's status."}, status=401)
-    return JsonResponse(selectors.job_status(job=_visible_job(request, job_id)))
+        error = Error(message="Sign in to see this job's status.")
+        return JsonResponse(error.model_dump(), status=401)
+    status = selectors.job_status(job=_visible_job(request, job_id))
+    return JsonResponse(status.model_dump(mode="json"))  # as the API renders it
 
 
 @require_POST
@@ -112,7 +115,12 @@ def retry(request: HttpRequest, job_id) -> HttpResponse:
 
 @require_GET
 def download(request: HttpRequest, job_id) -> HttpResponse:
-    job = _visible_job(request, job_id)
+    return archive_response(request, _visible_job(request, job_id))
+
+
+def archive_response(request: HttpRequest, job: Job) -> HttpResponse:
+    """The job's ZIP as a download, once the caller has checked that the person may see the
+    job; this page and the API's download both answer with it."""
     if job.status != Job.Status.SUCCEEDED or not job.archive:
         raise Http404("This job has no archive.")
     stem = PurePath(job.source_name).stem or "image"

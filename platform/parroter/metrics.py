@@ -1,10 +1,11 @@
-"""/metrics for Prometheus, staff only: read at scrape time from the database's rollups and
-indexed counts and from the broker's cached facts, so every web process answers the same
-numbers (no per-process counters for gunicorn workers to split)."""
+"""/metrics for Prometheus, for staff (a session, or a staff user's API token): read at scrape
+time from the database's rollups and indexed counts and from the broker's cached facts, so every
+web process answers the same numbers (no per-process counters for gunicorn workers to split)."""
 
 from collections.abc import Iterator, Sequence
 
 from django.contrib.auth.decorators import login_not_required
+from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.cache import never_cache
@@ -17,7 +18,7 @@ from prometheus_client.core import (
     Metric,
 )
 
-from jobs import housekeeping, monitoring, selectors
+from jobs import housekeeping, monitoring, selectors, tokens
 from jobs.models import DURATION_BOUNDS, Chore, Job
 
 
@@ -135,8 +136,22 @@ _REGISTRY.register(ParroterCollector())
 @require_GET
 @never_cache
 def metrics(request: HttpRequest) -> HttpResponse:
-    if not request.user.is_authenticated:
-        return HttpResponse("Sign in as staff to read metrics.\n", status=401)
-    if not request.user.is_staff:
+    reader = _reader(request)
+    if reader is None:
+        return HttpResponse(
+            "Send a staff user's API token (Authorization: Bearer <token>) or sign in as staff.\n",
+            status=401,
+            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+        )
+    if not reader.is_staff:
         raise PermissionDenied("Metrics are for staff.")
     return HttpResponse(generate_latest(_REGISTRY), content_type=CONTENT_TYPE_LATEST)
+
+
+def _reader(request: HttpRequest) -> AbstractBaseUser | None:
+    """Who asks: the user of the API token a scraper sends (Prometheus' `authorization`), or
+    else the signed-in user. A token that is sent but not valid is refused, session or not."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer":
+        return tokens.user_for_api_token(plain=token.strip())
+    return request.user if request.user.is_authenticated else None

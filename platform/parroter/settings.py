@@ -91,6 +91,8 @@ INSTALLED_APPS = [
     "django_celery_results",
     "django_celery_beat",
     "axes",
+    # Its templates and static files: the API's docs page loads Swagger UI from here, not a CDN.
+    "ninja",
     "parroter",
     "jobs",
     "dashboard",
@@ -347,6 +349,12 @@ PARROTER_RETENTION_DAYS = env_int("PARROTER_RETENTION_DAYS", 30)
 CELERY_RESULT_EXPIRES = PARROTER_RETENTION_DAYS * 86400
 # A job interrupted this many times (worker killed mid-run) is failed instead of retried.
 PARROTER_MAX_ATTEMPTS = env_int("PARROTER_MAX_ATTEMPTS", 3)
+
+# --- The JSON API (jobs/api.py) ------------------------------------------------------------
+# Requests per user ("count/period": s, m, h or d), counted in the shared cache; beyond them the
+# API answers 429 with Retry-After. Submitting a job counts against both.
+PARROTER_API_RATE = os.environ.get("PARROTER_API_RATE", "600/m")
+PARROTER_API_SUBMIT_RATE = os.environ.get("PARROTER_API_SUBMIT_RATE", "60/m")
 
 LOGGING = {
     "version": 1,

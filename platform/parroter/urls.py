@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 
 from dashboard.views import flower
+from jobs import api
 from parroter import health, metrics
 
 urlpatterns = [
@@ -27,6 +28,8 @@ urlpatterns = [
         name="password_change_done",
     ),
     path("admin/", admin.site.urls),
+    # The JSON API: its own authentication (token or session) and JSON errors (jobs/api.py).
+    path("api/", api.urls()),
     # Flower, staff only: proxied here, or by nginx after asking flower-auth (deploy/README.md).
     re_path(r"^flower/(?P<path>.*)$", flower.FlowerProxyView.as_view(), name="flower"),
     path("flower-auth", flower.auth_request, name="flower_auth"),
