@@ -17,7 +17,7 @@ from django.db.models.lookups import Exact
 from django.urls import reverse
 from django.utils import timezone
 
-from jobs import housekeeping, rollups
+from jobs import housekeeping, rollups, storage
 from jobs.models import (
     DURATION_BUCKETS,
     RUN_BUCKET_FIELDS,
@@ -100,8 +100,8 @@ def thumbnail_content(*, job: Job, name: str) -> bytes | None:
     names = {item["name"] for item in job.result.get("thumbnails", [])}
     if job.status != Job.Status.SUCCEEDED or name not in names:
         return None
-    with job.archive.open("rb") as archive, zipfile.ZipFile(archive) as entries:
-        return entries.read(name)
+    with storage.open_for_random_access(job.archive) as archive, zipfile.ZipFile(archive) as zf:
+        return zf.read(name)
 
 
 # --- The operator console -------------------------------------------------------------------

@@ -23,13 +23,14 @@ from django.db import transaction
 from django.urls import reverse
 
 import parroter.settings
-from jobs import housekeeping, services
+from jobs import housekeeping, selectors, services
 from jobs.models import Job
 from parroter.local_redis import free_port
 from tests.conftest import (
     celery_process,
     image_bytes,
     require,
+    run_in_process,
     stop_process,
     submit_image,
     wait_for_job,
@@ -287,3 +288,22 @@ def test_the_orphan_sweep_removes_folders_of_jobs_that_are_gone(user, on_s3):
     outcome = housekeeping.sweep_orphan_files(older_than=timedelta(0))
     assert outcome["folders"] == 1 and outcome["files"] == 2
     assert bucket_keys(on_s3) == [f"jobs/{kept.pk}/source.jpg"]
+
+
+@pytest.mark.django_db
+def test_a_preview_reads_ranges_of_the_archive_never_all_of_it(user, on_s3, monkeypatch):
+    from storages.backends.s3 import S3File
+
+    job = submit_image(user, image_bytes((300, 200)), sizes=(64, 128))
+    run_in_process(job)
+    job.refresh_from_db()
+    thumb = job.result["thumbnails"][0]
+    with default_storage.open(job.archive.name, "rb") as whole, zipfile.ZipFile(whole) as zf:
+        expected = zf.read(thumb["name"])
+
+    def whole_download(self):
+        raise AssertionError("the whole archive was downloaded for one preview")
+
+    monkeypatch.setattr(S3File, "file", property(whole_download))
+    assert selectors.thumbnail_content(job=job, name=thumb["name"]) == expected
+    assert selectors.thumbnail_content(job=job, name="not-in-the-job.jpg") is None
