@@ -229,6 +229,16 @@ def test_rgba_to_jpeg_is_flattened_onto_the_background_colour() -> None:
     assert close(thumb.getpixel((35, 10)), (128, 0, 127), 8)  # half red over blue
 
 
+@pytest.mark.parametrize("fmt", WITH_ALPHA)
+def test_opaque_output_fills_transparency_with_the_background_in_every_format(fmt: str) -> None:
+    # The form's "Fill transparent areas with the background colour, in every format".
+    if not writable(fmt):
+        return
+    thumb = one(translucent_source(), "40", Output(fmt, background=BLUE, transparent=False))
+    assert close(rgba(thumb, (5, 10)), (*BLUE, 255), 8)
+    assert close(rgba(thumb, (35, 10)), (128, 0, 127, 255), 8)
+
+
 CAMERA = b"Parroter Test Camera"
 
 
@@ -479,6 +489,19 @@ def test_animations_keep_their_frames_durations_and_loop(
         assert close(left, (*colours[0], 255), 12) and close(right, (*colours[1], 255), 12)
     if extension != "avif":  # Pillow writes no loop count into AVIF (it always repeats)
         assert thumb.info["loop"] == 2
+
+
+# Frames 1 and 3 are opaque; frame 2 is transparent on its left half.
+SEE_THROUGH = [gif_frame(1, 1), gif_frame(0, 2), gif_frame(3, 3)]
+
+
+@pytest.mark.parametrize("fmt", [None, "PNG", "WEBP"])
+def test_opaque_animations_fill_transparent_areas_with_the_background(fmt: str | None) -> None:
+    output = Output(fmt, background=YELLOW, transparent=False)
+    _, entries = run([("clip.gif", animated("GIF", SEE_THROUGH))], "30", output=output)
+    (data,) = entries.values()
+    _, seen = frames_of(data)
+    assert close(seen[1][1], (*YELLOW, 255), 12) and close(seen[0][1], (*RED, 255), 12)
 
 
 def still_with_note(made: Archive, entries: dict[str, bytes], note: str) -> Image.Image:

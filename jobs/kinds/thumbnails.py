@@ -802,8 +802,10 @@ def _encode(
     durations: Sequence[int] = (),
     loop: int = 0,
 ) -> bytes:
-    if output_format not in _ALPHA_FORMATS:  # JPEG: transparency goes onto the background
-        frames = [_flatten(frame, background or (255, 255, 255)) for frame in frames]
+    # A background (see _background): always for JPEG, in every format when the person asked
+    # for opaque thumbnails; None keeps transparency.
+    if background is not None:
+        frames = [_flatten(frame, background) for frame in frames]
     options: dict[str, object] = {}
     if icc:
         options["icc_profile"] = icc
