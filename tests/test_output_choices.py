@@ -495,6 +495,22 @@ def test_animations_keep_their_frames_durations_and_loop(
 SEE_THROUGH = [gif_frame(1, 1), gif_frame(0, 2), gif_frame(3, 3)]
 
 
+@pytest.mark.parametrize("fmt", [None, "PNG", "WEBP", "AVIF"])
+def test_transparent_areas_of_animated_gif_frames_stay_transparent(fmt: str | None) -> None:
+    if fmt and not writable(fmt):
+        return
+    source = animated("GIF", SEE_THROUGH)
+    _, seen = frames_of(source)
+    assert seen[1][1] == CLEAR  # as Pillow decodes the source, too
+    _, entries = run([("clip.gif", source)], "30", output=Output(fmt))
+    (data,) = entries.values()
+    _, seen = frames_of(data)
+    assert len(seen) == 3
+    assert seen[1][1][3] == 0, seen[1]
+    assert close(seen[1][2], (*BLUE, 255), 12)
+    assert close(seen[2][1], (*GREEN, 255), 12)
+
+
 @pytest.mark.parametrize("fmt", [None, "PNG", "WEBP"])
 def test_opaque_animations_fill_transparent_areas_with_the_background(fmt: str | None) -> None:
     output = Output(fmt, background=YELLOW, transparent=False)

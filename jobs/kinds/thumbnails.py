@@ -49,6 +49,9 @@ _ANIMATED_FORMATS = frozenset({"GIF", "PNG", "WEBP", "AVIF"})
 # and this much memory for them; beyond either the first frame is used, and the job says so.
 MAX_FRAMES = 300
 ANIMATION_MEMORY_BUDGET = 256 * 1024 * 1024
+# Animated GIF thumbnails keep transparency in the last palette index, for pixels under half opaque.
+_GIF_TRANSPARENT = 255
+_GIF_CLEAR = [255] * 128 + [0] * 128
 # Names inside the archive come from the uploaded names, kept to what every unzip accepts.
 _UNSAFE_NAME = re.compile(r"[^\w.-]+")
 _MAX_STEM = 80
@@ -812,15 +815,32 @@ def _encode(
     if output_format in _LOSSY_FORMATS:
         options["quality"] = quality
     if len(frames) > 1:
-        options.update(save_all=True, append_images=frames[1:], duration=list(durations), loop=loop)
         # Every frame is whole: each replaces the one before instead of being drawn over it.
         if output_format == "GIF":
             options["disposal"] = 2
+            if background is None:
+                frames = [_gif_frame(frame) for frame in frames]
+                options.update(transparency=_GIF_TRANSPARENT, optimize=False)
         elif output_format == "PNG":
             options.update(disposal=1, blend=0)
+        options.update(save_all=True, append_images=frames[1:], duration=list(durations), loop=loop)
     buffer = io.BytesIO()
     frames[0].save(buffer, output_format, **options)
     return buffer.getvalue()
+
+
+def _gif_frame(frame: Image.Image) -> Image.Image:
+    """An RGBA frame as a palette image whose index _GIF_TRANSPARENT is transparent, in every
+    frame. A frame disposed of is restored to the background colour, which Pillow (and the GIF
+    spec) take as transparent only when that frame names a transparent index; Pillow's own
+    conversion names one only in frames with transparent pixels, so a frame's transparent areas
+    showed the opaque frame before it. (Browsers clear to transparent either way.)"""
+    indexed = frame.convert("RGB").quantize(_GIF_TRANSPARENT, Image.Quantize.FASTOCTREE)
+    palette = indexed.getpalette() or []
+    indexed.putpalette(palette + [0] * (768 - len(palette)))
+    indexed.paste(_GIF_TRANSPARENT, mask=frame.getchannel("A").point(_GIF_CLEAR, "1"))
+    indexed.info["transparency"] = _GIF_TRANSPARENT
+    return indexed
 
 
 def _flatten(img: Image.Image, colour: tuple[int, ...]) -> Image.Image:
