@@ -491,6 +491,18 @@ def test_animations_keep_their_frames_durations_and_loop(
         assert thumb.info["loop"] == 2
 
 
+@pytest.mark.parametrize("fmt", [None, "PNG", "WEBP"])
+def test_an_animation_that_plays_once_still_plays_once(fmt: str | None) -> None:
+    # A GIF without a loop count plays once; WebP and APNG say so with loop=1.
+    _, entries = run(
+        [("once.gif", animated("GIF", RED_BLUE_GREEN, loop=None))], "30", output=Output(fmt)
+    )
+    (data,) = entries.values()
+    with Image.open(io.BytesIO(data)) as thumb:
+        assert thumb.n_frames == 3
+        assert thumb.info.get("loop") == (None if fmt is None else 1)
+
+
 # Frames 1 and 3 are opaque; frame 2 is transparent on its left half.
 SEE_THROUGH = [gif_frame(1, 1), gif_frame(0, 2), gif_frame(3, 3)]
 

@@ -510,7 +510,7 @@ def _render_animation(
         durations.append(int(img.info.get("duration") or 100))
         for size, thumb in _cascade(first.convert("RGBA"), plans, background):
             frames.setdefault(size, []).append(thumb)
-    loop = img.info.get("loop", 0)
+    loop = img.info.get("loop")  # None: a GIF without a loop count, which plays once
     return {
         size: _encode(sequence, output_format, output.quality, None, background, durations, loop)
         for size, sequence in frames.items()
@@ -803,7 +803,7 @@ def _encode(
     icc: bytes | None,
     background: tuple[int, ...] | None,
     durations: Sequence[int] = (),
-    loop: int = 0,
+    loop: int | None = 0,
 ) -> bytes:
     # A background (see _background): always for JPEG, in every format when the person asked
     # for opaque thumbnails; None keeps transparency.
@@ -823,7 +823,10 @@ def _encode(
                 options.update(transparency=_GIF_TRANSPARENT, optimize=False)
         elif output_format == "PNG":
             options.update(disposal=1, blend=0)
-        options.update(save_all=True, append_images=frames[1:], duration=list(durations), loop=loop)
+        options.update(save_all=True, append_images=frames[1:], duration=list(durations))
+        # No loop count: a GIF that plays once, as a GIF says it; WebP and APNG say it with 1.
+        if loop is not None or output_format != "GIF":
+            options["loop"] = 1 if loop is None else loop
     buffer = io.BytesIO()
     frames[0].save(buffer, output_format, **options)
     return buffer.getvalue()
