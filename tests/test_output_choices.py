@@ -4,6 +4,7 @@ quality, transparency, metadata, names in the ZIP, per-image failures, progress,
 from __future__ import annotations
 
 import io
+import random
 import zipfile
 from collections.abc import Sequence
 from functools import partial
@@ -530,6 +531,26 @@ def test_opaque_animations_fill_transparent_areas_with_the_background(fmt: str |
     (data,) = entries.values()
     _, seen = frames_of(data)
     assert close(seen[1][1], (*YELLOW, 255), 12) and close(seen[0][1], (*RED, 255), 12)
+
+
+def test_a_long_animated_gif_is_not_taken_for_a_hostile_file(monkeypatch) -> None:
+    # Pillow reads a GIF's data in blocks of at most 255 bytes, two reads each, and twice over
+    # (counting the frames, then decoding them): one read per 64 bytes. The kind's limit on
+    # reads grows with the file, so a long GIF (a 12 MB one needs 184,000) is still read;
+    # with the limit made small here, a GIF of 130 kB needs the same allowance.
+    rng = random.Random(7)  # noqa: S311 - test data
+    frames = []
+    for _ in range(10):
+        frame = Image.frombytes("P", (100, 100), rng.randbytes(100 * 100))
+        frame.putpalette(list(range(256)) * 3)
+        frames.append(frame)
+    data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:]).getvalue()
+    assert len(data) > 100_000
+    monkeypatch.setattr(thumbnails, "_MAX_READS", 500)
+    made, entries = run([("noise.gif", data)], "50")
+    assert made.images[0].error == ""
+    (thumb,) = entries.values()
+    assert Image.open(io.BytesIO(thumb)).n_frames == 10
 
 
 def still_with_note(made: Archive, entries: dict[str, bytes], note: str) -> Image.Image:

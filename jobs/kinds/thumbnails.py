@@ -116,6 +116,12 @@ DECODE_MEMORY_BUDGET = 1024 * 1024 * 1024
 # chunks, GIF blocks): a hostile file of 50 MB could keep it busy for minutes. An ordinary
 # image takes a few thousand reads (data comes in 64 KiB blocks); this many take < 0.5 s.
 _MAX_READS = 1 << 17
+# Except a GIF decoded whole: its data comes in blocks of at most 255 bytes, two reads each,
+# once to count the frames and once to decode them, so one read per 64 bytes (a 100-frame
+# 500x500 GIF of 12 MB: 184,000 reads). The worker allows it one more read per this many bytes
+# of the file (twice what it needs; a 50 MB GIF of one-byte blocks: ~4 s). The upload check
+# reads headers only and keeps the plain limit.
+_GIF_BYTES_PER_READ = 32
 
 # Pillow unpacks every number in a TIFF's first directory into Python ints at open (25 million
 # offsets took 67 s and 6.5 GB), and libtiff then visits every strip or tile. A 120 MP image
@@ -235,7 +241,7 @@ def inspect_image(
 ) -> ImageInfo:
     """Identify an upload from its header alone, cheap enough to run inside a web request."""
     try:
-        with _input_errors(), _open(stream, max_pixels, max_memory) as img:
+        with _input_errors(), _open(stream, max_pixels, max_memory, whole=False) as img:
             width, height = _displayed_size(img.size, _orientation(img))
             fmt = _format(img)
             return ImageInfo(fmt, width, height, _EXTENSIONS[fmt])
@@ -369,7 +375,7 @@ def _render(
     """One image's thumbnails, encoded and keyed by size; their extension; a note for people."""
     note = ""
     with _input_errors():
-        with _open(source, max_pixels, max_memory) as img:
+        with _open(source, max_pixels, max_memory, whole=True) as img:
             fmt = _format(img)
             orientation = _orientation(img)
             size = _displayed_size(img.size, orientation)
@@ -539,10 +545,18 @@ def _input_errors() -> Iterator[None]:
 
 
 @contextmanager
-def _open(stream: BinaryIO, max_pixels: int, max_memory: int) -> Iterator[Image.Image]:
-    """Open (header only) one of the allowed formats and enforce the pixel and memory limits."""
+def _open(
+    stream: BinaryIO, max_pixels: int, max_memory: int, *, whole: bool
+) -> Iterator[Image.Image]:
+    """Open (header only) one of the allowed formats and enforce the pixel and memory limits;
+    `whole`: every frame will be decoded."""
     _check_structure(stream)
-    with _identify(_BoundedReader(stream)) as img:
+    size = stream.seek(0, io.SEEK_END)
+    stream.seek(0)
+    reader = _BoundedReader(stream)
+    with _identify(reader) as img:
+        if whole and img.format == "GIF":
+            reader.allowed += size // _GIF_BYTES_PER_READ
         width, height = img.size
         if width * height > max_pixels:
             raise ThumbnailError(
@@ -586,15 +600,16 @@ def _identify(stream: BinaryIO) -> ImageFile.ImageFile:
 
 
 class _BoundedReader:
-    """`stream` as Pillow sees it, refusing the file after _MAX_READS reads."""
+    """`stream` as Pillow sees it, refusing the file after `allowed` reads (_MAX_READS)."""
 
     def __init__(self, stream: BinaryIO) -> None:
         self._stream = stream
         self._reads = 0
+        self.allowed = _MAX_READS
 
     def read(self, size: int = -1) -> bytes:
         self._reads += 1
-        if self._reads > _MAX_READS:
+        if self._reads > self.allowed:
             raise ThumbnailError(_TOO_MANY_PARTS)
         return self._stream.read(size)
 
