@@ -47,6 +47,9 @@ _LOSSY_FORMATS = frozenset({"JPEG", "WEBP", "AVIF"})
 _ANIMATED_FORMATS = frozenset({"GIF", "PNG", "WEBP", "AVIF"})
 # Animated thumbnails hold every frame of every size until encoded: at most this many frames,
 # and this much memory for them; beyond either the first frame is used, and the job says so.
+# Measured (make bench): a 100-frame 500x500 GIF to 128/256/512 boxes takes 1.7 s and 195 MiB
+# animated, 0.15 s and 7 MiB as its first frame; as WebP 2.3 s, APNG 7.6 s, AVIF 19 s. At the
+# budget (twice that GIF's held frames) the slowest, AVIF, stays well inside the 300 s task limit.
 MAX_FRAMES = 300
 ANIMATION_MEMORY_BUDGET = 256 * 1024 * 1024
 # Animated GIF thumbnails keep transparency in the last palette index, for pixels under half opaque.
