@@ -41,8 +41,10 @@ nginx:
 test: $(INSTALLED) chromium nginx
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The thumbnail kind against the tutorial's way, a 200-image job against single-image jobs, and
+# what animated thumbnails cost (bench/thumbnails.py, ~4 minutes); BENCH_ARGS=--quick to smoke it.
 bench: $(INSTALLED)
-	$(BIN)/python bench/thumbnails.py
+	$(BIN)/python bench/thumbnails.py $(BENCH_ARGS)
 
 bench-thumbnails: bench
 

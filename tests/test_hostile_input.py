@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import multiprocessing
 import os
+import random
 import signal
 import struct
 import time
@@ -215,6 +216,38 @@ def test_a_png_with_a_million_empty_chunks_is_refused_quickly() -> None:
     data = png_with_empty_chunks(1_000_000)  # 12 MB; 4 s to inspect before
     assert refusal(inspect(data), seconds=2) == TOO_MANY_PARTS
     assert refusal(make(data), seconds=2) == TOO_MANY_PARTS
+
+
+def gif_with_one_byte_blocks(side: int) -> bytes:
+    """A GIF of random pixels whose image data comes in sub-blocks of one byte instead of 255:
+    valid, and two reads of Pillow's per byte."""
+    pixels = random.Random(3).randbytes(side * side)  # noqa: S311 - test data
+    frame = Image.frombytes("P", (side, side), pixels)
+    frame.putpalette(list(range(256)) * 3)
+    data = saved(frame, "GIF")
+    flags = data[10]
+    start = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)  # past the colour table
+    while data[start] == 0x21:  # extensions: introducer, label, sub-blocks
+        start += 2
+        while data[start]:
+            start += 1 + data[start]
+        start += 1
+    at = start + 10 + 1  # past the image descriptor (no local colour table), LZW code size
+    lzw = bytearray()
+    while data[at]:
+        lzw += data[at + 1 : at + 1 + data[at]]
+        at += 1 + data[at]
+    blocks = b"".join(b"\x01" + lzw[i : i + 1] for i in range(len(lzw)))
+    return data[: start + 11] + blocks + b"\x00\x3b"
+
+
+def test_a_gif_of_one_byte_blocks_is_refused_quickly_by_the_worker() -> None:
+    # The worker allows a GIF one read per 32 bytes more than other images (animated GIFs
+    # come in 255-byte blocks, read twice); 1.5 MB of one-byte blocks needs 24 times that.
+    data = gif_with_one_byte_blocks(1024)
+    assert len(data) > 1_500_000
+    assert inspect(data)().width == 1024  # the upload check reads the header only
+    assert refusal(make(data)) == TOO_MANY_PARTS
 
 
 def test_an_animated_webp_of_a_few_hundred_bytes_with_a_huge_canvas_is_refused() -> None:

@@ -3,6 +3,7 @@
 import io
 import os
 import signal
+import time
 import zipfile
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from jobs.kinds import thumbnails
 from jobs.models import Job
 from parroter.local_redis import free_port
 from tests.conftest import (
+    JOB_TIMEOUT,
     finished_task_result,
     image_bytes,
     start_held_job,
@@ -26,9 +28,18 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
 def upload(client, data: bytes, name="photo.jpg", sizes=("128", "256", "512"), custom=""):
-    image = SimpleUploadedFile(name, data, content_type="application/octet-stream")
+    return upload_files(client, [(name, data)], sizes=sizes, custom=custom)
+
+
+def upload_files(client, files: list[tuple[str, bytes]], sizes=("128", "256", "512"), custom=""):
+    """Post the upload form with several files in its one `images` input."""
+    images = [
+        SimpleUploadedFile(name, data, content_type="application/octet-stream")
+        for name, data in files
+    ]
     return client.post(
-        reverse("dashboard:upload"), {"images": image, "sizes": list(sizes), "custom_sizes": custom}
+        reverse("dashboard:upload"),
+        {"images": images, "sizes": list(sizes), "custom_sizes": custom},
     )
 
 
@@ -224,3 +235,111 @@ def test_an_upload_while_the_broker_is_down_is_accepted_and_waits_as_queued(
     assert job.status == Job.Status.QUEUED  # the dispatcher sends it once the broker is back
     page = client.get(reverse("dashboard:job", args=[job.pk])).content.decode()
     assert "No worker is running right now" in page
+
+
+# --- jobs of many images ------------------------------------------------------------------------
+
+
+def truncated_jpeg(size=(400, 300)) -> bytes:
+    """A JPEG whose header passes the upload form's check but whose data ends halfway."""
+    whole = image_bytes(size, color=(10, 120, 230), quality=95)
+    return whole[: len(whole) // 2]
+
+
+def archive_sizes(client, job) -> dict[str, tuple[int, int]]:
+    download = client.get(reverse("dashboard:download", args=[job.pk]))
+    assert download.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(b"".join(download.streaming_content))) as archive:
+        sizes = {}
+        for name in archive.namelist():
+            with Image.open(archive.open(name)) as thumb:
+                sizes[name] = thumb.size
+    return sizes
+
+
+def test_a_job_of_several_images_lists_the_unreadable_one_and_zips_the_others(
+    client, user, celery_worker
+):
+    client.force_login(user)
+    files = [
+        ("holiday.jpg", image_bytes((1200, 800))),
+        ("broken.jpg", truncated_jpeg()),  # read by the worker only: the form sees its header
+        ("shop.png", image_bytes((300, 600), "RGB", "PNG")),
+    ]
+    job = wait_for_job(submitted_job(upload_files(client, files, sizes=("128",), custom="64x64")))
+
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    page = client.get(reverse("dashboard:job", args=[job.pk])).content.decode()
+    assert "1 of 3 files could not be used" in page
+    assert '<span class="name">broken.jpg</span>: The image data is truncated or corrupt' in page
+    status = client.get(reverse("dashboard:job_status", args=[job.pk])).json()
+    assert (status["status"], status["images"], status["images_done"]) == ("succeeded", 3, 3)
+    assert status["problems"] == [
+        {"name": "broken.jpg", "error": "The image data is truncated or corrupt and could not be "
+         "decoded."}
+    ]  # fmt: skip
+    # A folder per readable image; each name says the thumbnail's real size.
+    assert archive_sizes(client, job) == {
+        "holiday/holiday_128x85.jpg": (128, 85),
+        "holiday/holiday_64x43.jpg": (64, 43),
+        "shop/shop_64x128.png": (64, 128),
+        "shop/shop_32x64.png": (32, 64),
+    }
+
+
+def test_a_file_the_form_cannot_read_is_left_out_and_listed_on_the_job_page(
+    client, user, celery_worker
+):
+    client.force_login(user)
+    files = [("notes.jpg", b"just some text, not a picture\n" * 20), ("cat.jpg", image_bytes())]
+    response = upload_files(client, files, sizes=(), custom="64")
+    job = wait_for_job(submitted_job(response))
+
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    page = client.get(response.url)
+    assert [str(m) for m in page.context["messages"]] == [
+        "1 of 2 files were left out; the job page says why."
+    ]
+    content = page.content.decode()
+    assert "1 of 2 files could not be used" in content
+    assert '<span class="name">notes.jpg</span>: This file is not an image' in content
+    assert archive_sizes(client, job) == {"cat_64x43.jpg": (64, 43)}  # one image: no folder
+
+
+def test_a_job_of_many_images_reports_each_image_done_while_it_runs(client, user, celery_worker):
+    # PNGs decode whole (JPEGs at 1/8 scale), so each of these takes ~0.1 s: long enough for
+    # several progress writes (at most one per services.PROGRESS_INTERVAL) during the job.
+    big = image_bytes((3000, 3000), "RGB", "PNG")
+    count = 20
+    client.force_login(user)
+    files = [(f"scan-{n:02}.png", big) for n in range(count)]
+    job = submitted_job(upload_files(client, files, sizes=(), custom="64"))
+    url = reverse("dashboard:job_status", args=[job.pk])
+    seen = []
+    deadline = time.monotonic() + JOB_TIMEOUT
+    while time.monotonic() < deadline:
+        status = client.get(url).json()
+        assert (status["images"], status["problems"]) == (count, [])
+        seen.append((status["status"], status["images_done"]))
+        if status["status"] in ("succeeded", "failed"):
+            break
+        time.sleep(0.02)
+    assert seen[-1] == ("succeeded", count), seen[-1]
+    done_while_running = [done for state, done in seen if state == "running"]
+    assert done_while_running == sorted(done_while_running)
+    assert len({done for done in done_while_running if 0 < done < count}) >= 2, seen
+
+
+def test_a_job_whose_images_are_all_unreadable_fails_saying_why(client, user, celery_worker):
+    client.force_login(user)
+    files = [("first.jpg", truncated_jpeg()), ("second.jpg", truncated_jpeg((300, 200)))]
+    job = wait_for_job(submitted_job(upload_files(client, files, sizes=(), custom="64")))
+
+    corrupt = "The image data is truncated or corrupt and could not be decoded."
+    message = f"None of the 2 images could be read. first.jpg: {corrupt}; second.jpg: {corrupt}"
+    assert (job.status, job.error) == (Job.Status.FAILED, message)
+    assert job.archive.name == ""
+    page = client.get(reverse("dashboard:job", args=[job.pk])).content.decode()
+    assert "None of the 2 images could be read. first.jpg: The image data is truncated" in page
+    status = client.get(reverse("dashboard:job_status", args=[job.pk])).json()
+    assert (status["status"], status["error"], status["result"]) == ("failed", message, None)
