@@ -1,4 +1,3 @@
-import mimetypes
 from pathlib import PurePath
 
 from django.contrib import messages
@@ -14,6 +13,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from dashboard.downloads import stored_file_response
 from dashboard.forms import ThumbnailJobForm
 from jobs import monitoring, selectors, services
+from jobs.kinds import thumbnails
 from jobs.models import Job
 from jobs.schemas import Error
 
@@ -139,8 +139,13 @@ def thumbnail(request: HttpRequest, job_id, name: str) -> HttpResponse:
     content = selectors.thumbnail_content(job=_visible_job(request, job_id), name=name)
     if content is None:
         raise Http404("No such thumbnail.")
-    response = HttpResponse(content, content_type=mimetypes.guess_type(name)[0])
+    extension = PurePath(name).suffix.lstrip(".")
+    content_type = thumbnails.MEDIA_TYPES.get(extension, "application/octet-stream")
+    response = HttpResponse(content, content_type=content_type)
     response["Cache-Control"] = "private, max-age=86400"
+    # The bytes come from an upload (a colour profile is copied as it is): opened on its own, the
+    # file may never run as a page of this site, whatever a browser makes of it.
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
     if "download" in request.GET:
         response["Content-Disposition"] = content_disposition_header(
             as_attachment=True, filename=PurePath(name).name

@@ -38,6 +38,12 @@ OUTPUT_FORMATS = (
     ("JPEG", "PNG", "WEBP", "AVIF") if features.check("avif") else ("JPEG", "PNG", "WEBP")
 )
 OUTPUT_EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "AVIF": "avif", "GIF": "gif"}
+# What a thumbnail is served as, by its extension: a fixed table, not the host's mimetypes
+# database (which may not know webp or avif, and an unknown type would be served as HTML).
+MEDIA_TYPES = {
+    "jpg": "image/jpeg", "png": "image/png", "webp": "image/webp", "avif": "image/avif",
+    "gif": "image/gif",
+}  # fmt: skip
 FORMAT_LABELS = {
     "JPEG": "JPEG", "PNG": "PNG", "GIF": "GIF", "WEBP": "WebP", "AVIF": "AVIF", "BMP": "BMP",
     "TIFF": "TIFF",
