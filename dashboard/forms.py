@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
+from dashboard.uploads import OversizedUpload
 from jobs import services
 from jobs.kinds import thumbnails
 from jobs.models import Job
@@ -26,10 +27,10 @@ class MultipleFileField(forms.FileField):
         super().__init__(*args, **kwargs)
 
     def clean(self, data, initial=None):
-        single = super().clean
         chosen = data if isinstance(data, list | tuple) else [data]
-        # Nothing chosen: FileField's own "This field is required." error.
-        return [single(item, initial) for item in chosen if item] or [single(None, initial)]
+        # Each file is judged on its own by the form (an empty one is left out by name, not the
+        # whole upload refused); with none at all, FileField's "This field is required.".
+        return [item for item in chosen if item] or [super().clean(None, initial)]
 
 
 FORMAT_CHOICES = [
@@ -122,7 +123,8 @@ class ThumbnailJobForm(forms.Form):
 
     def clean_images(self):
         """Check each file on its own: the readable ones go through, the others are listed by
-        name; only when none is left is the upload refused."""
+        name; only when none is left is the upload refused. A refusal for size has the code
+        "too_large" (the API answers 413 when that is all that is wrong)."""
         files = self.cleaned_data["images"]
         if len(files) > settings.PARROTER_MAX_IMAGES:
             raise ValidationError(
@@ -132,20 +134,23 @@ class ThumbnailJobForm(forms.Form):
         if total > settings.PARROTER_MAX_JOB_BYTES:
             raise ValidationError(
                 f"The files come to {filesizeformat(total)}; the limit per job is "
-                f"{filesizeformat(settings.PARROTER_MAX_JOB_BYTES)}."
+                f"{filesizeformat(settings.PARROTER_MAX_JOB_BYTES)}.",
+                code="too_large",
             )
+        refusals = []
         for upload in files:
             try:
                 info = self._inspect(upload)
             except ValidationError as exc:
-                self.refused.append((upload.name, exc.messages[0]))
+                refusals.append((upload.name, exc))
+                self.refused.append((upload.name, exc.message))
             else:
                 self.accepted.append(services.Upload(upload, upload.name, info.extension))
         if not self.accepted:
             if len(files) == 1:
-                raise ValidationError(self.refused[0][1])
+                raise refusals[0][1]
             raise ValidationError(
-                [f"{name}: {reason}" for name, reason in self.refused],
+                [ValidationError(f"{name}: {exc.message}", code=exc.code) for name, exc in refusals]
             )
         return files
 
@@ -154,12 +159,21 @@ class ThumbnailJobForm(forms.Form):
         limit = settings.PARROTER_MAX_UPLOAD_BYTES
         if upload.size > limit:
             raise ValidationError(
-                f"The file is {filesizeformat(upload.size)}; the limit is {filesizeformat(limit)}."
+                f"The file is {filesizeformat(upload.size)}; the limit is {filesizeformat(limit)}.",
+                code="too_large",
             )
+        if isinstance(upload, OversizedUpload):  # under its own limit: the request's passed
+            raise ValidationError(
+                f"Not kept: the upload passed the limit of "
+                f"{filesizeformat(settings.PARROTER_MAX_JOB_BYTES)} per job before this file.",
+                code="too_large",
+            )
+        if not upload.size:
+            raise ValidationError("The file is empty.", code="empty")
         try:
             return thumbnails.inspect_image(upload, max_pixels=settings.PARROTER_MAX_PIXELS)
         except thumbnails.ThumbnailError as exc:
-            raise ValidationError(str(exc)) from exc
+            raise ValidationError(str(exc), code="unreadable") from exc
 
     def clean_background(self):
         colour = self.cleaned_data["background"].strip() or "#ffffff"

@@ -33,7 +33,6 @@ from ninja.throttling import SimpleRateThrottle
 from ninja.utils import check_csrf
 
 from dashboard.forms import ThumbnailJobForm
-from dashboard.uploads import OversizedUpload
 from dashboard.views.owner import archive_response
 from jobs import selectors, services, tokens
 from jobs.models import Job
@@ -275,17 +274,16 @@ def _submit_body() -> dict:
 )
 def submit_job(request: HttpRequest):
     """Multipart, with the upload page's fields; checked and queued exactly as that page does,
-    with the same messages. 413 when all that is wrong is a file over the size limit."""
+    with the same messages. 413 when all that is wrong is size: files over the limit."""
     form = ThumbnailJobForm(request.POST, request.FILES)
     if not form.is_valid():
         errors = {field: list(messages) for field, messages in form.errors.items()}
         summary = " ".join(f"{field}: {' '.join(messages)}" for field, messages in errors.items())
-        oversized = {
-            field
-            for field, files in request.FILES.lists()
-            if any(isinstance(upload, OversizedUpload) for upload in files)
-        }
-        status = 413 if oversized and set(errors) <= oversized else 400
+        refusals = form.errors.as_data()
+        too_large = set(refusals) == {"images"} and all(
+            error.code == "too_large" for error in refusals["images"]
+        )
+        status = 413 if too_large else 400
         return Status(status, Error(message=f"The job was not submitted. {summary}", errors=errors))
     job = form.submit(owner=request.user)
     return Status(201, selectors.job_details(job=job))

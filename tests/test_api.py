@@ -222,7 +222,39 @@ def test_a_file_over_the_limit_is_413_unless_something_else_is_wrong_too(callers
     assert set(body["errors"]) == {"images"}
     both = upload(images=SimpleUploadedFile("big.jpg", big), sizes=[], custom_sizes="")
     assert_error(callers["owner"].post("/api/jobs", both), 400, images="limit", sizes="at least")
+    # Several files: 413 only when each was refused for its size.
+    two_big = upload(images=[SimpleUploadedFile(name, big) for name in ("a.jpg", "b.jpg")])
+    assert_error(callers["owner"].post("/api/jobs", two_big), 413, images="a.jpg: The file is")
+    big_and_text = upload(
+        images=[SimpleUploadedFile("big.jpg", big), SimpleUploadedFile("notes.jpg", b"text")]
+    )
+    assert_error(callers["owner"].post("/api/jobs", big_and_text), 400, images="notes.jpg: This")
     assert not Job.objects.exists()
+
+
+def test_files_past_the_job_limit_beside_another_file_field_are_refused_not_a_500(
+    callers, settings
+):
+    # Another file field fills the request's byte allowance, so the image is not kept.
+    settings.PARROTER_MAX_JOB_BYTES = 10_000
+    data = {
+        "junk": SimpleUploadedFile("junk.bin", bytes(20_000)),
+        **upload(images=SimpleUploadedFile("a.jpg", image_bytes((40, 30)))),
+    }
+    body = assert_error(callers["owner"].post("/api/jobs", data), 413, images="per job")
+    assert "Not kept" in body["errors"]["images"][0]
+    assert not Job.objects.exists()
+
+
+def test_an_empty_file_among_good_ones_is_left_out_by_name(callers):
+    files = [
+        SimpleUploadedFile("good.jpg", image_bytes((40, 30))),
+        SimpleUploadedFile("empty.jpg", b""),
+    ]
+    response = callers["owner"].post("/api/jobs", upload(images=files))
+    assert response.status_code == 201, response.content
+    assert response.json()["problems"] == [{"name": "empty.jpg", "error": "The file is empty."}]
+    assert Job.objects.get().images[0]["name"] == "good.jpg"
 
 
 # --- Reading ----------------------------------------------------------------------------------

@@ -181,7 +181,7 @@ def test_a_post_without_a_file_is_refused(client, user):
 @pytest.mark.parametrize(
     ("data", "name", "fields", "message"),
     [
-        (b"", "empty.jpg", {}, "The submitted file is empty."),
+        (b"", "empty.jpg", {}, "The file is empty."),
         (b"just some text, not a picture\n" * 20, "notes.jpg", {}, "not an image"),
         (image_bytes((20000, 20000), mode="1", fmt="PNG", color=0), "bomb.png", {}, "megapixels"),
         (image_bytes((64, 64)), "a.jpg", {"custom": "0x0"}, "between 1 and"),
