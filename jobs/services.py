@@ -431,10 +431,13 @@ def _claim(*, job_id: str, task_id: str, worker: str) -> Job | None:
     # job is not this delivery's to run. One conditional UPDATE decides, atomically on either
     # database, without a transaction around a locking read.
     now = timezone.now()
-    claimed = Job.objects.filter(pk=job_id, task_id=task_id, status=Job.Status.QUEUED).update(
+    claimed = Job.objects.filter(
+        pk=job_id, task_id=task_id, status=Job.Status.QUEUED
+    ).update(
         status=Job.Status.RUNNING,
         attempts=F("attempts") + 1,
         progress=0,
+        result={},  # nothing of an interrupted attempt's progress
         error="",
         worker=worker[:255],
         started_at=now,
@@ -522,6 +525,9 @@ def _make_thumbnail_archive(job: Job) -> tuple[str, thumbnails.Archive]:
                 output=job_output(job),
                 max_pixels=settings.PARROTER_MAX_PIXELS,
                 progress=_ProgressWriter(job),
+                # Images started after this leave room for the last one before the soft time
+                # limit, which would fail the whole job: a long batch keeps what it made.
+                stop_after=time.monotonic() + settings.CELERY_TASK_SOFT_TIME_LIMIT * 0.8,
             )
             pending.flush()
             pending.seek(0)

@@ -87,3 +87,10 @@ def test_a_task_keeps_its_database_connection_for_the_next_one():
     connection.close_at = 0
     reuse_database_connections()
     assert connection.connection is None
+
+
+def test_a_claim_forgets_how_far_an_interrupted_attempt_got(user):
+    job = queued_job(user)
+    Job.objects.filter(pk=job.pk).update(result={"images_done": 37})  # an earlier attempt's
+    claimed = services._claim(job_id=str(job.pk), task_id=job.task_id, worker="celery@here")
+    assert (claimed.status, claimed.progress, claimed.images_done) == ("running", 0, 0)

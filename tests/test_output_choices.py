@@ -19,6 +19,7 @@ from jobs.kinds.thumbnails import (
     OUTPUT_EXTENSIONS,
     OUTPUT_FORMATS,
     Archive,
+    Box,
     Output,
     SourceImage,
     ThumbnailError,
@@ -601,3 +602,27 @@ def test_jpeg_chosen_for_an_animation_gives_the_first_frame_and_says_so() -> Non
     )
     note = "This GIF is animated (3 frames): JPEG has no animation, so its first frame was used."
     assert still_with_note(made, entries, note).format == "JPEG"
+
+
+def test_past_the_deadline_no_further_image_is_started_and_the_rest_are_named() -> None:
+    data = encode(noisy((120, 80)), "JPEG").getvalue()
+    images = [SourceImage(f"p{n}.jpg", partial(io.BytesIO, data)) for n in range(3)]
+    archive = io.BytesIO()
+    # A deadline already past: the first image is always made, the others are not started.
+    result = make_archive(
+        images, [Box(32, 32)], archive, max_pixels=10**8, stop_after=float("-inf")
+    )
+    assert [thumb.name for thumb in result.thumbnails] == ["p0/p0_32x21.jpg"]
+    assert [(item.name, item.error.startswith("Not made: the job ran out of time")) for item in
+            result.images] == [("p0.jpg", False), ("p1.jpg", True), ("p2.jpg", True)]  # fmt: skip
+
+
+def test_a_source_gone_from_storage_is_named_and_the_others_go_in() -> None:
+    def gone():
+        raise FileNotFoundError("jobs/x/source-2.jpg")
+
+    data = encode(noisy((120, 80)), "JPEG").getvalue()
+    images = [SourceImage("here.jpg", partial(io.BytesIO, data)), SourceImage("gone.jpg", gone)]
+    result = make_archive(images, [Box(32, 32)], io.BytesIO(), max_pixels=10**8)
+    assert [thumb.image for thumb in result.thumbnails] == [0]
+    assert result.images[1].error == "The uploaded file is no longer stored; upload it again."

@@ -16,6 +16,7 @@ import io
 import math
 import re
 import struct
+import time
 import warnings
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
@@ -111,6 +112,10 @@ _TOO_MANY_PARTS = (
     "This file is made of far more separate parts than an ordinary image and was not read. "
     "Save it again with an image editor and upload that."
 )
+_OUT_OF_TIME = (
+    "Not made: the job ran out of time before this image. Submit it again in a smaller job."
+)
+_MISSING = "The uploaded file is no longer stored; upload it again."
 _OUT_OF_MEMORY = (
     "Processing this image needed more memory than Parroter allows for one job. "
     "A smaller image, or a JPEG, will work."
@@ -268,12 +273,15 @@ def make_archive(
     max_memory: int = DECODE_MEMORY_BUDGET,
     max_frames: int = MAX_FRAMES,
     progress: Callable[[int, int], None] | None = None,
+    stop_after: float | None = None,
 ) -> Archive:
     """Write a STORED ZIP of every image's thumbnails into `archive`, one image at a time.
 
     One image's thumbnails sit at the top of the archive; several images get a folder each.
     An image that cannot be read is reported in the result and the others still go in; if
     none can be read, ThumbnailError says why. `progress(percent, images_done)` follows along.
+    Past `stop_after` (time.monotonic()), no further image is started: the archive holds those
+    made so far and the rest are reported as not made.
     """
     _check_boxes(boxes)
     report = progress or _ignore_progress
@@ -283,6 +291,9 @@ def make_archive(
     with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as zf:
         for index, (image, folder) in enumerate(zip(images, folders, strict=True)):
             prefix = f"{folder}/" if len(images) > 1 else ""
+            if index and stop_after is not None and time.monotonic() > stop_after:
+                outcomes.append(ImageOutcome(image.name, folder, error=_OUT_OF_TIME))
+                continue
 
             def image_progress(fraction: float, done: int = index) -> None:
                 report(int(100 * (done + fraction) / len(images)), done)
@@ -294,6 +305,9 @@ def make_archive(
                     )
             except ThumbnailError as exc:
                 outcomes.append(ImageOutcome(image.name, folder, error=str(exc)))
+                continue
+            except FileNotFoundError:  # gone from storage (removed by hand, a restore without it)
+                outcomes.append(ImageOutcome(image.name, folder, error=_MISSING))
                 continue
             # Written only once every size is encoded: a failing image leaves no entry behind.
             for (width, height), data in encoded.items():
