@@ -395,7 +395,8 @@ def run_job(*, job_id: str, task_id: str, worker: str = "") -> dict:
         release_interrupted_job(job_id=job_id, task_id=task_id, message_kept=False)
         raise
     except SoftTimeLimitExceeded as exc:
-        _discard_archive(job)
+        if _running(job).exists():  # else the stored archive may be a newer delivery's
+            _discard_archive(job)
         limit = settings.CELERY_TASK_SOFT_TIME_LIMIT
         message = f"The job took longer than {limit} seconds and was stopped."
         _finish(job, status=Job.Status.FAILED, error=message)
@@ -409,7 +410,8 @@ def run_job(*, job_id: str, task_id: str, worker: str = "") -> dict:
         "images": [_image_row(item) for item in made.images],
     }
     if not _finish(job, status=Job.Status.SUCCEEDED, archive=archive_name, result=result):
-        job.archive.storage.delete(archive_name)  # cancelled while running: keep nothing
+        if archive_name:  # stored, then cancelled before it was recorded: keep nothing
+            job.archive.storage.delete(archive_name)
         return {"job": job_id, "cancelled": True}
     return {"job": job_id, **result}
 
@@ -531,6 +533,10 @@ def _make_thumbnail_archive(job: Job) -> tuple[str, thumbnails.Archive]:
             )
             pending.flush()
             pending.seek(0)
+            # Cancelled (and maybe retried) while it ran: the archive's name may already hold a
+            # newer delivery's, which this one must neither delete nor replace.
+            if not _running(job).exists():
+                return "", made
             name = job_file_path(job, ARCHIVE_FILENAME)
             if storage.exists(name):  # left by an earlier delivery of this job
                 storage.delete(name)

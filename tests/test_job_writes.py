@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from jobs import services
 from jobs.kinds import thumbnails
 from jobs.models import Job
-from tests.conftest import image_bytes
+from tests.conftest import image_bytes, run_in_process, submit_image
 
 pytestmark = pytest.mark.django_db
 
@@ -94,3 +94,33 @@ def test_a_claim_forgets_how_far_an_interrupted_attempt_got(user):
     Job.objects.filter(pk=job.pk).update(result={"images_done": 37})  # an earlier attempt's
     claimed = services._claim(job_id=str(job.pk), task_id=job.task_id, worker="celery@here")
     assert (claimed.status, claimed.progress, claimed.images_done) == ("running", 0, 0)
+
+
+def test_a_superseded_delivery_leaves_the_newer_deliverys_archive_alone(user, monkeypatch):
+    # The old delivery's revoke was lost: the job was cancelled and retried while it ran, and the
+    # new delivery finished first. The old one then must not delete or replace its archive.
+    job = submit_image(user, image_bytes((300, 200)), sizes=(64,))
+    real = thumbnails.make_archive
+    newer = {}
+
+    def superseded_midway(*args, **kwargs):
+        made = real(*args, **kwargs)
+        if not newer:
+            newer["started"] = True
+            services.cancel_job(job_id=job.pk)
+            services.retry_job(job_id=job.pk)
+            newer["outcome"] = run_in_process(job)
+        return made
+
+    monkeypatch.setattr(thumbnails, "make_archive", superseded_midway)
+    old_task = job.task_id
+    assert services.run_job(job_id=str(job.pk), task_id=old_task, worker="celery@old") == {
+        "job": str(job.pk),
+        "cancelled": True,
+    }
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED and job.task_id != old_task
+    assert "thumbnails" in newer["outcome"]
+    assert job.archive.storage.exists(job.archive.name)
+    with job.archive.open("rb") as archive:
+        assert archive.read(2) == b"PK"
