@@ -203,7 +203,14 @@ class ApiTokenAdmin(admin.ModelAdmin):
     readonly_fields = ["user", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
 
     def get_fields(self, request, obj=None):
-        return ["user", "name"] if obj is None else self.readonly_fields
+        if obj is not None:
+            return self.readonly_fields
+        # A token acts as its user: only a superuser makes one for somebody else.
+        return ["user", "name"] if request.user.is_superuser else ["name"]
+
+    def get_queryset(self, request):
+        tokens_shown = super().get_queryset(request)
+        return tokens_shown if request.user.is_superuser else tokens_shown.filter(user=request.user)
 
     def get_readonly_fields(self, request, obj=None):
         return [] if obj is None else self.readonly_fields
@@ -212,6 +219,8 @@ class ApiTokenAdmin(admin.ModelAdmin):
         return obj is None and super().has_change_permission(request)  # the action only
 
     def save_model(self, request, obj, form, change) -> None:
+        if not request.user.is_superuser:
+            obj.user = request.user
         # Kept on this instance only for response_add, which shows it once; never stored.
         obj.plain_token = tokens.issue_api_token(token=obj)
 

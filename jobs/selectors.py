@@ -53,7 +53,11 @@ def job_details(*, job: Job) -> JobDetails:
         kind=job.kind,
         owner=job.owner.get_username(),
         source_name=job.source_name,
-        params=job.params,
+        # What was asked, without where the files are stored (names only).
+        params={
+            **job.params,
+            "images": [{"name": image["name"]} for image in job.images],
+        },
         attempts=job.attempts,
         created_at=job.created_at,
         queued_at=job.queued_at,

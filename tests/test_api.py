@@ -176,7 +176,8 @@ def test_submit_queues_a_job_as_the_upload_page_does(callers, user):
         "sunset.jpg",
         "thumbnails",
     )
-    assert body["params"] == job.params
+    assert body["params"] == {**job.params, "images": [{"name": "sunset.jpg"}]}
+    assert "source.jpg" not in str(body)  # where the file is stored stays inside
     assert job.params["sizes"] == [[128, 128], [256, 256], [800, 600]]
     assert [image["name"] for image in job.params["images"]] == ["sunset.jpg"]
     assert (body["images"], body["images_done"], body["problems"]) == (1, 0, [])

@@ -62,12 +62,17 @@ def test_last_use_is_written_at_most_once_a_minute(user, django_assert_num_queri
         assert tokens.user_for_api_token(plain="ghp_something-else") is None
 
 
-def test_admin_shows_a_new_token_once_and_revokes_tokens(client, staff, user):
+def grant_token_admin(staff) -> None:
     staff.user_permissions.add(
         *Permission.objects.filter(
             codename__in=["add_apitoken", "change_apitoken", "view_apitoken"]
         )
     )
+
+
+def test_admin_shows_a_new_token_once_and_revokes_tokens(client, staff, user):
+    staff.is_superuser = True  # the one who may make a token for somebody else
+    staff.save()
     client.force_login(staff)
     created = client.post("/admin/jobs/apitoken/add/", {"user": user.pk, "name": "nightly export"})
     assert created.status_code == 200
@@ -91,6 +96,18 @@ def test_admin_shows_a_new_token_once_and_revokes_tokens(client, staff, user):
     assert client.post("/admin/jobs/apitoken/", revoke).status_code == 302
     assert ApiToken.objects.get().revoked_at is not None
     assert tokens.user_for_api_token(plain=plain) is None
+
+
+def test_staff_who_are_not_superusers_make_and_see_only_their_own_tokens(client, staff, user):
+    # A token acts as its user: made for an admin, it would let a staff member act as one.
+    grant_token_admin(staff)
+    tokens.issue_api_token(token=ApiToken(user=user, name="someone else's"))
+    client.force_login(staff)
+    client.post("/admin/jobs/apitoken/add/", {"user": user.pk, "name": "mine"})
+    mine = ApiToken.objects.get(name="mine")
+    assert mine.user == staff
+    listed = client.get("/admin/jobs/apitoken/").content.decode()
+    assert mine.prefix in listed and "someone else" not in listed
 
 
 def call(*args: str) -> tuple[str, str]:

@@ -238,3 +238,14 @@ def test_a_wide_gamut_photo_keeps_its_colours(
     # The check can fail: the same thumbnail read without its profile (as sRGB) is far off.
     as_srgb = [lab(thumb, point, SRGB) for point in points]
     assert max(delta_e(a, b) for a, b in zip(wanted, as_srgb, strict=True)) > 4 * DELTA_E_LIMIT
+
+
+@pytest.mark.parametrize("fmt", ["WEBP", "PNG"])
+def test_an_animated_wide_gamut_image_keeps_its_profile(fmt: str) -> None:
+    frames = [Image.new("RGB", (120, 80), colour) for colour in PATCHES[:3]]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "WEBP", save_all=True, append_images=frames[1:], lossless=True,
+                   duration=100, icc_profile=DISPLAY_P3)  # fmt: skip
+    thumb = thumbnail_of(buffer.getvalue(), "60", Output(format=fmt))
+    assert getattr(thumb, "n_frames", 1) == 3
+    assert thumb.info.get("icc_profile") == DISPLAY_P3

@@ -342,6 +342,15 @@ def test_hostile_names_stay_safe_inside_the_archive(tmp_path) -> None:
     assert "日本語の写真" in folders and "café_au_lait" in folders
 
 
+@pytest.mark.parametrize(
+    ("name", "stem"),
+    [("con.jpg", "con_"), ("NUL.png", "NUL_"), ("com1.tar.gif", "com1_.tar"), ("console.jpg",
+     "console"), ("lpt9.webp", "lpt9_")],
+)  # fmt: skip
+def test_names_windows_cannot_make_are_changed(name: str, stem: str) -> None:
+    assert thumbnails.archive_stem(name) == stem
+
+
 def zip_of(entries: dict[str, bytes]) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as zf:

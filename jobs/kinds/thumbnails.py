@@ -65,6 +65,10 @@ _GIF_CLEAR = [255] * 128 + [0] * 128
 # Names inside the archive come from the uploaded names, kept to what every unzip accepts.
 _UNSAFE_NAME = re.compile(r"[^\w.-]+")
 _MAX_STEM = 80
+_WINDOWS_RESERVED = frozenset(
+    {"CON", "PRN", "AUX", "NUL", *(f"COM{n}" for n in range(1, 10)),
+     *(f"LPT{n}" for n in range(1, 10))}
+)  # fmt: skip
 
 # The first step, from the decoded image to the largest thumbnail. A JPEG is drafted to the
 # smallest DCT scale not below the output size, which leaves a < 2x step; a 2x margin (a 1/2
@@ -369,7 +373,10 @@ def _nothing_readable(outcomes: Sequence[ImageOutcome]) -> str:
 def archive_stem(name: str) -> str:
     """A file name's stem made safe for a ZIP entry on any system: "My photo.JPG" -> "My_photo"."""
     stem = PurePosixPath(name.replace("\\", "/")).stem
-    return _UNSAFE_NAME.sub("_", stem).strip("._")[:_MAX_STEM] or "image"
+    safe = _UNSAFE_NAME.sub("_", stem).strip("._")[:_MAX_STEM] or "image"
+    # Windows cannot make a file or folder named CON, NUL, COM1... whatever follows a dot.
+    head, dot, rest = safe.partition(".")
+    return f"{head}_{dot}{rest}" if head.upper() in _WINDOWS_RESERVED else safe
 
 
 def _unique_stems(names: Sequence[str]) -> list[str]:
@@ -540,8 +547,9 @@ def _render_animation(
         for size, thumb in _cascade(first.convert("RGBA"), plans, background):
             frames.setdefault(size, []).append(thumb)
     loop = img.info.get("loop")  # None: a GIF without a loop count, which plays once
+    icc = first.info.get("icc_profile")  # a wide-gamut animation keeps its colours too
     return {
-        size: _encode(sequence, output_format, output.quality, None, background, durations, loop)
+        size: _encode(sequence, output_format, output.quality, icc, background, durations, loop)
         for size, sequence in frames.items()
     }
 
