@@ -65,7 +65,8 @@ class ThumbnailJobForm(forms.Form):
         initial="fit",
         widget=forms.RadioSelect,
         help_text="Fit keeps the whole image; fill crops its centre to exactly the box; pad "
-        "adds a background around it to exactly the box. Images are never enlarged.",
+        "adds a background around it to exactly the box. Images are never enlarged: one "
+        "smaller than the box is cropped to the box's shape, or padded.",
     )
     format = forms.ChoiceField(required=False, choices=FORMAT_CHOICES, label="Format")
     quality = forms.IntegerField(

@@ -76,9 +76,9 @@ def submit_job(
         task_id=str(uuid.uuid4()),
     )
     storage = job.source.storage
-    job.source.save(f"source.{first.extension}", first.file, save=False)
-    stored = [job.source.name]
     try:
+        job.source.save(f"source.{first.extension}", first.file, save=False)
+        stored = [job.source.name]
         for number, upload in enumerate(uploads[1:], start=2):
             name = job_file_path(job, f"source-{number}.{upload.extension}")
             stored.append(storage.save(name, upload.file))
@@ -95,8 +95,14 @@ def submit_job(
             job.save(force_insert=True)
             _enqueue_on_commit(job)
     except BaseException:
-        for name in stored:
-            storage.delete(name)
+        # Everything under the job's folder, a file cut off midway included; a failure here is
+        # logged, not raised over the error that matters (the orphan sweep gets what is left).
+        try:
+            delete_job_files(job_id=job.pk)
+        except Exception:
+            logger.exception(
+                "could not remove the files of job %s, which was not submitted", job.pk
+            )
         raise
     return job
 

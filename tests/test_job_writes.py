@@ -1,6 +1,7 @@
 """What one job costs the database in the worker: its writes are few and its progress is
 written at most every PROGRESS_INTERVAL of wall time."""
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -124,3 +125,31 @@ def test_a_superseded_delivery_leaves_the_newer_deliverys_archive_alone(user, mo
     assert job.archive.storage.exists(job.archive.name)
     with job.archive.open("rb") as archive:
         assert archive.read(2) == b"PK"
+
+
+def test_a_submit_that_fails_midway_leaves_no_file_and_no_job(user, media_root, monkeypatch):
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import FileSystemStorage
+
+    from jobs.kinds import thumbnails
+
+    real_save = FileSystemStorage.save
+    calls = []
+
+    def disk_full_at_the_third(self, name, content, *args, **kwargs):
+        calls.append(name)
+        if len(calls) == 3:  # the disk fills up partway through the third file
+            Path(self.path(name)).write_bytes(content.read(100))
+            raise OSError(28, "No space left on device")
+        return real_save(self, name, content, *args, **kwargs)
+
+    monkeypatch.setattr(FileSystemStorage, "save", disk_full_at_the_third)
+    uploads = [
+        services.Upload(ContentFile(image_bytes((40, 30))), f"p{n}.jpg", "jpg") for n in range(4)
+    ]
+    with pytest.raises(OSError, match="No space"):
+        services.submit_job(owner=user, uploads=uploads, boxes=[thumbnails.Box(16, 16)])
+    assert not Job.objects.exists()
+    assert len(calls) == 3
+    folder = media_root / Path(calls[0]).parent  # jobs/<id>/ of the job that never was
+    assert not folder.exists() or not any(folder.iterdir())
