@@ -121,7 +121,7 @@ api = NinjaAPI(
     title="Parroter API",
     version="1",
     description=(
-        "Thumbnail jobs for scripts: submit an image, follow its status, download the ZIP. "
+        "Thumbnail jobs for scripts: submit images, follow a job's status, download the ZIP. "
         "Authenticate with `Authorization: Bearer <token>` (`manage.py api_token create`) or a "
         "signed-in session (with CSRF for POST). Errors are `{message, errors}`."
     ),
