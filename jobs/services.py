@@ -536,6 +536,7 @@ def _make_thumbnail_archive(job: Job) -> tuple[str, thumbnails.Archive]:
                 # Images started after this leave room for the last one before the soft time
                 # limit, which would fail the whole job: a long batch keeps what it made.
                 stop_after=time.monotonic() + settings.CELERY_TASK_SOFT_TIME_LIMIT * 0.8,
+                let_through=(SoftTimeLimitExceeded, *TRANSIENT_ERRORS),
             )
             pending.flush()
             pending.seek(0)

@@ -635,3 +635,26 @@ def test_a_source_gone_from_storage_is_named_and_the_others_go_in() -> None:
     result = make_archive(images, [Box(32, 32)], io.BytesIO(), max_pixels=10**8)
     assert [thumb.image for thumb in result.thumbnails] == [0]
     assert result.images[1].error == "The uploaded file is no longer stored; upload it again."
+
+
+class Broken(io.BytesIO):
+    """A source whose reading fails in a way no input should cause (a bug, not bad data)."""
+
+    def read(self, *args):
+        raise KeyError("a bug")
+
+
+def test_an_unexpected_error_in_one_image_is_reported_for_it_alone(caplog) -> None:
+    data = encode(noisy((120, 80)), "JPEG").getvalue()
+    images = [SourceImage("bug.jpg", Broken), SourceImage("fine.jpg", partial(io.BytesIO, data))]
+    result = make_archive(images, [Box(32, 32)], io.BytesIO(), max_pixels=10**8)
+    assert [thumb.image for thumb in result.thumbnails] == [1]
+    assert result.images[0].error.startswith("Parroter could not process this image")
+    assert "image 'bug.jpg' could not be processed" in caplog.text  # with its traceback
+
+
+def test_what_the_caller_lets_through_ends_the_run() -> None:
+    # The worker's time limit and temporary storage errors are the job's, not one image's.
+    images = [SourceImage("bug.jpg", Broken)]
+    with pytest.raises(KeyError):
+        make_archive(images, [Box(32, 32)], io.BytesIO(), max_pixels=10**8, let_through=(KeyError,))

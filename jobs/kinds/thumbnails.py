@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import math
 import re
 import struct
@@ -26,6 +27,8 @@ from pathlib import PurePosixPath
 from typing import BinaryIO
 
 from PIL import Image, ImageFile, UnidentifiedImageError, features
+
+logger = logging.getLogger(__name__)
 
 ALLOWED_FORMATS: frozenset[str] = frozenset({"JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF"})
 
@@ -120,6 +123,10 @@ _OUT_OF_TIME = (
     "Not made: the job ran out of time before this image. Submit it again in a smaller job."
 )
 _MISSING = "The uploaded file is no longer stored; upload it again."
+_INTERNAL = (
+    "Parroter could not process this image because of an internal error; operators can see "
+    "the details."
+)
 _OUT_OF_MEMORY = (
     "Processing this image needed more memory than Parroter allows for one job. "
     "A smaller image, or a JPEG, will work."
@@ -278,6 +285,7 @@ def make_archive(
     max_frames: int = MAX_FRAMES,
     progress: Callable[[int, int], None] | None = None,
     stop_after: float | None = None,
+    let_through: tuple[type[BaseException], ...] = (),
 ) -> Archive:
     """Write a STORED ZIP of every image's thumbnails into `archive`, one image at a time.
 
@@ -285,7 +293,9 @@ def make_archive(
     An image that cannot be read is reported in the result and the others still go in; if
     none can be read, ThumbnailError says why. `progress(percent, images_done)` follows along.
     Past `stop_after` (time.monotonic()), no further image is started: the archive holds those
-    made so far and the rest are reported as not made.
+    made so far and the rest are reported as not made. An unexpected error in one image (a bug,
+    here or in Pillow) is logged and reported for that image alone, except the `let_through`
+    kinds, which end the whole run (the caller's time limit, temporary storage errors).
     """
     _check_boxes(boxes)
     report = progress or _ignore_progress
@@ -312,6 +322,12 @@ def make_archive(
                 continue
             except FileNotFoundError:  # gone from storage (removed by hand, a restore without it)
                 outcomes.append(ImageOutcome(image.name, folder, error=_MISSING))
+                continue
+            except let_through:
+                raise
+            except Exception:
+                logger.exception("image %r could not be processed", image.name)
+                outcomes.append(ImageOutcome(image.name, folder, error=_INTERNAL))
                 continue
             # Written only once every size is encoded: a failing image leaves no entry behind.
             for (width, height), data in encoded.items():
