@@ -600,17 +600,23 @@ class RecordingTemporaryHandler(TemporaryFileUploadHandler):
         return super().receive_data_chunk(raw_data, start)
 
 
-@pytest.mark.django_db
-def test_an_upload_over_the_limit_is_not_written_to_disk_and_the_page_says_the_limit(
-    client, user, settings, media_root
-) -> None:
-    settings.PARROTER_MAX_UPLOAD_BYTES = 256 * 1024
-    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 0  # every upload goes to a temporary file
+@pytest.fixture
+def recorded_uploads(settings) -> type[RecordingTemporaryHandler]:
+    """Every upload goes to a temporary file behind the limit handler, counting what is written."""
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 0
     settings.FILE_UPLOAD_HANDLERS = [
         "dashboard.uploads.UploadLimitHandler",
         f"{__name__}.RecordingTemporaryHandler",
     ]
     RecordingTemporaryHandler.written = 0
+    return RecordingTemporaryHandler
+
+
+@pytest.mark.django_db
+def test_an_upload_over_the_limit_is_not_written_to_disk_and_the_page_says_the_limit(
+    client, user, settings, media_root, recorded_uploads
+) -> None:
+    settings.PARROTER_MAX_UPLOAD_BYTES = 256 * 1024
     temp_dir = settings.FILE_UPLOAD_TEMP_DIR
     before = set(os.listdir(temp_dir))
     body = image_bytes((64, 48)) + os.urandom(8 * 1024 * 1024)  # 8 MiB
@@ -621,7 +627,7 @@ def test_an_upload_over_the_limit_is_not_written_to_disk_and_the_page_says_the_l
     assert response.status_code == 400
     assert "The file is 8.0\xa0MB; the limit is 256.0\xa0KB." in response.content.decode()
     # At most the limit (plus one 64 KiB chunk) reached the temporary file, which is gone.
-    assert 0 < RecordingTemporaryHandler.written <= 256 * 1024 + 64 * 1024
+    assert 0 < recorded_uploads.written <= 256 * 1024 + 64 * 1024
     assert set(os.listdir(temp_dir)) == before
     assert not Job.objects.exists()
 
@@ -636,16 +642,10 @@ def test_an_upload_at_the_limit_is_accepted(client, user, settings) -> None:
 
 @pytest.mark.django_db
 def test_files_past_the_job_total_are_not_written_to_disk_and_the_page_says_the_limit(
-    client, user, settings
+    client, user, settings, recorded_uploads
 ) -> None:
     # Each file is under the per-file limit; together they pass the job's: writing stops there.
     settings.PARROTER_MAX_JOB_BYTES = 512 * 1024
-    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 0
-    settings.FILE_UPLOAD_HANDLERS = [
-        "dashboard.uploads.UploadLimitHandler",
-        f"{__name__}.RecordingTemporaryHandler",
-    ]
-    RecordingTemporaryHandler.written = 0
     files = [
         SimpleUploadedFile(f"part-{n}.jpg", image_bytes((64, 48)) + os.urandom(200 * 1024))
         for n in range(6)
@@ -656,5 +656,5 @@ def test_files_past_the_job_total_are_not_written_to_disk_and_the_page_says_the_
 
     assert response.status_code == 400
     assert "the limit per job is 512.0\xa0KB" in response.content.decode()
-    assert RecordingTemporaryHandler.written <= 512 * 1024 + 64 * 1024
+    assert recorded_uploads.written <= 512 * 1024 + 64 * 1024
     assert not Job.objects.exists()
