@@ -419,7 +419,6 @@ def _render(
     progress: Callable[[float], None],
 ) -> tuple[dict[tuple[int, int], bytes], str, str]:
     """One image's thumbnails, encoded and keyed by size; their extension; a note for people."""
-    note = ""
     with _input_errors():
         with _open(source, max_pixels, max_memory, whole=True) as img:
             fmt = _format(img)
@@ -432,18 +431,22 @@ def _render(
             output_format = output.format or _same_format(fmt, first.mode, animated=frames > 1)
             background = _background(output, output_format)
             refusal = _animation_refusal(frames, output_format, plans, max_frames)
-            if frames > 1 and refusal is None:
+            if frames > 1 and refusal is None:  # every frame is read while the file is open
                 encoded = _render_animation(img, first, plans, orientation, output, output_format)
-            elif frames > 1:
-                note = f"This {FORMAT_LABELS[fmt]} is animated ({frames} frames): {refusal}"
-        if frames == 1 or refusal is not None:
-            encoded = {}
-            icc = first.info.get("icc_profile")
-            for done, (out, thumb) in enumerate(_cascade(first, plans, background), start=1):
-                encoded[out] = _encode([thumb], output_format, output.quality, icc, background)
-                progress(0.1 + 0.9 * done / len(plans))
-    in_box_order = {out: encoded[out] for _, out in plans if out in encoded}
-    return in_box_order, OUTPUT_EXTENSIONS[output_format], note
+                return _in_box_order(encoded, plans), OUTPUT_EXTENSIONS[output_format], ""
+        encoded = {}
+        icc = first.info.get("icc_profile")
+        for done, (out, thumb) in enumerate(_cascade(first, plans, background), start=1):
+            encoded[out] = _encode([thumb], output_format, output.quality, icc, background)
+            progress(0.1 + 0.9 * done / len(plans))
+    note = f"This {FORMAT_LABELS[fmt]} is animated ({frames} frames): {refusal}" if refusal else ""
+    return _in_box_order(encoded, plans), OUTPUT_EXTENSIONS[output_format], note
+
+
+def _in_box_order(
+    encoded: dict[tuple[int, int], bytes], plans: Sequence[tuple[tuple[int, int], tuple[int, int]]]
+) -> dict[tuple[int, int], bytes]:
+    return {out: encoded[out] for _, out in plans if out in encoded}
 
 
 def _plan(size: tuple[int, int], box: Box, fit: str) -> tuple[tuple[int, int], tuple[int, int]]:
