@@ -11,14 +11,17 @@ Where the bytes come from depends on the storage, never on the view:
 """
 
 import mimetypes
+from pathlib import PurePath
 from urllib.parse import quote
 
 from django.conf import settings
 from django.core.files.storage import FileSystemStorage, default_storage
 from django.db.models.fields.files import FieldFile
-from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils.http import content_disposition_header
 from storages.backends.s3 import S3Storage
+
+from jobs.models import Job
 
 # deploy/nginx.conf's internal location for X-Accel-Redirect (tests/test_nginx.py checks both).
 X_ACCEL_PREFIX = "/_protected/"
@@ -61,4 +64,20 @@ def stored_file_response(
         as_attachment=as_attachment,
         filename=filename,
         content_type=content_type,
+    )
+
+
+def archive_response(request: HttpRequest, job: Job) -> HttpResponse:
+    """The job's ZIP as a download, once the caller has checked that the person may see the
+    job; this page and the API's download both answer with it."""
+    if job.status != Job.Status.SUCCEEDED or not job.archive:
+        raise Http404("This job has no archive.")
+    stem = PurePath(job.source_name).stem or "image"
+    more = len(job.images) - 1
+    return stored_file_response(
+        request=request,
+        file=job.archive,
+        filename=f"{stem}-and-{more}-more-thumbnails.zip" if more else f"{stem}-thumbnails.zip",
+        as_attachment=True,
+        content_type="application/zip",
     )

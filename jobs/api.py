@@ -32,8 +32,8 @@ from ninja.security import APIKeyCookie, HttpBearer
 from ninja.throttling import SimpleRateThrottle
 from ninja.utils import check_csrf
 
+from dashboard.downloads import archive_response
 from dashboard.forms import ThumbnailJobForm
-from dashboard.views.owner import archive_response
 from jobs import selectors, services, tokens
 from jobs.models import Job
 from jobs.schemas import Error, JobDetails, JobPage, JobStatus

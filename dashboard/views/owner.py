@@ -10,7 +10,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from dashboard.downloads import stored_file_response
+from dashboard.downloads import archive_response
 from dashboard.forms import ThumbnailJobForm
 from jobs import monitoring, selectors, services
 from jobs.kinds import thumbnails
@@ -116,22 +116,6 @@ def retry(request: HttpRequest, job_id) -> HttpResponse:
 @require_GET
 def download(request: HttpRequest, job_id) -> HttpResponse:
     return archive_response(request, _visible_job(request, job_id))
-
-
-def archive_response(request: HttpRequest, job: Job) -> HttpResponse:
-    """The job's ZIP as a download, once the caller has checked that the person may see the
-    job; this page and the API's download both answer with it."""
-    if job.status != Job.Status.SUCCEEDED or not job.archive:
-        raise Http404("This job has no archive.")
-    stem = PurePath(job.source_name).stem or "image"
-    more = len(job.images) - 1
-    return stored_file_response(
-        request=request,
-        file=job.archive,
-        filename=f"{stem}-and-{more}-more-thumbnails.zip" if more else f"{stem}-thumbnails.zip",
-        as_attachment=True,
-        content_type="application/zip",
-    )
 
 
 @require_GET
