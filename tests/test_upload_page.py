@@ -23,16 +23,18 @@ NOT_AN_IMAGE = b"just some notes, not a picture\n" * 20
 
 @pytest.fixture
 def open_page(browser, live_server, user):
-    """A page of a new browser context signed in as alice (her session cookie, no login form)."""
+    """A page of a new browser context signed in as alice (her session cookie, no login form),
+    opened at path (None: not opened yet)."""
     client = Client()
     client.force_login(user)
     session = client.cookies["sessionid"].value
 
-    def open_page(path: str = "/", **context_options):
+    def open_page(path: str | None = "/", **context_options):
         context = browser.new_context(viewport={"width": 1280, "height": 900}, **context_options)
         context.add_cookies([{"name": "sessionid", "value": session, "url": live_server.url}])
         page = context.new_page()
-        page.goto(f"{live_server.url}{path}")
+        if path is not None:
+            page.goto(f"{live_server.url}{path}")
         return page
 
     return open_page
@@ -131,6 +133,23 @@ def test_files_dropped_on_the_page_become_one_job_that_lists_the_unreadable_one(
     expect(page.locator(".gallery")).to_have_count(3)
     expect(page.locator(".thumbs img")).to_have_count(9)
     snapshot(page, "job-succeeded-warnings")
+
+
+def test_an_image_chosen_before_the_script_ran_is_uploaded(open_page, live_server, tmp_path):
+    # A quick hand on a slow network: the file is chosen while upload.js is still on its way.
+    page = open_page(None)
+    held = []
+    page.route("**/upload.js", lambda route: held.append(route))
+    page.goto(f"{live_server.url}/", wait_until="commit")
+    photo = tmp_path / "garden.jpg"
+    photo.write_bytes(image_bytes((640, 480)))
+    page.set_input_files("#id_images", str(photo))
+    assert len(held) == 1, "the script arrived before the file was chosen"
+    held[0].continue_()
+    expect(page.locator("#file-list .file")).to_have_text([re.compile("^garden.jpg")])
+    page.click("button:has-text('Start job')")
+    page.wait_for_url("**/jobs/*/")
+    assert Job.objects.get().images[0]["name"] == "garden.jpg"
 
 
 def test_bad_sizes_are_all_named_before_anything_is_sent(open_page, tmp_path):

@@ -181,6 +181,8 @@
     if (recheck && event.target !== input) showProblems(problems());
   });
   showWhatApplies();
+  // Files chosen before this script ran (a quick hand, a slow network) count like any other.
+  if (input.files.length) addFiles(input.files);
 
   // Files dragged over any part of the page light up the drop zone; a drop adds them.
   let depth = 0; // dragenter/dragleave pairs: every child element entered counts
