@@ -56,6 +56,8 @@ def sign_in(page, base_url: str, username: str) -> None:
     page.fill("#id_username", username)
     page.fill("#id_password", PASSWORDS[username])
     page.click("button:has-text('Sign in')")
+    # Signed in once away from the form and the next page has loaded, its scripts run.
+    page.wait_for_url(lambda url: "/accounts/login/" not in url)
 
 
 def test_operator_watches_jobs_live_and_retries_a_failed_one(
