@@ -1,8 +1,11 @@
 """Who may see what: anonymous people only the login page and probes; users only their own jobs."""
 
+from datetime import timedelta
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
+from django.utils import timezone
 
 from jobs.models import Job
 from tests.conftest import image_bytes
@@ -83,11 +86,13 @@ def test_an_unchanged_job_panel_answers_204(client, user, finished_job):
 
 def test_the_owner_of_a_failed_job_tries_it_again_from_its_page(client, user, finished_job):
     Job.objects.filter(pk=finished_job.pk).update(
-        status=Job.Status.FAILED, error="The image data is truncated or corrupt."
+        status=Job.Status.FAILED,
+        error="The image data is truncated or corrupt.",
+        finished_at=timezone.now() - timedelta(minutes=5, seconds=10),
     )
     client.force_login(user)
     page = client.get(reverse("dashboard:job", args=[finished_job.pk])).content.decode()
-    assert "Try again" in page and "Failed" in page and "ago." in page
+    assert "Try again" in page and "Failed at" in page and "5 min ago." in page
     response = client.post(reverse("dashboard:retry", args=[finished_job.pk]), follow=True)
     finished_job.refresh_from_db()
     assert finished_job.status in (Job.Status.QUEUED, Job.Status.RUNNING, Job.Status.SUCCEEDED)
