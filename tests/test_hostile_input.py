@@ -126,13 +126,17 @@ def png_with_empty_chunks(count: int) -> bytes:
     return data[:33] + png_chunk(b"prVt", b"") * count + data[33:]  # after the signature + IHDR
 
 
-def png_with_size(width: int, height: int, bits: int = 16, colour: int = 0) -> bytes:
+def png_with_size(
+    width: int, height: int, bits: int = 16, colour: int = 0, frames: int = 1
+) -> bytes:
     """A PNG whose header says width x height at `bits` per sample (pixel data: a stub), grey
-    (colour type 0) or RGB (2)."""
+    (colour type 0), RGB (2) or RGBA (6); with `frames` > 1, an APNG's animation control."""
     header = struct.pack(">IIBBBBB", width, height, bits, colour, 0, 0, 0)
+    animation = png_chunk(b"acTL", struct.pack(">II", frames, 0)) if frames > 1 else b""
     return (
         b"\x89PNG\r\n\x1a\n"
         + png_chunk(b"IHDR", header)
+        + animation
         + png_chunk(b"IDAT", zlib.compress(b"\0\0\0"))
         + png_chunk(b"IEND", b"")
     )
@@ -250,12 +254,20 @@ def test_a_gif_of_one_byte_blocks_is_refused_quickly_by_the_worker() -> None:
     assert refusal(make(data)) == TOO_MANY_PARTS
 
 
-def test_an_animated_webp_of_a_few_hundred_bytes_with_a_huge_canvas_is_refused() -> None:
-    data = animated_webp(10_000, 12_000)  # decoding it took 1.87 GB
+@pytest.mark.parametrize(
+    ("data", "size", "label", "needed"),
+    [  # decoding the WebP took 1.87 GB; Pillow draws APNG frames over a copy of the canvas
+        (animated_webp(10_000, 12_000), "10000×12000", "animated WebP", "1,832"),
+        (png_with_size(10_000, 10_000, 8, 6, frames=2), "10000×10000", "animated PNG", "1,145"),
+    ],
+)
+def test_an_animation_of_a_few_hundred_bytes_with_a_huge_canvas_is_refused(
+    data: bytes, size: str, label: str, needed: str
+) -> None:
     assert len(data) < 500
     message = refusal(inspect(data))
     assert message == (
-        "At 10000×12000 pixels this animated WebP needs about 1,832 MB of memory to process; "
+        f"At {size} pixels this {label} needs about {needed} MB of memory to process; "
         "the limit is 1,024 MB per image. A smaller image, or a JPEG, will work."
     )
     assert refusal(make(data)) == message
@@ -275,6 +287,8 @@ def test_the_memory_budget_follows_the_format() -> None:
     gif[6:10] = struct.pack("<HH", 10_000, 10_000)  # the logical screen Pillow reports
     assert inspect(bytes(gif))().width == 10_000
     assert "this GIF needs about 477 MB" in refusal(inspect(bytes(gif), max_memory=256 << 20))
+    # A still RGBA PNG of 100 MP fits (4 bytes per pixel), unlike the animated one above.
+    assert inspect(png_with_size(10_000, 10_000, bits=8, colour=6))().width == 10_000
 
 
 def test_a_gif_frame_far_outside_its_screen_is_refused() -> None:

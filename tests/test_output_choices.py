@@ -448,12 +448,18 @@ def animated(fmt: str, frames: list[Image.Image], loop: int | None = 2) -> bytes
         # optimize=False keeps the transparent index in every frame, so Pillow (which restores a
         # disposed frame to it) and browsers (which clear to transparent) show the same.
         params.update(disposal=2, transparency=0, optimize=False)
-    else:
-        frames = [frame.convert("RGBA") for frame in frames]
+    else:  # index 0 is transparent in these formats too
+        frames = [transparent_index_0(frame).convert("RGBA") for frame in frames]
     data = encode(
         frames[0], fmt, save_all=True, append_images=frames[1:], duration=DURATIONS, **params
     )
     return data.getvalue()
+
+
+def transparent_index_0(frame: Image.Image) -> Image.Image:
+    marked = frame.copy()
+    marked.info["transparency"] = 0
+    return marked
 
 
 RED_BLUE_GREEN = [gif_frame(1, 1), gif_frame(1, 2), gif_frame(3, 3)]
@@ -484,6 +490,8 @@ def frames_of(
         ("WEBP", None, "webp"),
         ("WEBP", "PNG", "png"),
         ("WEBP", "AVIF", "avif"),
+        ("PNG", None, "png"),
+        ("PNG", "WEBP", "webp"),
     ],
 )
 def test_animations_keep_their_frames_durations_and_loop(
@@ -518,11 +526,23 @@ def test_an_animation_that_plays_once_still_plays_once(fmt: str | None) -> None:
 SEE_THROUGH = [gif_frame(1, 1), gif_frame(0, 2), gif_frame(3, 3)]
 
 
-@pytest.mark.parametrize("fmt", [None, "PNG", "WEBP", "AVIF"])
-def test_transparent_areas_of_animated_gif_frames_stay_transparent(fmt: str | None) -> None:
+@pytest.mark.parametrize(
+    ("source_format", "fmt"),
+    [
+        ("GIF", None),
+        ("GIF", "PNG"),
+        ("GIF", "WEBP"),
+        ("GIF", "AVIF"),
+        ("PNG", None),
+        ("PNG", "WEBP"),
+    ],
+)
+def test_transparent_areas_of_animated_frames_stay_transparent(
+    source_format: str, fmt: str | None
+) -> None:
     if fmt and not writable(fmt):
         return
-    source = animated("GIF", SEE_THROUGH)
+    source = animated(source_format, SEE_THROUGH)
     _, seen = frames_of(source)
     assert seen[1][1] == CLEAR  # as Pillow decodes the source, too
     _, entries = run([("clip.gif", source)], "30", output=Output(fmt))
@@ -572,11 +592,11 @@ def still_with_note(made: Archive, entries: dict[str, bytes], note: str) -> Imag
     return thumb
 
 
-@pytest.mark.parametrize("source", ["GIF", "WEBP"])
+@pytest.mark.parametrize("source", ["GIF", "WEBP", "PNG"])
 def test_more_frames_than_allowed_give_the_first_frame_and_say_so(source: str) -> None:
     data = animated(source, RED_BLUE_GREEN)
     made, entries = run([("clip", data)], "30", max_frames=2)
-    label = {"GIF": "GIF", "WEBP": "WebP"}[source]
+    label = {"GIF": "GIF", "WEBP": "WebP", "PNG": "PNG"}[source]
     note = (
         f"This {label} is animated (3 frames): Parroter animates at most 2 frames, "
         "so its first frame was used."
@@ -603,6 +623,21 @@ def test_an_animation_over_the_memory_budget_gives_the_first_frame_and_says_so(
     )
     assert made.images[0].note == note
     assert all(Image.open(io.BytesIO(d)).n_frames == 1 for d in entries.values())
+
+
+def test_an_animation_too_long_to_decode_gives_the_first_frame_and_says_so(monkeypatch) -> None:
+    data = animated("PNG", RED_BLUE_GREEN)
+    decoded = 3 * 60 * 40  # every frame on the whole 60x40 canvas
+    monkeypatch.setattr(thumbnails, "ANIMATION_DECODE_BUDGET", decoded)
+    made, _ = run([("clip.png", data)], "30")
+    assert made.images[0].note == ""
+    monkeypatch.setattr(thumbnails, "ANIMATION_DECODE_BUDGET", decoded - 1)
+    made, entries = run([("clip.png", data)], "30")
+    note = (
+        "This PNG is animated (3 frames): 3 frames of 60×40 pixels would take too long to "
+        "decode, so its first frame was used."
+    )
+    assert still_with_note(made, entries, note).format == "PNG"
 
 
 def test_jpeg_chosen_for_an_animation_gives_the_first_frame_and_says_so() -> None:
