@@ -11,6 +11,7 @@ import time
 import urllib.request
 import uuid
 import zipfile
+from collections.abc import Callable
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -125,6 +126,18 @@ def multipart_uploads(env: dict[str, str]) -> list[dict]:
     )
 
 
+def parts_stored(env: dict[str, str]) -> int:
+    """Parts of unfinished multipart uploads held by the bucket."""
+    client, bucket = s3_client(env), env["PARROTER_S3_BUCKET"]
+    return sum(
+        len(client.list_parts(Bucket=bucket, Key=u["Key"], UploadId=u["UploadId"]).get("Parts", []))
+        for u in multipart_uploads(env)
+    )
+
+
+MULTIPART_FROM = 8 * 1024 * 1024  # s3transfer's default threshold
+
+
 # --- Settings -------------------------------------------------------------------------------
 
 
@@ -226,8 +239,9 @@ def test_a_job_runs_on_a_worker_that_shares_only_the_bucket(
 class BreaksAfter(io.RawIOBase):
     """`size` bytes of a file whose disk fails after `good` of them were read."""
 
-    def __init__(self, size: int, good: int) -> None:
+    def __init__(self, size: int, good: int, before_failing: Callable[[], None]) -> None:
         self.size, self.good, self.position = size, good, 0
+        self.before_failing = before_failing
         self.lock = threading.Lock()  # s3transfer reads parts from several threads
 
     def readable(self) -> bool:
@@ -248,7 +262,7 @@ class BreaksAfter(io.RawIOBase):
     def readinto(self, buffer) -> int:
         with self.lock:
             if self.position >= self.good:
-                time.sleep(1)  # the parts read so far are being uploaded meanwhile
+                self.before_failing()
                 raise OSError("disk failed")
             count = min(len(buffer), self.size - self.position, self.good - self.position)
             buffer[:count] = b"\0" * count
@@ -259,11 +273,20 @@ class BreaksAfter(io.RawIOBase):
 @pytest.mark.parametrize(
     ("size", "good"),
     [(1024 * 1024, 512 * 1024), (20 * 1024 * 1024, 17 * 1024 * 1024)],
-    ids=["one PUT", "multipart"],  # s3transfer goes multipart from 8 MB
+    ids=["one PUT", "multipart"],
 )
 def test_an_upload_that_fails_midway_leaves_no_object(on_s3, size, good):
+    def once_a_part_is_stored() -> None:
+        """Parts read earlier are being sent by other threads: fail once one is in the bucket,
+        so that the abort has a part to remove."""
+        deadline = time.monotonic() + 30
+        while size > MULTIPART_FROM and parts_stored(on_s3) == 0:
+            assert time.monotonic() < deadline, "no part of the multipart upload was stored"
+            time.sleep(0.05)
+
     with pytest.raises(OSError, match="disk failed"):
-        default_storage.save("jobs/broken/thumbnails.zip", File(BreaksAfter(size, good)))
+        broken = BreaksAfter(size, good, once_a_part_is_stored)
+        default_storage.save("jobs/broken/thumbnails.zip", File(broken))
     assert bucket_keys(on_s3) == []
     assert multipart_uploads(on_s3) == []  # an aborted multipart upload holds no parts
 
