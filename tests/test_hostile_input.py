@@ -31,6 +31,7 @@ from jobs.kinds import thumbnails
 from jobs.kinds.thumbnails import Box, ThumbnailError, inspect_image, make_thumbnails
 from jobs.models import Job
 from tests.conftest import image_bytes
+from tests.memory_ceiling import run_jobs
 
 MAX_PIXELS = 120_000_000
 QUICK = 5.0  # seconds: generous for a loaded 2-core machine; these took 3 s to minutes before
@@ -388,29 +389,12 @@ def test_an_eps_file_is_never_opened() -> None:
 # --- the worker's memory ceiling ------------------------------------------------------------------
 
 
-def _job_under_the_ceiling(memory: int, big: bytes, results: multiprocessing.Queue) -> None:
-    """What a pool process does: the celery_app signal handler, then jobs."""
-    from django.test.utils import override_settings
-
-    from parroter.celery_app import limit_job_memory
-
-    with override_settings(PARROTER_JOB_MEMORY=memory):
-        limit_job_memory()
-    for data in (big, image_bytes((300, 200), fmt="PNG")):
-        try:
-            made = make_thumbnails(
-                io.BytesIO(data), [Box(64, 64)], io.BytesIO(), max_pixels=MAX_PIXELS
-            )
-            results.put(("ok", made[0].width))
-        except ThumbnailError as exc:
-            results.put(("refused", str(exc)))
-
-
 def test_a_job_over_the_workers_memory_ceiling_fails_clearly_and_the_process_carries_on() -> None:
-    context = multiprocessing.get_context("fork")  # as Celery's prefork pool
+    context = multiprocessing.get_context("spawn")  # see tests/memory_ceiling.py
     results = context.Queue()
     big = black_rgb_png(8000, 8000)  # 64 MP: 256 MB decoded, within the decode budget
-    child = context.Process(target=_job_under_the_ceiling, args=(128 << 20, big, results))
+    small = image_bytes((300, 200), fmt="PNG")
+    child = context.Process(target=run_jobs, args=(128 << 20, [big, small], results))
     child.start()
     child.join(60)
     assert child.exitcode == 0
