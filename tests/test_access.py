@@ -84,6 +84,16 @@ def test_an_unchanged_job_panel_answers_204(client, user, finished_job):
     assert changed.status_code == 200 and "50%" in changed.content.decode()
 
 
+def test_a_succeeded_job_says_how_long_it_took_in_readable_units(client, user, finished_job):
+    started = timezone.now() - timedelta(minutes=1)
+    Job.objects.filter(pk=finished_job.pk).update(
+        started_at=started, finished_at=started + timedelta(milliseconds=43)
+    )
+    client.force_login(user)
+    page = client.get(reverse("dashboard:job", args=[finished_job.pk])).content.decode()
+    assert "1 image done in 43 ms." in page  # not "0.0 s"
+
+
 def test_the_owner_of_a_failed_job_tries_it_again_from_its_page(client, user, finished_job):
     Job.objects.filter(pk=finished_job.pk).update(
         status=Job.Status.FAILED,
