@@ -1,6 +1,6 @@
 """Shared fixtures: a real Redis, a real Celery worker process and a file-backed test database.
 
-Under CI=true a component that cannot be had is a failure, never a skip.
+A component that cannot be had is a failure, never a skip.
 """
 
 import contextlib
@@ -29,16 +29,13 @@ from playwright.sync_api import sync_playwright
 from parroter.celery_app import app as celery_app
 from parroter.local_redis import LocalRedis, stop_with_parent
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
 JOB_TIMEOUT = 60
 
 
 def require(available: bool, reason: str) -> None:
-    """Skip a test whose component is missing, except in CI where that is a failure."""
+    """Fail a test whose component is missing: the suite proves nothing without it."""
     if not available:
-        if IN_CI:
-            pytest.fail(f"{reason} (CI=true: missing components fail the run)")
-        pytest.skip(reason)
+        pytest.fail(f"{reason}: `make test` installs it (as root, as CI runs)")
 
 
 @pytest.fixture(scope="session")
@@ -425,9 +422,7 @@ ARTIFACTS = Path(os.environ.get("PARROTER_TEST_ARTIFACTS", settings.BASE_DIR / "
 
 @pytest.fixture
 def browser(monkeypatch):
-    require(
-        CHROMIUM is not None, "Debian's chromium is not installed (`make test` installs it as root)"
-    )
+    require(CHROMIUM is not None, "Debian's chromium is not installed")
     # Playwright's sync API keeps an event loop in this thread, so Django sees an async
     # context: ORM calls a test makes meanwhile are allowed, and get a connection of their own.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")

@@ -156,7 +156,7 @@ def static_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def site(django_db_setup, redis_url, media_root, static_root, flower, tmp_path_factory):
-    require(os.access(NGINX, os.X_OK), "Debian's nginx is not installed (make nginx)")
+    require(os.access(NGINX, os.X_OK), "Debian's nginx is not installed")
     require(MIME_TYPES.exists(), f"{MIME_TYPES} is missing (Debian's nginx-common)")
     folder = tmp_path_factory.mktemp("nginx")
     web_port, https_port, http_port = free_port(), free_port(), free_port()
