@@ -166,6 +166,9 @@ class JobRollup(models.Model):
     kind = models.CharField(max_length=32, choices=Job.Kind.choices)
     status = models.CharField(max_length=16, choices=Job.Status.choices)
     jobs = models.IntegerField(db_default=0)
+    # Jobs of this kind that left this outcome for the queue again in this minute (a person's
+    # retry): history keeps the failure and shows the retry beside it, never instead of it.
+    retried = models.IntegerField(db_default=0)
     run_seconds = models.FloatField(db_default=0)
     wait_seconds = models.FloatField(db_default=0)
 
@@ -184,6 +187,20 @@ RUN_BUCKET_FIELDS = [f"run_{index}" for index in range(DURATION_BUCKETS)]
 WAIT_BUCKET_FIELDS = [f"wait_{index}" for index in range(DURATION_BUCKETS)]
 for _name in RUN_BUCKET_FIELDS + WAIT_BUCKET_FIELDS:
     models.IntegerField(db_default=0).contribute_to_class(JobRollup, _name)
+
+
+class ClusterReport(models.Model):
+    """What the monitor (`manage.py monitor`, jobs.monitoring) last saw of the broker, its
+    queues and the workers: one row, rewritten every couple of seconds. Pages, probes and
+    /metrics read it, so no request ever waits on the broker; its age tells whether the
+    monitor itself is alive."""
+
+    name = models.CharField(max_length=32, primary_key=True)
+    reported_at = models.DateTimeField()
+    facts = models.JSONField(default=dict)
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.reported_at:%Y-%m-%d %H:%M:%S}"
 
 
 class Chore(models.Model):
