@@ -1,50 +1,77 @@
-"""What the broker and the workers say about themselves: queue depths and Celery's inspect.
+"""What the broker, its queues and the workers say about themselves.
 
-Asking costs a broadcast that waits for replies, so the answer is cached for a few seconds
-in the shared cache and only one process at a time asks again; many open dashboards and job
-pages cost the workers one broadcast per FRESH_FOR. Nothing here ever raises: a broker that
-cannot be reached is a fact to show, and pages still render from the database.
+One process watches the cluster (`manage.py monitor`, a line of the Procfile and of compose) and
+writes what it sees into the ClusterReport row every REPORT_EVERY; pages, probes and /metrics
+only read that row, so no request ever waits on the broker.
+
+How liveness is decided: every Celery worker sends a heartbeat event every 2 s (with or without
+-E); Celery's own events State counts a worker alive until about two missed heartbeats, so a
+worker that is SIGKILLed, SIGSTOPped or cut off from the broker shows as offline within ~5 s of
+its last heartbeat, and the report a page reads is at most REPORT_EVERY older. Which queues a
+worker consumes comes from Celery's inspect (active_queues), asked outside any request, and a
+queue is served while an online worker consumes it: the housekeeping worker keeps its own
+queue alive, not the jobs'. A report older than STALE_AFTER means the monitor itself is not
+running, and then nothing is claimed about workers at all.
 """
 
 import logging
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+import threading
+import time
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.core.cache import cache
 from django.utils import timezone
-from kombu.exceptions import ChannelError
 
+from jobs import broker
+from jobs.models import ClusterReport
 from parroter.celery_app import app
 
 logger = logging.getLogger(__name__)
 
-CACHE_KEY = "monitoring:cluster"
-LOCK_KEY = "monitoring:refreshing"
-FRESH_FOR = timedelta(seconds=5)
-INSPECT_TIMEOUT = 0.5
-# Workers that stopped answering stay listed (as offline) this long.
+REPORT_NAME = "cluster"
+REPORT_EVERY = 2.0  # seconds
+# A report this old was not written by a running monitor: its facts are no longer facts.
+STALE_AFTER = timedelta(seconds=10)
+INSPECT_EVERY = 10.0  # seconds; sooner when a worker appears
+INSPECT_TIMEOUT = 1.0
+# Workers that stopped sending heartbeats stay listed (as offline) this long.
 REMEMBER_FOR = timedelta(days=1)
 
 
 @dataclass(frozen=True)
 class WorkerFacts:
     name: str
-    last_seen: datetime
-    online: bool = True
+    online: bool
+    last_heartbeat: datetime | None = None
+    queues: tuple[str, ...] = ()  # () until inspect has answered for it
     concurrency: int | None = None
-    active: int | None = None
+    active: int | None = None  # tasks it runs now, as its last heartbeat said
     processed: int = 0
-    uptime_seconds: int | None = None
     pid: int | None = None
+    started_at: datetime | None = None
+
+    @property
+    def uptime_seconds(self) -> float | None:
+        if not self.online or self.started_at is None:
+            return None
+        return max((timezone.now() - self.started_at).total_seconds(), 0.0)
+
+
+@dataclass(frozen=True)
+class QueueFacts:
+    name: str
+    messages: int | None  # None when the broker did not answer
+    consumers: int  # online workers consuming it
 
 
 @dataclass(frozen=True)
 class ClusterFacts:
     checked_at: datetime
     broker_error: str = ""
-    queues: dict[str, int] = field(default_factory=dict)
+    queues: list[QueueFacts] = field(default_factory=list)
     workers: list[WorkerFacts] = field(default_factory=list)
+    stale: bool = False  # set when read: the monitor has not reported for STALE_AFTER
 
     @property
     def broker_ok(self) -> bool:
@@ -54,93 +81,225 @@ class ClusterFacts:
     def online(self) -> list[WorkerFacts]:
         return [worker for worker in self.workers if worker.online]
 
+    @property
+    def unserved(self) -> list[QueueFacts]:
+        """Queues no online worker consumes (known only from a fresh report)."""
+        return [] if self.stale else [queue for queue in self.queues if not queue.consumers]
 
-def cluster_facts(*, refresh: bool = True) -> ClusterFacts | None:
-    """The latest facts; asks the cluster again when they are older than FRESH_FOR, unless
-    refresh=False (pages that must answer fast take what is cached, or None)."""
-    try:
-        cached = cache.get(CACHE_KEY)
-    except Exception as exc:  # the cache is the broker's Redis: down, most likely, with it
-        if not refresh:
-            return ClusterFacts(checked_at=timezone.now(), broker_error=_describe(exc))
-        cached = None
-    if not refresh or (cached and timezone.now() - cached.checked_at < FRESH_FOR):
-        return cached
-    if cached and not _take_refresh_turn():
-        return cached  # another process is asking right now
-    facts = _ask_cluster(previous=cached)
-    try:
-        cache.set(CACHE_KEY, facts, timeout=int(REMEMBER_FOR.total_seconds()))
-    except Exception:  # the cache is Redis, which may be the broker that is down
-        logger.debug("could not cache cluster facts", exc_info=True)
-    return facts
+    @property
+    def age_seconds(self) -> float:
+        return max((timezone.now() - self.checked_at).total_seconds(), 0.0)
+
+    def queue(self, name: str) -> QueueFacts | None:
+        return next((queue for queue in self.queues if queue.name == name), None)
 
 
-def _take_refresh_turn() -> bool:
-    try:
-        return cache.add(LOCK_KEY, True, timeout=int(FRESH_FOR.total_seconds()))
-    except Exception:
-        return True
+def job_queue() -> str:
+    """The queue jobs are sent to (run_job has no route: Celery's default queue)."""
+    return app.conf.task_default_queue
 
 
-def _ask_cluster(*, previous: ClusterFacts | None) -> ClusterFacts:
-    now = timezone.now()
-    try:
-        with app.connection_for_read() as connection:
-            connection.ensure_connection(max_retries=1, interval_start=0, timeout=1)
-            queues = {name: _depth(connection, name) for name in _queue_names()}
-            replies = app.control.inspect(timeout=INSPECT_TIMEOUT, connection=connection).stats()
-    except Exception as exc:
-        logger.info("broker unreachable: %s", exc)
-        return ClusterFacts(
-            checked_at=now,
-            broker_error=_describe(exc),
-            workers=_gone(previous, now, answered=set()),
-        )
-    workers = [_worker(name, stats, now) for name, stats in sorted((replies or {}).items())]
-    answered = {worker.name for worker in workers}
-    return ClusterFacts(
-        checked_at=now, queues=queues, workers=workers + _gone(previous, now, answered)
-    )
-
-
-def _describe(exc: Exception) -> str:
-    return f"{exc.__class__.__name__}: {exc}"[:300]
-
-
-def _queue_names() -> list[str]:
+def queue_names() -> list[str]:
     """The default queue and every queue a route sends to (jobs, housekeeping)."""
     routed = {route["queue"] for route in settings.CELERY_TASK_ROUTES.values()}
-    return sorted({app.conf.task_default_queue, *routed})
+    return sorted({job_queue(), *routed})
 
 
-def _depth(connection, queue: str) -> int:
-    try:
-        return connection.default_channel.queue_declare(queue=queue, passive=True).message_count
-    except ChannelError:  # Redis drops an empty list: the queue is simply empty
-        return 0
+# --- Reading (requests) ----------------------------------------------------------------------
 
 
-def _worker(name: str, stats: dict, now: datetime) -> WorkerFacts:
-    pool = stats.get("pool") or {}
-    inqueues = (pool.get("writes") or {}).get("inqueues") or {}
-    return WorkerFacts(
-        name=name,
-        last_seen=now,
-        concurrency=pool.get("max-concurrency"),
-        active=inqueues.get("active"),
-        processed=sum((stats.get("total") or {}).values()),
-        uptime_seconds=stats.get("uptime"),
-        pid=stats.get("pid"),
+def cluster_facts() -> ClusterFacts | None:
+    """The monitor's last report (None before its first): one primary-key read, never the
+    broker. A report older than STALE_AFTER comes back marked stale."""
+    report = ClusterReport.objects.filter(name=REPORT_NAME).first()
+    if report is None:
+        return None
+    facts = _from_json(report.reported_at, report.facts)
+    return replace(facts, stale=timezone.now() - report.reported_at > STALE_AFTER)
+
+
+def job_queue_served(facts: ClusterFacts | None) -> bool | None:
+    """Whether an online worker consumes the jobs' queue; None when nobody knows (no monitor)."""
+    if facts is None or facts.stale:
+        return None
+    queue = facts.queue(job_queue())
+    return bool(queue and queue.consumers)
+
+
+def save_report(facts: ClusterFacts) -> None:
+    ClusterReport.objects.update_or_create(
+        name=REPORT_NAME, defaults={"reported_at": facts.checked_at, "facts": _to_json(facts)}
     )
 
 
-def _gone(previous: ClusterFacts | None, now: datetime, answered: set[str]) -> list[WorkerFacts]:
-    """Workers seen before that did not answer this time: offline, until forgotten."""
-    if previous is None:
-        return []
-    return [
-        replace(worker, online=False, active=None)
-        for worker in previous.workers
-        if worker.name not in answered and now - worker.last_seen < REMEMBER_FOR
+def _to_json(facts: ClusterFacts) -> dict:
+    data = asdict(facts)
+    del data["checked_at"], data["stale"]  # the row's reported_at; decided when read
+    for worker in data["workers"]:
+        for key in ("last_heartbeat", "started_at"):
+            worker[key] = worker[key].isoformat() if worker[key] else None
+    return data
+
+
+def _from_json(checked_at: datetime, data: dict) -> ClusterFacts:
+    def moment(text: str | None) -> datetime | None:
+        return datetime.fromisoformat(text) if text else None
+
+    workers = [
+        WorkerFacts(
+            **{
+                **worker,
+                "queues": tuple(worker["queues"]),
+                "last_heartbeat": moment(worker["last_heartbeat"]),
+                "started_at": moment(worker["started_at"]),
+            }
+        )
+        for worker in data.get("workers", [])
     ]
+    return ClusterFacts(
+        checked_at=checked_at,
+        broker_error=data.get("broker_error", ""),
+        queues=[QueueFacts(**queue) for queue in data.get("queues", [])],
+        workers=workers,
+    )
+
+
+# --- Watching (the monitor process) ----------------------------------------------------------
+
+
+class ClusterMonitor:
+    """Three threads, so that none waits on another: Celery's event receiver feeds a State
+    (heartbeats), an inspector asks the workers which queues they consume, and the reporter
+    (run()) pings the broker, counts its queues and writes the report. A hung broker stalls
+    at most the first two; the reporter's own commands time out, so reports keep coming and
+    say so."""
+
+    def __init__(self) -> None:
+        self.state = app.events.State()
+        self.stopping = threading.Event()
+        self.inspect_now = threading.Event()
+        self.lock = threading.Lock()
+        self.queues: dict[str, tuple[str, ...]] = {}
+        self.stats: dict[str, dict] = {}
+        self.last_heartbeat: dict[str, datetime] = {}
+        previous = cluster_facts()
+        self.remembered = {worker.name: worker for worker in previous.workers} if previous else {}
+
+    def run(self) -> None:
+        threads = [
+            threading.Thread(target=self._receive_events, name="events", daemon=True),
+            threading.Thread(target=self._inspect, name="inspect", daemon=True),
+        ]
+        for thread in threads:
+            thread.start()
+        while not self.stopping.is_set():
+            started = time.monotonic()
+            try:
+                save_report(self.observe())
+            except Exception:  # the database, most likely: try again at the next round
+                logger.exception("could not write the cluster report")
+            self.stopping.wait(max(REPORT_EVERY - (time.monotonic() - started), 0.1))
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.inspect_now.set()
+
+    def observe(self) -> ClusterFacts:
+        """The cluster as of now, from what the threads gathered and the broker's queues."""
+        now = timezone.now()
+        workers = self._workers(now)
+        names = sorted({*queue_names(), *(q for worker in workers for q in worker.queues)})
+        try:
+            broker.ping()
+            lengths: dict[str, int | None] = broker.queue_lengths(names)
+            broker_error = ""
+        except Exception as exc:
+            logger.info("broker unreachable: %s", exc)
+            lengths, broker_error = dict.fromkeys(names), f"{exc.__class__.__name__}: {exc}"[:300]
+        queues = [
+            QueueFacts(
+                name=name,
+                messages=lengths[name],
+                consumers=sum(1 for w in workers if w.online and name in w.queues),
+            )
+            for name in names
+        ]
+        return ClusterFacts(
+            checked_at=now, broker_error=broker_error, queues=queues, workers=workers
+        )
+
+    def _workers(self, now: datetime) -> list[WorkerFacts]:
+        seen = {}
+        for name, worker in list(self.state.workers.items()):
+            online = worker.alive
+            if online:
+                self.last_heartbeat[name] = datetime.fromtimestamp(worker.heartbeats[-1], tz=UTC)
+            with self.lock:
+                queues, stats = self.queues.get(name), self.stats.get(name, {})
+            if online and queues is None:
+                self.inspect_now.set()  # a worker we have not asked yet
+            seen[name] = WorkerFacts(
+                name=name,
+                online=online,
+                last_heartbeat=self.last_heartbeat.get(name),
+                queues=queues or (),
+                concurrency=stats.get("concurrency"),
+                active=worker.active if online else None,
+                processed=worker.processed or 0,
+                pid=worker.pid,
+                started_at=stats.get("started_at"),
+            )
+        for name, worker in self.remembered.items():  # known before the monitor (re)started
+            if name not in seen:
+                seen[name] = replace(worker, online=False, active=None)
+        return sorted(
+            (
+                worker
+                for worker in seen.values()
+                if worker.online
+                or (worker.last_heartbeat and now - worker.last_heartbeat < REMEMBER_FOR)
+            ),
+            key=lambda worker: worker.name,
+        )
+
+    def _receive_events(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                with app.connection_for_read() as connection:
+                    receiver = app.events.Receiver(connection, handlers={"*": self._on_event})
+                    receiver.capture(limit=None, timeout=None, wakeup=False)
+            except Exception as exc:
+                logger.info("event receiver stopped (%s); reconnecting", exc)
+                self.stopping.wait(1)
+
+    def _on_event(self, event: dict) -> None:
+        self.state.event(event)
+        if event.get("type") == "worker-online":
+            self.inspect_now.set()  # a new or restarted worker: ask for its queues now
+
+    def _inspect(self) -> None:
+        while not self.stopping.is_set():
+            self.inspect_now.wait(INSPECT_EVERY)
+            self.inspect_now.clear()
+            if self.stopping.is_set():
+                return
+            try:
+                self._ask_workers()
+            except Exception as exc:
+                logger.info("inspect failed: %s", exc)
+                self.stopping.wait(1)
+
+    def _ask_workers(self) -> None:
+        inspect = app.control.inspect(timeout=INSPECT_TIMEOUT)
+        queues = inspect.active_queues() or {}
+        stats = inspect.stats() or {}
+        now = timezone.now()
+        with self.lock:
+            for name, consumed in queues.items():
+                self.queues[name] = tuple(sorted(queue["name"] for queue in consumed))
+            for name, worker_stats in stats.items():
+                uptime = worker_stats.get("uptime")
+                self.stats[name] = {
+                    "concurrency": (worker_stats.get("pool") or {}).get("max-concurrency"),
+                    "started_at": now - timedelta(seconds=uptime) if uptime is not None else None,
+                }

@@ -291,6 +291,16 @@ def now_counts() -> NowCounts:
     )
 
 
+def running_jobs_by_worker() -> dict[str, int]:
+    """How many jobs each worker (its node name) runs now: the status index's small set."""
+    return dict(
+        Job.objects.filter(status=Job.Status.RUNNING)
+        .values_list("worker")
+        .annotate(count=Count("pk"))
+        .order_by()
+    )
+
+
 @dataclass
 class Slot:
     """Finished jobs in one time slot: counts by status and duration histograms."""

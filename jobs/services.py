@@ -9,10 +9,9 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from functools import cache, partial
+from functools import partial
 from pathlib import Path
 
-import redis
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -22,7 +21,7 @@ from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
-from jobs import rollups
+from jobs import broker, rollups
 from jobs.kinds import thumbnails
 from jobs.models import Job, job_file_path
 
@@ -152,28 +151,11 @@ def _enqueue(job_id: uuid.UUID, task_id: str) -> None:
 
     # Asked before publishing: if the broker restarts after this, the run id recorded is the
     # old one and the dispatcher sends the job again (at worst once too often, never lost).
-    run_id = broker_run_id()
+    run_id = broker.run_id()
     run_job.apply_async(args=[str(job_id)], task_id=task_id)
     Job.objects.filter(pk=job_id, task_id=task_id).update(
         published_at=timezone.now(), broker_run_id=run_id
     )
-
-
-def broker_run_id() -> str:
-    """The broker's run id: Redis makes a new one at every start ("" for other brokers)."""
-    from parroter.celery_app import app
-
-    with app.connection_for_write() as connection:
-        if connection.transport_cls not in ("redis", "rediss"):
-            return ""
-        url = connection.as_uri(include_password=True)
-    return _redis_client(url).info("server")["run_id"]
-
-
-@cache
-def _redis_client(url: str) -> redis.Redis:
-    # A client of its own: kombu's channels keep protocol state a stray command would upset.
-    return redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
 
 
 def _send_again(job: Job) -> None:
@@ -207,7 +189,7 @@ def dispatch_waiting_jobs(*, unpublished_for: timedelta) -> int:
     succeeded (the broker was down at submit, the process died first), or it went to a Redis
     that has restarted since (the private Redis keeps nothing). A long queue is left alone, so
     a backlog finishes in the order it came. Oldest first; returns how many were sent."""
-    run_id = broker_run_id()
+    run_id = broker.run_id()
     cutoff = timezone.now() - unpublished_for
     never_published = Q(published_at__isnull=True, updated_at__lt=cutoff)
     published_elsewhere = Q(published_at__isnull=False) & ~Q(broker_run_id=run_id)

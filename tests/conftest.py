@@ -253,6 +253,47 @@ def celery_worker(redis_url, django_db_setup, django_db_blocker, media_root, tmp
         stop_process(worker)
 
 
+def start_monitor(broker_url: str, *, log: Path) -> Service:
+    """`manage.py monitor` (the Procfile's line) on the given broker and the test database."""
+    return start_service(
+        [sys.executable, str(settings.BASE_DIR / "manage.py"), "monitor"],
+        log=log,
+        env={**os.environ, **app_env(), "REDIS_URL": broker_url},
+    )
+
+
+def wait_for_report(check, *, monitor: Service | None = None, timeout: float = 15):
+    """The monitor's first report for which check(facts) is true, within `timeout` seconds;
+    returns (facts, seconds waited)."""
+    from jobs import monitoring
+
+    started = time.monotonic()
+    while True:
+        facts = monitoring.cluster_facts()
+        if facts is not None and not facts.stale and check(facts):
+            return facts, time.monotonic() - started
+        if time.monotonic() - started > timeout or (monitor and not monitor.alive):
+            output = monitor.output()[-3000:] if monitor else ""
+            pytest.fail(f"no such report within {timeout} s; the last: {facts}\n{output}")
+        time.sleep(0.1)
+
+
+def consumers(facts, queue: str) -> int:
+    found = facts.queue(queue)
+    return found.consumers if found else 0
+
+
+@pytest.fixture(scope="session")
+def monitor(redis_url, celery_worker, tmp_path_factory):
+    """One real monitor process beside the session's worker; it rewrites its report every 2 s,
+    so a test whose database was just emptied waits for the next (wait_for_report)."""
+    process = start_monitor(redis_url, log=tmp_path_factory.mktemp("monitor") / "monitor.log")
+    try:
+        yield process
+    finally:
+        stop_process(process)  # before the test database is dropped
+
+
 def _wait_until_group_is_gone(group: int, timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

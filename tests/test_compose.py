@@ -16,7 +16,7 @@ from tests.conftest import procfile
 
 COMPOSE = settings.BASE_DIR / "docker-compose.yml"
 NGINX_CONF = settings.BASE_DIR / "deploy" / "nginx.conf"
-APP_SERVICES = {"migrate", "web", "worker", "housekeeping", "beat", "flower"}
+APP_SERVICES = {"migrate", "web", "worker", "housekeeping", "monitor", "beat", "flower"}
 SECRETS = {"SECRET_KEY", "POSTGRES_PASSWORD", "FLOWER_BASIC_AUTH"}
 
 
@@ -29,8 +29,8 @@ def test_the_same_services_as_the_procfile(compose):
     services = compose["services"]
     assert set(services) == {"db", "redis", "nginx", *APP_SERVICES}
     assert set(procfile()) <= set(services)
-    # Workers, housekeeping and beat run exactly the Procfile's command lines.
-    for name in ("worker", "housekeeping", "beat"):
+    # Workers, housekeeping, the monitor and beat run exactly the Procfile's command lines.
+    for name in ("worker", "housekeeping", "monitor", "beat"):
         assert services[name]["command"] == procfile()[name], name
     assert services["web"]["command"].startswith("gunicorn parroter.wsgi")
     assert "--url_prefix=flower" in services["flower"]["command"][-1]

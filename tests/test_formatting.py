@@ -5,7 +5,15 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from dashboard.templatetags.parroter import ago, duration, host, output, percent, sizes
+from dashboard.templatetags.parroter import (
+    ago,
+    duration,
+    output,
+    percent,
+    sizes,
+    worker_anchor,
+    worker_name,
+)
 
 
 @pytest.mark.parametrize(
@@ -24,7 +32,9 @@ def test_ago_and_the_rest():
     assert ago(now - timedelta(seconds=3)) == "3 s ago"
     assert ago(now - timedelta(minutes=5, seconds=59)) == "5 min ago"
     assert ago(now - timedelta(days=2)) == "2 d ago"
-    assert host("celery@worker-3") == "worker-3" and host("") == "—"
+    assert worker_name("celery@worker-3") == "celery@worker-3" and worker_name("") == "—"
+    assert worker_name("housekeeping@vm.example.internal") == "housekeeping@vm"
+    assert worker_anchor("celery@vm.example") == "worker-celery-vm-example"
     assert percent(0.0712) == "7.1 %" and percent(0.5) == "50 %" and percent(None) == "—"
     assert sizes({"sizes": [[128, 128], [800, 600]]}) == "128, 800×600"
 

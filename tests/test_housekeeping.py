@@ -17,7 +17,7 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from django_celery_beat.schedulers import DatabaseScheduler
 from django_celery_results.models import TaskResult
 
-from jobs import housekeeping, rollups, selectors, services
+from jobs import broker, housekeeping, rollups, selectors, services
 from jobs.kinds import thumbnails
 from jobs.models import Chore, Job, JobRollup
 from parroter.celery_app import app as celery_app
@@ -46,7 +46,7 @@ def age(job: Job, **fields: timedelta) -> None:
 
 
 def current_run_id() -> str:
-    return services.broker_run_id()
+    return broker.run_id()
 
 
 # --- the dispatcher ------------------------------------------------------------------------

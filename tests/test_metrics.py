@@ -9,7 +9,7 @@ from django.db.models import F
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from jobs import housekeeping, rollups, selectors, services, tokens
+from jobs import housekeeping, monitoring, rollups, selectors, services, tokens
 from jobs.models import ApiToken, Job, JobRollup
 from tests.conftest import image_bytes, run_in_process, submit_image
 
@@ -70,9 +70,16 @@ def test_metrics_report_jobs_durations_queues_and_chores(client, user, staff):
         ]
         == 7
     )
-    # The session's real Redis answers: the queues and the broker are reported.
+    # No monitor has reported: nothing is claimed about the broker and the workers.
+    assert ("parroter_broker_up", ()) not in samples
+    assert samples[("parroter_monitor_report_age_seconds", ())] == float("inf")
+    # Its report, observed against the session's real Redis: the queues and the broker.
+    monitoring.save_report(monitoring.ClusterMonitor().observe())
+    samples = scrape(client)
     assert samples[("parroter_broker_up", ())] == 1
-    assert ("parroter_queue_messages", (("queue", "celery"),)) in samples
+    assert samples[("parroter_queue_messages", (("queue", "celery"),))] >= 0
+    assert samples[("parroter_queue_consumers", (("queue", "housekeeping"),))] == 0
+    assert samples[("parroter_monitor_report_age_seconds", ())] < 5
 
     # Deleting jobs (retention, admin) does not take them out of what has finished.
     Job.objects.filter(pk=done[0].pk).delete()

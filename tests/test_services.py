@@ -24,9 +24,10 @@ def flower_status(url: str, credentials: str | None = None) -> int:
         return error.code
 
 
-def test_procfile_runs_web_worker_housekeeping_beat_and_flower():
+def test_procfile_runs_web_worker_housekeeping_monitor_beat_and_flower():
     services = procfile()
-    assert set(services) == {"web", "worker", "housekeeping", "beat", "flower"}
+    assert set(services) == {"web", "worker", "housekeeping", "monitor", "beat", "flower"}
+    assert services["monitor"] == "python manage.py monitor"
     assert " -E" in services["worker"]
     # Jobs and housekeeping on separate queues and workers: a backlog never delays cleanup.
     assert "-Q celery " in services["worker"]

@@ -47,9 +47,18 @@ def ago(moment: datetime | None) -> str:
 
 
 @register.filter
-def host(worker: str) -> str:
-    """celery@worker-3 -> worker-3: the part that tells workers apart."""
-    return worker.rpartition("@")[2] or "—"
+def worker_name(worker: str) -> str:
+    """celery@worker-3.example.internal -> celery@worker-3: the node name, which tells two
+    workers on one host apart, without the host's domain."""
+    node, _, host = worker.rpartition("@")
+    short = host.split(".", 1)[0]
+    return f"{node}@{short}" if node else short or "—"
+
+
+@register.filter
+def worker_anchor(worker: str) -> str:
+    """The id of the worker's row in the console's workers table."""
+    return "worker-" + "".join(c if c.isalnum() or c in "-_" else "-" for c in worker)
 
 
 @register.filter

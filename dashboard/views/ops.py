@@ -50,6 +50,7 @@ def index(request: HttpRequest) -> HttpResponse:
         **_stats_context(request),
         "range_links": [(name, jobs["form"].query(range=name)) for name in HISTORY_RANGES],
         "chores": selectors.housekeeping_status(),
+        **_workers_context(),
     }
     return render(request, "dashboard/ops/index.html", context)
 
@@ -78,9 +79,7 @@ def stats(request: HttpRequest) -> HttpResponse:
 @never_cache
 @staff_only
 def workers(request: HttpRequest) -> HttpResponse:
-    return render(
-        request, "dashboard/ops/_workers.html", {"facts": monitoring.cluster_facts(refresh=True)}
-    )
+    return render(request, "dashboard/ops/_workers.html", _workers_context())
 
 
 @require_GET
@@ -175,18 +174,47 @@ def _stats_context(request: HttpRequest) -> dict:
     jobs_version = selectors.jobs_version()  # before the counts, as in _jobs_context
     history = selectors.job_history(window=window, slot=slot)
     now = selectors.now_counts()
-    facts = monitoring.cluster_facts(refresh=False)
+    facts = monitoring.cluster_facts()
     # Counters move with any job change, charts with the clock's current slot, and the
-    # warnings with the workers online and the broker's state.
-    workers = f"{len(facts.online)}{'' if facts.broker_ok else 'x'}" if facts else "?"
-    version = f"{jobs_version}-{int(history.slots[-1].start.timestamp())}-{workers}"
+    # warnings with the workers online, the queues served and the broker's state.
+    version = f"{jobs_version}-{int(history.slots[-1].start.timestamp())}-{_facts_version(facts)}"
     return {
         "range": name,
         "history": history,
         "now": now,
         "facts": facts,
+        "job_queue": monitoring.job_queue(),
         "stats_version": version,
         "charts": charts.for_history(history),
+    }
+
+
+def _facts_version(facts: monitoring.ClusterFacts | None) -> str:
+    if facts is None:
+        return "none"
+    if facts.stale:
+        return "stale"
+    unserved = ".".join(queue.name for queue in facts.unserved)
+    return f"{len(facts.online)}-{unserved}{'' if facts.broker_ok else '-x'}"
+
+
+def _workers_context() -> dict:
+    facts = monitoring.cluster_facts()
+    queue = facts.queue(monitoring.job_queue()) if facts else None
+    queued = selectors.now_counts().queued
+    # More messages than queued jobs: messages of jobs cancelled or retried since they were sent
+    # (a worker skips them). Fewer: jobs whose message a worker holds, or not sent yet.
+    difference = queue.messages - queued if queue and queue.messages is not None else 0
+    running = selectors.running_jobs_by_worker()
+    return {
+        "facts": facts,
+        "job_queue": monitoring.job_queue(),
+        "queued": queued,
+        "extra_messages": max(difference, 0),
+        "unsent_jobs": max(-difference, 0),
+        "workers": [(worker, running.get(worker.name, 0)) for worker in facts.workers]
+        if facts
+        else [],
     }
 
 

@@ -79,12 +79,12 @@ def job_panel(request: HttpRequest, job_id) -> HttpResponse:
 
 
 def _panel_context(job: Job) -> dict:
-    # A queued job's owner is told plainly when no worker is there to run it (the same cached
-    # check the console uses); the version covers it, so the notice comes and goes with polls.
+    # A queued job's owner is told plainly when no worker consumes the jobs' queue (the
+    # monitor's report, one row: never the broker); the version covers it, so the notice comes
+    # and goes with polls.
     no_worker = False
     if job.status == Job.Status.QUEUED:
-        facts = monitoring.cluster_facts()
-        no_worker = facts is not None and not facts.online
+        no_worker = monitoring.job_queue_served(monitoring.cluster_facts()) is False
     # The version lets a poll that finds nothing new answer 204 without rendering.
     version = f"{int(job.updated_at.timestamp() * 1_000_000)}{'n' if no_worker else ''}"
     gallery = selectors.job_gallery(job=job) if job.status == Job.Status.SUCCEEDED else []

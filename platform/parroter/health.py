@@ -8,8 +8,7 @@ from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 
-from jobs import monitoring
-from parroter.celery_app import app
+from jobs import broker, monitoring
 
 
 @login_not_required
@@ -21,8 +20,10 @@ def liveness(request: HttpRequest) -> JsonResponse:
 @login_not_required
 @never_cache
 def readiness(request: HttpRequest) -> JsonResponse:
-    """Database and broker decide 200 or 503; workers are reported but do not take a web
-    replica out of rotation (it still serves pages and takes uploads while they are down)."""
+    """Database and broker decide 200 or 503; workers are reported, per queue, but do not take
+    a web replica out of rotation (it still serves pages and takes uploads while they are
+    down). The broker check is one PING with half-second timeouts; workers come from the
+    monitor's report, so a broker that is down, hung or slow is answered within a second."""
     checks = {
         "database": _timed(_check_database),
         "broker": _timed(_check_broker),
@@ -50,12 +51,28 @@ def _check_database() -> dict:
 
 
 def _check_broker() -> dict:
-    with app.connection_for_write() as conn:
-        conn.ensure_connection(max_retries=1, timeout=2)
+    broker.ping()
     return {"status": "ok"}
 
 
 def _check_workers() -> dict:
+    """ "ok" while an online worker consumes every queue, "none" when one has no consumer,
+    "unknown" when the monitor has not reported recently (then nothing is claimed)."""
     facts = monitoring.cluster_facts()
-    online = len(facts.online) if facts else 0
-    return {"status": "ok" if online else "none", "online": online}
+    if facts is None or facts.stale:
+        age = f"{facts.age_seconds:.0f} s ago" if facts else "never"
+        return {"status": "unknown", "reason": f"the monitor last reported {age}"}
+    queues = {
+        queue.name: {
+            "status": "ok" if queue.consumers else "none",
+            "consumers": queue.consumers,
+            "messages": queue.messages,
+        }
+        for queue in facts.queues
+    }
+    return {
+        "status": "none" if facts.unserved else "ok",
+        "online": len(facts.online),
+        "queues": queues,
+        "reported_seconds_ago": round(facts.age_seconds, 1),
+    }

@@ -27,7 +27,7 @@ class ParroterCollector:
 
     def collect(self) -> Iterator[Metric]:
         yield from _job_metrics()
-        yield from _cluster_metrics(monitoring.cluster_facts())  # shared cache, 5 s
+        yield from _cluster_metrics(monitoring.cluster_facts())  # the monitor's report
         yield from _housekeeping_metrics()
 
 
@@ -81,20 +81,34 @@ def _cumulative(counts: Sequence[int]) -> list[tuple[str, int]]:
 
 def _cluster_metrics(facts: monitoring.ClusterFacts | None) -> Iterator[Metric]:
     yield GaugeMetricFamily(
-        "parroter_broker_up",
-        "1 if the broker answered the last check (cached a few seconds), else 0.",
-        value=1 if facts and facts.broker_ok else 0,
+        "parroter_monitor_report_age_seconds",
+        "Seconds since the monitor last reported; past 10 the facts below are left out.",
+        value=facts.age_seconds if facts else float("inf"),
     )
-    if facts is None or not facts.broker_ok:
+    if facts is None or facts.stale:
         return  # unknown is not zero: leave the series out rather than report none
+    yield GaugeMetricFamily(
+        "parroter_broker_up",
+        "1 if the broker answered the monitor's last check, else 0.",
+        value=1 if facts.broker_ok else 0,
+    )
+    consumers = GaugeMetricFamily(
+        "parroter_queue_consumers",
+        "Online workers consuming each queue (0: nothing will run what waits there).",
+        labels=["queue"],
+    )
     depth = GaugeMetricFamily(
         "parroter_queue_messages", "Messages waiting in each queue.", labels=["queue"]
     )
-    for name, count in facts.queues.items():
-        depth.add_metric([name], count)
-    yield depth
+    for queue in facts.queues:
+        consumers.add_metric([queue.name], queue.consumers)
+        if queue.messages is not None:
+            depth.add_metric([queue.name], queue.messages)
+    yield from (consumers, depth)
     yield GaugeMetricFamily(
-        "parroter_workers_online", "Celery workers that answered.", value=len(facts.online)
+        "parroter_workers_online",
+        "Celery workers whose heartbeats arrive.",
+        value=len(facts.online),
     )
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from parroter.cache import FailFastConnection
+
 BASE_DIR = Path(__file__).resolve().parents[2]
 
 
@@ -290,7 +292,18 @@ CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 300)
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 360)
 # A job message that is not acked (worker died) comes back after this many seconds;
 # it must be longer than the hard time limit or a slow job would run twice.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600),
+    # A synchronous command (a publish from web, an ack, an inspect) gives up on a broker that
+    # accepts but never answers instead of waiting forever; kombu's event loop in the workers
+    # checks its own long polls, so this bounds only single commands.
+    "socket_timeout": 2,
+    "socket_connect_timeout": 1,
+}
+# A publish that fails is not retried at length inside a request: the job stays queued and
+# unpublished, and the dispatcher sends it once the broker is back.
+CELERY_BROKER_CONNECTION_TIMEOUT = 1
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
 CELERY_TIMEZONE = TIME_ZONE
 # Beat's schedule lives in django-celery-beat's tables only, seeded by a migration and edited
 # in admin (CELERY_BEAT_SCHEDULE would be written over them at every start of beat).
@@ -305,14 +318,19 @@ CELERY_TASK_ROUTES = {
     "celery.backend_cleanup": {"queue": "housekeeping"},
 }
 
-# Shared by every web process: the few-second cache of worker and queue facts (jobs.monitoring).
-# Short socket timeouts: with the broker down, pages render from the database without waiting.
+# Shared by every process: the API's throttles and cached sums of earlier days' rollups. Short
+# socket timeouts, and after one failure a few seconds of failing at once (parroter.cache): with
+# the broker's Redis down or hung, pages render from the database without waiting on it.
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "parroter",
-        "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        "OPTIONS": {
+            "socket_connect_timeout": 0.5,
+            "socket_timeout": 0.5,
+            "connection_class": FailFastConnection,
+        },
     }
 }
 

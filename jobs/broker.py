@@ -1,0 +1,63 @@
+"""Plain Redis commands to the broker: its run id, a ping, the length of a queue.
+
+A client of their own (kombu's channels keep protocol state a stray command would upset), with
+short connect and read timeouts: a broker that is down, hung (accepts, never answers) or slow
+costs a caller at most CONNECT_TIMEOUT + READ_TIMEOUT, never a request's whole budget.
+"""
+
+from functools import cache
+
+import redis
+
+from parroter.celery_app import app
+
+CONNECT_TIMEOUT = 0.5
+READ_TIMEOUT = 0.5
+# kombu keeps a queue as one list per priority step (the default steps), named queue + SEP + step
+# for steps above 0.
+PRIORITY_STEPS = (0, 3, 6, 9)
+PRIORITY_SEPARATOR = "\x06\x16"
+
+
+def is_redis() -> bool:
+    with app.connection_for_write() as connection:
+        return connection.transport_cls in ("redis", "rediss")
+
+
+def client() -> redis.Redis:
+    with app.connection_for_write() as connection:
+        url = connection.as_uri(include_password=True)
+    return _client(url)
+
+
+@cache
+def _client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(
+        url, socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=READ_TIMEOUT
+    )
+
+
+def run_id() -> str:
+    """The broker's run id: Redis makes a new one at every start ("" for other brokers)."""
+    if not is_redis():
+        return ""
+    return client().info("server")["run_id"]
+
+
+def ping() -> None:
+    """Raises unless the broker answers within the timeouts."""
+    client().ping()
+
+
+def queue_lengths(names: list[str]) -> dict[str, int]:
+    """Messages waiting in each queue, every priority list counted, in one round trip."""
+    pipeline = client().pipeline(transaction=False)
+    for name in names:
+        for step in PRIORITY_STEPS:
+            pipeline.llen(f"{name}{PRIORITY_SEPARATOR}{step}" if step else name)
+    lengths = pipeline.execute()
+    per_queue = len(PRIORITY_STEPS)
+    return {
+        name: sum(lengths[index * per_queue : (index + 1) * per_queue])
+        for index, name in enumerate(names)
+    }
