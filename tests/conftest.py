@@ -26,6 +26,7 @@ from django.utils import timezone
 from PIL import Image
 from playwright.sync_api import sync_playwright
 
+from parroter.cache import FailFastConnection
 from parroter.celery_app import app as celery_app
 from parroter.local_redis import LocalRedis, stop_with_parent
 
@@ -114,6 +115,8 @@ def switch_broker(monkeypatch, settings):
         kombu.pools.reset()
         celery_app._pool = None
         celery_app.amqp._producer_pool = None
+        # The cache fails fast for a few seconds after a failure; a new broker starts afresh.
+        FailFastConnection._down_until = 0.0
 
     def switch(url: str) -> None:
         monkeypatch.setitem(celery_app.conf, "CELERY_BROKER_URL", url)

@@ -5,14 +5,13 @@ alive."""
 
 import os
 import signal
-import socket
-import threading
 
 import pytest
 from django.urls import reverse
 from prometheus_client.parser import text_string_to_metric_families
 
 from jobs.models import Job
+from tests.broker_fakes import PausableProxy
 from tests.conftest import (
     celery_process,
     consumers,
@@ -26,49 +25,6 @@ from tests.conftest import (
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 SEEN_WITHIN = 15  # seconds, the issue's bound for "shown as offline everywhere"
-
-
-class PausableProxy:
-    """A TCP relay on loopback to a Redis: pause() holds every byte both ways without closing
-    anything, as a network partition does; resume() lets them through again, none lost."""
-
-    def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
-        self.flowing = threading.Event()
-        self.flowing.set()
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def pause(self) -> None:
-        self.flowing.clear()
-
-    def resume(self) -> None:
-        self.flowing.set()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
-
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                self.flowing.wait()
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for end in (source, sink):
-                end.close()
-
-    def close(self) -> None:
-        self.listener.close()
 
 
 def queued_job(owner) -> Job:
