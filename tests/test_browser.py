@@ -3,6 +3,8 @@ operator watches the console live and retries a failed job from it."""
 
 import io
 import os
+import signal
+import time
 import zipfile
 
 import pytest
@@ -11,7 +13,19 @@ from PIL import Image
 from playwright.sync_api import expect
 
 from jobs.models import Job
-from tests.conftest import ARTIFACTS, PASSWORDS, image_bytes, start_held_job
+from tests.conftest import (
+    ARTIFACTS,
+    PASSWORDS,
+    celery_process,
+    consumers,
+    image_bytes,
+    start_held_job,
+    start_monitor,
+    stop_process,
+    wait_for_report,
+    wait_until_answering,
+    worker_arguments,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -105,6 +119,51 @@ def test_operator_watches_jobs_live_and_retries_a_failed_one(
     expect(row).to_have_attribute("data-status", "succeeded", timeout=15_000)
     held.refresh_from_db()
     assert (held.status, held.attempts) == (Job.Status.SUCCEEDED, 2)
+
+
+def test_a_paused_job_worker_shows_on_the_console_and_the_owners_page_within_15_s(
+    live_server, own_broker, user, staff, browser, tmp_path
+):
+    hostname = f"paused-{os.getpid()}@testhost"
+    worker = celery_process(
+        worker_arguments(hostname), log=tmp_path / "w.log", REDIS_URL=own_broker.url
+    )
+    monitor = start_monitor(own_broker.url, log=tmp_path / "monitor.log")
+    job = Job.objects.create(owner=user, source_name="waiting.jpg", params={"sizes": [[64, 64]]})
+    try:
+        wait_until_answering(worker, hostname)
+        wait_for_report(lambda facts: consumers(facts, "celery") == 1, monitor=monitor, timeout=60)
+        owner = browser.new_page(viewport={"width": 390, "height": 844})
+        sign_in(owner, live_server.url, "alice")
+        owner.goto(f"{live_server.url}/jobs/{job.pk}/")
+        panel = owner.locator("#job-panel")
+        expect(panel).to_contain_text("Waiting for a worker")
+        operator = browser.new_page(viewport={"width": 1280, "height": 900})
+        sign_in(operator, live_server.url, "olivia")
+        operator.goto(f"{live_server.url}/ops/")
+        banner = operator.locator("#ops-stats .alert", has_text="No worker is consuming celery")
+        expect(banner).to_have_count(0)
+
+        os.killpg(worker.process.pid, signal.SIGSTOP)
+        paused = time.monotonic()
+
+        def left() -> float:  # what remains of the 15 s, in ms, for the next expectation
+            return max(15 - (time.monotonic() - paused), 0.1) * 1000
+
+        expect(banner).to_contain_text("1 job waiting", timeout=left())
+        expect(panel).to_contain_text("No worker is serving jobs right now", timeout=left())
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        operator.screenshot(path=str(ARTIFACTS / "ops-no-worker-1280.png"))
+        owner.screenshot(path=str(ARTIFACTS / "job-no-worker-390.png"))
+
+        os.killpg(worker.process.pid, signal.SIGCONT)
+        expect(banner).to_have_count(0, timeout=15_000)
+        expect(panel).to_contain_text("Waiting for a worker", timeout=15_000)
+    finally:
+        if worker.alive:
+            os.killpg(worker.process.pid, signal.SIGCONT)
+        stop_process(monitor)
+        stop_process(worker)
 
 
 def test_the_api_docs_work_offline_on_a_desktop_and_a_phone(live_server, user, browser):
