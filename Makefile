@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 MANAGE := $(BIN)/python manage.py
 
-.PHONY: setup run test bench bench-thumbnails bench-memory bench-dashboard bench-load bench-pipeline lint chromium postgresql nginx clean
+.PHONY: setup run test bench bench-thumbnails bench-memory bench-dashboard bench-load bench-pipeline bench-probes lint chromium postgresql nginx clean
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -61,6 +61,12 @@ bench-dashboard: $(INSTALLED) postgresql
 # private PostgreSQL, driven by locust on loopback; BENCH_ARGS="--databases sqlite" for one.
 bench-load: $(INSTALLED) postgresql
 	$(BIN)/python bench/load.py $(BENCH_ARGS)
+
+# Probes, /metrics, the console's partials and the job page's poll with the broker healthy, down,
+# hung and slow, and how soon a paused job worker is seen; both databases, about 3 minutes.
+# BENCH_ARGS="--databases sqlite" for one.
+bench-probes: $(INSTALLED) postgresql
+	$(BIN)/python bench/probes.py $(BENCH_ARGS)
 
 # The pipeline against its ceiling (the bare thumbnail kind in a 2-process pool): N jobs drained
 # by a worker started after they were queued, and N submitted through the form while it runs,
