@@ -11,7 +11,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django_celery_results.models import TaskResult
 
-from jobs import monitoring
+from jobs import monitoring, services
 from jobs.models import Job
 from parroter.local_redis import LocalRedis, free_port
 from tests.conftest import (
@@ -130,25 +130,36 @@ def test_bulk_actions_confirm_then_change_exactly_the_matching_jobs(
     assert statuses[alice_queued.pk] == Job.Status.QUEUED
 
 
-def test_the_workers_panel_shows_the_worker_and_the_queue(client, staff, monitor):
+def test_the_workers_panel_shows_the_worker_its_queue_and_its_running_job(
+    client, staff, user, monitor, media_root
+):
     hostname = f"test-{os.getpid()}@"
     facts, _ = wait_for_report(lambda facts: consumers(facts, "celery"), monitor=monitor)
-    assert consumers(facts, "celery") == 1
-    client.force_login(staff)
-    panel = client.get(reverse("dashboard:ops_workers")).content.decode()
-    assert re.search(
-        rf'class="mono"[^>]*>{re.escape(hostname)}[^<]+</td>\s*<td><span class="badge succeeded">'
-        r"online</span></td>\s*<td class=\"mono\">celery</td>",
-        panel,
-    )
-    assert re.search(r'class="mono">celery</td>\s*<td class="num">1</td>', panel)
-    assert [worker.concurrency for worker in facts.online if worker.name.startswith(hostname)] == [
-        1
-    ]
-    assert "Workers online" in client.get(reverse("dashboard:ops")).content.decode()
-    ready = client.get(reverse("readyz")).json()
-    assert ready["status"] == "ok" and ready["workers"]["online"] >= 1
-    assert ready["workers"]["queues"]["celery"]["consumers"] == 1
+    ours = [worker for worker in facts.online if worker.name.startswith(hostname)]
+    assert [(worker.concurrency, worker.queues) for worker in ours] == [(1, ("celery",))]
+    held = start_held_job(user, media_root)
+    try:
+        client.force_login(staff)
+        panel = client.get(reverse("dashboard:ops_workers")).content.decode()
+        row = re.search(
+            rf'<tr id="(worker-[^"]+)">\s*<td [^>]*>{re.escape(held.worker)}</td>(.*?)</tr>',
+            panel,
+            re.S,
+        )
+        assert row, panel
+        cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(2), re.S)
+        # State, queues, concurrency, running jobs: the held job is this worker's one job.
+        assert cells[:4] == ['<span class="badge succeeded">online</span>', "celery", "1", "1"]
+        assert re.search(r'class="mono">celery</td>\s*<td class="num">1</td>', panel)
+        # The jobs table names the worker and links to its row in the workers panel.
+        console = client.get(reverse("dashboard:ops")).content.decode()
+        assert f'<tr id="{row.group(1)}">' in console
+        assert f'href="/ops/#{row.group(1)}">{held.worker.split(".")[0]}</a>' in console
+        ready = client.get(reverse("readyz")).json()
+        assert ready["status"] == "ok" and ready["workers"]["queues"]["celery"]["consumers"] == 1
+    finally:
+        os.close(os.open(media_root / held.source.name, os.O_WRONLY))  # the job ends (empty file)
+        wait_for_job(held)
 
 
 def report_once() -> None:
@@ -211,3 +222,25 @@ def test_the_counters_warn_at_the_top_when_the_broker_is_down(client, staff, swi
     client.force_login(staff)
     stats = client.get(reverse("dashboard:ops_stats")).content.decode()
     assert "The broker is unreachable." in stats
+
+
+def test_queue_depth_beside_queued_jobs_says_why_they_differ(
+    client, staff, user, lonely_broker, media_root
+):
+    first, second = (submit_image(user, image_bytes((120, 80))) for _ in range(2))
+    services.cancel_job(job_id=first.pk)  # its message stays until a worker skips it
+    report_once()
+    client.force_login(staff)
+    panel = client.get(reverse("dashboard:ops_workers")).content.decode()
+    numbers = r'\s*<td class="num">(.*?)</td>' * 3
+    row = r'class="mono">celery</td>' + numbers
+    assert re.search(row, panel).groups()[1:] == ("2", "1")
+    assert "1 more message than queued jobs" in panel and "since cancelled or retried" in panel
+
+    waiting_job(user, media_root)
+    waiting_job(user, media_root)  # two queued jobs whose message was never sent
+    report_once()
+    panel = client.get(reverse("dashboard:ops_workers")).content.decode()
+    assert re.search(row, panel).groups()[1:] == ("2", "3")
+    assert "1 queued job with no message waiting" in panel
+    assert second.status == Job.Status.QUEUED
