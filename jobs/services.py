@@ -291,6 +291,15 @@ def cancel_job(*, job_id: uuid.UUID | str, by: AbstractBaseUser | None = None) -
 def _revoke(task_ids: list[str]) -> None:
     from parroter.celery_app import app
 
+    try:
+        broker.ping()  # half a second at most: a broadcast to a bad broker retries for seconds
+    except Exception as exc:
+        # The jobs are cancelled all the same: a waiting message is skipped when delivered (it
+        # no longer claims a queued job), and a running job's outcome is not recorded.
+        logger.warning("not revoking %d cancelled job(s): the broker did not answer (%r)",
+                       len(task_ids), exc)  # fmt: skip
+        return
+
     # A waiting message is dropped when delivered. A running task's pool process gets
     # SIGTERM (Celery's terminate) and exits through its finally blocks, which remove the
     # pending archive; tasks.remove_partial_outputs then removes an archive it had already

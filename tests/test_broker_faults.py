@@ -79,3 +79,18 @@ def test_the_monitor_reports_a_bad_broker_within_its_round(faulty_broker):
     facts, took = timed(lambda: monitoring.ClusterMonitor().observe())
     assert took < BUDGET, (faulty_broker, took)
     assert facts.broker_error and all(queue.messages is None for queue in facts.queues)
+
+
+def test_an_operators_cancel_and_retry_do_not_wait_on_a_bad_broker(
+    client, staff, user, faulty_broker
+):
+    queued = Job.objects.create(owner=user, source_name="queued.jpg", params={"sizes": [[64, 64]]})
+    failed = Job.objects.create(
+        owner=user, source_name="failed.jpg", status=Job.Status.FAILED, params={"sizes": [[64, 64]]}
+    )
+    client.force_login(staff)
+    for action, job in (("ops_cancel", queued), ("ops_retry", failed)):
+        response, took = timed(lambda: client.post(reverse(f"dashboard:{action}", args=[job.pk])))
+        assert response.status_code == 302 and took < BUDGET, (faulty_broker, action, took)
+    statuses = dict(Job.objects.values_list("pk", "status"))
+    assert (statuses[queued.pk], statuses[failed.pk]) == (Job.Status.CANCELLED, Job.Status.QUEUED)
