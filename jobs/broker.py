@@ -2,7 +2,9 @@
 
 A client of their own (kombu's channels keep protocol state a stray command would upset), with
 short connect and read timeouts: a broker that is down, hung (accepts, never answers) or slow
-costs a caller at most CONNECT_TIMEOUT + READ_TIMEOUT, never a request's whole budget.
+costs a caller a second at most, never a request's whole budget. A probe's ping waits half of
+that; the run id read before every publish gets a whole second, so a loaded machine's stall
+does not leave a job unsent until the dispatcher's next round.
 """
 
 from functools import cache
@@ -12,7 +14,8 @@ import redis
 from parroter.celery_app import app
 
 CONNECT_TIMEOUT = 0.5
-READ_TIMEOUT = 0.5
+READ_TIMEOUT = 1.0
+PROBE_READ_TIMEOUT = 0.5
 # kombu keeps a queue as one list per priority step (the default steps), named queue + SEP + step
 # for steps above 0.
 PRIORITY_STEPS = (0, 3, 6, 9)
@@ -24,16 +27,16 @@ def is_redis() -> bool:
         return connection.transport_cls in ("redis", "rediss")
 
 
-def client() -> redis.Redis:
+def client(*, read_timeout: float = READ_TIMEOUT) -> redis.Redis:
     with app.connection_for_write() as connection:
         url = connection.as_uri(include_password=True)
-    return _client(url)
+    return _client(url, read_timeout)
 
 
 @cache
-def _client(url: str) -> redis.Redis:
+def _client(url: str, read_timeout: float) -> redis.Redis:
     return redis.Redis.from_url(
-        url, socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=READ_TIMEOUT
+        url, socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=read_timeout
     )
 
 
@@ -45,8 +48,8 @@ def run_id() -> str:
 
 
 def ping() -> None:
-    """Raises unless the broker answers within the timeouts."""
-    client().ping()
+    """Raises unless the broker answers within half a second (a probe's, a cancel's check)."""
+    client(read_timeout=PROBE_READ_TIMEOUT).ping()
 
 
 def queue_lengths(names: list[str]) -> dict[str, int]:
