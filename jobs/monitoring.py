@@ -266,7 +266,11 @@ class ClusterMonitor:
         while not self.stopping.is_set():
             try:
                 with app.connection_for_read() as connection:
-                    receiver = app.events.Receiver(connection, handlers={"*": self._on_event})
+                    # Worker events only (heartbeats, online, offline): task events, sent
+                    # several per job by workers run with -E, would cost CPU for nothing here.
+                    receiver = app.events.Receiver(
+                        connection, handlers={"*": self._on_event}, routing_key="worker.#"
+                    )
                     receiver.capture(limit=None, timeout=None, wakeup=False)
             except Exception as exc:
                 logger.info("event receiver stopped (%s); reconnecting", exc)
