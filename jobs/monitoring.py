@@ -231,9 +231,10 @@ class ClusterMonitor:
     def _workers(self, now: datetime) -> list[WorkerFacts]:
         seen = {}
         for name, worker in list(self.state.workers.items()):
-            online = worker.alive
+            beats = list(worker.heartbeats)  # the events thread may empty it meanwhile
+            online = worker.alive and bool(beats)
             if online:
-                self.last_heartbeat[name] = datetime.fromtimestamp(worker.heartbeats[-1], tz=UTC)
+                self.last_heartbeat[name] = datetime.fromtimestamp(beats[-1], tz=UTC)
             with self.lock:
                 queues, stats = self.queues.get(name), self.stats.get(name, {})
             if online and queues is None:
