@@ -4,12 +4,16 @@ job page, /ops/, /readyz, /metrics), while the housekeeping worker keeps only it
 alive."""
 
 import os
+import re
 import signal
+from datetime import timedelta
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
+from jobs import monitoring
 from jobs.models import Job
 from tests.broker_fakes import PausableProxy
 from tests.conftest import (
@@ -114,3 +118,29 @@ def test_a_job_worker_stopped_cut_off_or_killed_is_seen_within_15_s_everywhere(
         for process in (monitor, housekeeping, worker):
             stop_process(process)
         proxy.close()
+
+
+def test_a_report_the_monitor_stopped_writing_claims_nothing(client, staff, user):
+    written = timezone.now() - timedelta(seconds=30)
+    monitoring.save_report(
+        monitoring.ClusterFacts(
+            checked_at=written,
+            queues=[monitoring.QueueFacts(name="celery", messages=3, consumers=0)],
+            workers=[
+                monitoring.WorkerFacts(name="celery@gone", online=False, last_heartbeat=written)
+            ],
+        )
+    )
+    job = queued_job(user)
+    client.force_login(user)
+    owner_page = client.get(reverse("dashboard:job_panel", args=[job.pk])).content.decode()
+    assert "Waiting for a worker" in owner_page and "No worker is serving" not in owner_page
+    client.force_login(staff)
+    stats = client.get(reverse("dashboard:ops_stats")).content.decode()
+    assert "The monitor last reported" in stats and "No worker is consuming" not in stats
+    workers = client.get(reverse("readyz")).json()["workers"]
+    assert workers["status"] == "unknown" and "monitor last reported 30 s ago" in workers["reason"]
+    metrics = client.get(reverse("metrics")).content.decode()
+    assert "parroter_queue_consumers" not in metrics and "parroter_broker_up" not in metrics
+    age = re.search(r"^parroter_monitor_report_age_seconds (\S+)$", metrics, re.M)
+    assert 30 <= float(age.group(1)) < 60
