@@ -1,21 +1,34 @@
 import os
 import secrets
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
+from honcho import environ
 
 from parroter.local_redis import LocalRedis
+from parroter.supervisor import Supervisor
 
 
 class Command(BaseCommand):
     help = (
-        "Run the Procfile's processes (web, worker, beat, flower) with honcho, starting a "
-        "private Redis first when REDIS_URL is not set. Ctrl-C stops all of them."
+        "Run the Procfile's processes (web, worker, housekeeping, monitor, beat, flower), "
+        "starting a private Redis first when REDIS_URL is not set. A process that exits is "
+        "started again after a growing pause; one that keeps dying stops everything (exit 1). "
+        "Ctrl-C stops all of them."
     )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--procfile", type=Path, default=settings.BASE_DIR / "Procfile")
+        parser.add_argument(
+            "--restart-delay", type=float, default=1.0,
+            help="seconds before a process that exited is started again; doubles each time",
+        )  # fmt: skip
+        parser.add_argument(
+            "--give-up-after", type=int, default=5,
+            help="deaths in a row (each within a minute of starting) that stop everything",
+        )  # fmt: skip
 
     def handle(self, *args, **options):
         env = os.environ.copy()
@@ -33,26 +46,25 @@ class Command(BaseCommand):
             env["REDIS_URL"] = local_redis.url
         try:
             self._print_banner(env)
-            honcho = subprocess.Popen(
-                [
-                    os.path.join(bin_dir, "honcho"),
-                    "start",
-                    "-f",
-                    str(settings.BASE_DIR / "Procfile"),
-                ],
-                cwd=settings.BASE_DIR,
-                env=env,
+            supervisor = Supervisor(
+                restart_delay=options["restart_delay"], give_up_after=options["give_up_after"]
             )
-            signal.signal(signal.SIGTERM, lambda *_: honcho.terminate())
-            try:
-                returncode = honcho.wait()
-            except KeyboardInterrupt:
-                # The terminal sent SIGINT to honcho as well; let it stop its children.
-                returncode = honcho.wait()
+            # As `honcho start` does: the Procfile's lines as web.1, worker.1, ..., with .env's
+            # variables (when there is one) over this environment.
+            dotenv = settings.BASE_DIR / ".env"
+            overrides = environ.parse(dotenv.read_text()) if dotenv.exists() else {}
+            procfile = environ.parse_procfile(options["procfile"].read_text())
+            for process in environ.expand_processes(procfile.processes, env=overrides, port=5000):
+                supervisor.add_process(
+                    process.name, process.cmd, env={**env, **process.env}, cwd=settings.BASE_DIR
+                )
+            supervisor.loop()
         finally:
             if local_redis:
                 local_redis.stop()
-        sys.exit(returncode)
+        if supervisor.gave_up_on:
+            self.stderr.write(f"{supervisor.gave_up_on} kept exiting: everything was stopped.")
+        sys.exit(supervisor.returncode)
 
     def _flower_credentials(self) -> str:
         path = settings.VAR_DIR / "flower_basic_auth"
