@@ -5,6 +5,21 @@ partition) or deliver each reply late (a slow broker)."""
 import socket
 import threading
 import time
+from collections.abc import Callable
+
+
+def serve(listener: socket.socket, handle: Callable[[socket.socket], None]) -> None:
+    """Hand each connection the listener accepts to handle(), in a thread, until it is closed."""
+
+    def accept() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            handle(connection)
+
+    threading.Thread(target=accept, daemon=True).start()
 
 
 class HungServer:
@@ -14,16 +29,9 @@ class HungServer:
         self.listener = socket.create_server(("127.0.0.1", 0), backlog=128)
         self.port = self.listener.getsockname()[1]
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        # Kept open and never read, as by a stopped Redis.
         self.connections: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                connection, _ = self.listener.accept()
-            except OSError:
-                return
-            self.connections.append(connection)  # kept open, never read: as a stopped Redis
+        serve(self.listener, self.connections.append)
 
     def close(self) -> None:
         self.listener.close()
@@ -44,7 +52,7 @@ class PausableProxy:
         self.listener = socket.create_server(("127.0.0.1", 0), backlog=128)
         self.port = self.listener.getsockname()[1]
         self.url = f"redis://127.0.0.1:{self.port}/0"
-        threading.Thread(target=self._accept, daemon=True).start()
+        serve(self.listener, self._relay)
 
     def pause(self) -> None:
         self.flowing.clear()
@@ -52,18 +60,10 @@ class PausableProxy:
     def resume(self) -> None:
         self.flowing.set()
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
-            for source, sink, delay in (
-                (client, upstream, 0),
-                (upstream, client, self.reply_delay),
-            ):
-                threading.Thread(target=self._pump, args=(source, sink, delay), daemon=True).start()
+    def _relay(self, client: socket.socket) -> None:
+        upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+        for source, sink, delay in ((client, upstream, 0), (upstream, client, self.reply_delay)):
+            threading.Thread(target=self._pump, args=(source, sink, delay), daemon=True).start()
 
     def _pump(self, source: socket.socket, sink: socket.socket, delay: float) -> None:
         try:
