@@ -880,7 +880,7 @@ def load(jobs: int, seed: int, timer: Timer) -> Facts:
             timer.add("task results", start)
             start = time.perf_counter()
             finished = [_rollup_job(job) for job in batch if job["finished_at"] is not None]
-            rollups.record(finished, sign=+1)
+            rollups.record(finished)
             timer.add("rollups (record)", start)
         for job in batch:
             status = job["status"]

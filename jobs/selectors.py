@@ -293,10 +293,12 @@ def now_counts() -> NowCounts:
 
 @dataclass
 class Slot:
-    """Finished jobs in one time slot: counts by status and duration histograms."""
+    """Attempts that finished in one time slot (counts by status, duration histograms), and
+    the jobs a person retried in it (from any outcome)."""
 
     start: datetime
     counts: dict[str, int] = field(default_factory=dict)
+    retried: int = 0
     run_seconds: float = 0.0
     wait_seconds: float = 0.0
     run_buckets: list[int] = field(default_factory=lambda: [0] * DURATION_BUCKETS)
@@ -338,7 +340,7 @@ def job_history(*, window: timedelta, slot: timedelta, now: datetime | None = No
     start = end - int(window / slot)
     sums = {
         **{status: Coalesce(Sum("jobs", filter=Q(status=status)), 0) for status in Job.FINISHED},
-        **{name: Sum(name) for name in ["run_seconds", "wait_seconds", *BUCKET_FIELDS]},
+        **{name: Sum(name) for name in ["retried", "run_seconds", "wait_seconds", *BUCKET_FIELDS]},
     }
     query = (
         JobRollup.objects.filter(minute__gte=start * slot_minutes, minute__lt=end * slot_minutes)
@@ -365,14 +367,15 @@ def job_history(*, window: timedelta, slot: timedelta, now: datetime | None = No
 
 
 def _slot(start: datetime, values: list) -> Slot:
-    """A Slot from job_history's columns: a count per finished status, the two sums, then
-    the run and wait histograms."""
+    """A Slot from job_history's columns: a count per finished status, the retries, the two
+    sums, then the run and wait histograms."""
     statuses, buckets = len(Job.FINISHED), len(RUN_BUCKET_FIELDS)
     counts = dict(zip(Job.FINISHED, values[:statuses], strict=True))
-    run_seconds, wait_seconds, *histograms = values[statuses:]
+    retried, run_seconds, wait_seconds, *histograms = values[statuses:]
     return Slot(
         start=start,
         counts={status: count for status, count in counts.items() if count},
+        retried=retried or 0,
         run_seconds=run_seconds or 0.0,
         wait_seconds=wait_seconds or 0.0,
         run_buckets=histograms[:buckets],
@@ -384,7 +387,8 @@ def _slot(start: datetime, values: list) -> Slot:
 class RollupTotal:
     kind: str
     status: str
-    jobs: int
+    jobs: int  # finished attempts
+    retried: int  # jobs a person sent back to the queue from this outcome
     run_seconds: float
     wait_seconds: float
     run_buckets: list[int]  # per DURATION_BOUNDS bucket, the last one +inf (not cumulative)
@@ -392,11 +396,10 @@ class RollupTotal:
 
 
 def rollup_totals(*, now: datetime | None = None) -> list[RollupTotal]:
-    """Every job that ever finished (deleted ones too), by kind and status, with its duration
-    sums and histograms, from the rollups, never the jobs table. Days before today are summed
-    once a day and kept in the shared cache (rollups.forget_settled_totals drops them when a
-    retry takes a job out of an earlier day); only today's rows are summed on every call, so
-    the cost stays flat however long the rollups go back."""
+    """Every attempt that ever finished (of deleted jobs too) and every retry, by kind and
+    status, with duration sums and histograms, from the rollups, never the jobs table. Rows of
+    earlier days never change, so they are summed once a day and kept in the shared cache; only
+    today's rows are summed on every call, and the cost stays flat however long they go back."""
     today = rollups.start_of_day(now or timezone.now())
     key = rollups.settled_totals_key(today)
     try:
@@ -416,17 +419,18 @@ def rollup_totals(*, now: datetime | None = None) -> list[RollupTotal]:
             kind=kind,
             status=status,
             jobs=int(jobs),
+            retried=int(retried),
             run_seconds=float(run),
             wait_seconds=float(wait),
             run_buckets=[int(count) for count in buckets[:DURATION_BUCKETS]],
             wait_buckets=[int(count) for count in buckets[DURATION_BUCKETS:]],
         )
-        for (kind, status), (jobs, run, wait, *buckets) in sorted(sums.items())
+        for (kind, status), (jobs, retried, run, wait, *buckets) in sorted(sums.items())
     ]
 
 
 def _rollup_sums(rows: QuerySet[JobRollup]) -> dict[tuple[str, str], list[float]]:
-    columns = ["jobs", "run_seconds", "wait_seconds", *BUCKET_FIELDS]
+    columns = ["jobs", "retried", "run_seconds", "wait_seconds", *BUCKET_FIELDS]
     query = (
         rows.values("kind", "status")
         .annotate(**{f"total_{name}": Sum(name) for name in columns})

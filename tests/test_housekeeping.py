@@ -158,7 +158,7 @@ def finished_job(owner, *, days_ago: float, status=Job.Status.SUCCEEDED) -> Job:
         archive=job.archive.name, started_at=finished, finished_at=finished
     )
     job.refresh_from_db()
-    rollups.record([job], sign=+1)
+    rollups.record([job])
     TaskResult.objects.create(task_id=job.task_id, status="SUCCESS", task_name="jobs.run_job")
     return job
 
