@@ -331,6 +331,15 @@ class History:
     def per_minute(self) -> float:
         return self.total.finished / (self.window.total_seconds() / 60)
 
+    @property
+    def peak(self) -> tuple[float, datetime] | None:
+        """The busiest slot's finished attempts per minute, and when that slot began (None
+        when nothing finished). A slot of five minutes or an hour gives its average minute."""
+        busiest = max(self.slots, key=lambda slot: slot.finished, default=None)
+        if busiest is None or not busiest.finished:
+            return None
+        return busiest.finished / (self.slot.total_seconds() / 60), busiest.start
+
 
 def job_history(*, window: timedelta, slot: timedelta, now: datetime | None = None) -> History:
     """Finished jobs over the last `window`, in slots of `slot`, from the rollups: one query
@@ -364,6 +373,16 @@ def job_history(*, window: timedelta, slot: timedelta, now: datetime | None = No
     columns = [sum(column) for column in zip(*(values for _, *values in rows), strict=True)]
     total = _slot(slots[start].start, columns) if rows else Slot(start=slots[start].start)
     return History(window=window, slot=slot, total=total, slots=list(slots.values()))
+
+
+def recent_rate(*, minutes: int = 5, now: datetime | None = None) -> float:
+    """Finished attempts per minute over the last `minutes` whole minutes, from the rollups (a
+    range of the rollup key's index: a few rows)."""
+    end = rollups.minute_of(now or timezone.now())
+    finished = JobRollup.objects.filter(minute__gte=end - minutes, minute__lt=end).aggregate(
+        jobs=Coalesce(Sum("jobs"), 0)
+    )["jobs"]
+    return finished / minutes
 
 
 def _slot(start: datetime, values: list) -> Slot:
