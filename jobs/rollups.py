@@ -91,12 +91,12 @@ def _durations(job: Job) -> tuple[float | None, float | None]:
     return run, max((job.started_at - job.queued_at).total_seconds(), 0.0)
 
 
-def compact_day(day_start_minute: int) -> int:
-    """Merge one day's rows into a single row per kind and outcome, at the day's first minute;
-    returns how many rows were merged away. Totals and histograms are unchanged; only the
-    minute of each job within that day is forgotten (charts never look back that far)."""
-    day = (day_start_minute, day_start_minute + 1440)
-    rows = JobRollup.objects.filter(minute__gte=day[0], minute__lt=day[1])
+def compact(start_minute: int, minutes: int) -> int:
+    """Merge the rows of [start_minute, start_minute + minutes) into a single row per kind and
+    outcome at start_minute (an hour's or a day's first minute); returns how many rows were
+    merged away. Counts, sums and histograms are unchanged; only the minute of each attempt
+    within that period is forgotten."""
+    rows = JobRollup.objects.filter(minute__gte=start_minute, minute__lt=start_minute + minutes)
     columns = [f.name for f in JobRollup._meta.fields if f.name not in ("id", *KEY_FIELDS)]
     with transaction.atomic():
         before = rows.count()
@@ -108,7 +108,7 @@ def compact_day(day_start_minute: int) -> int:
         rows.delete()
         for group in merged:
             delta = {c: group[f"sum_{c}"] for c in columns if group[f"sum_{c}"]}
-            _add((day_start_minute, group["kind"], group["status"]), delta or {"jobs": 0})
+            _add((start_minute, group["kind"], group["status"]), delta or {"jobs": 0})
     return before - len(merged)
 
 
