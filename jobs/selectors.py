@@ -303,6 +303,8 @@ class Slot:
     wait_seconds: float = 0.0
     run_buckets: list[int] = field(default_factory=lambda: [0] * DURATION_BUCKETS)
     wait_buckets: list[int] = field(default_factory=lambda: [0] * DURATION_BUCKETS)
+    # Quantiles asked for so far (the charts and the hover data both ask): (buckets, q) -> value.
+    _quantiles: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def finished(self) -> int:
@@ -314,10 +316,16 @@ class Slot:
         return self.counts.get(Job.Status.FAILED, 0) / done if done else None
 
     def run_quantile(self, q: float) -> float | None:
-        return rollups.quantile(q, self.run_buckets)
+        return self._quantile("run", q)
 
     def wait_quantile(self, q: float) -> float | None:
-        return rollups.quantile(q, self.wait_buckets)
+        return self._quantile("wait", q)
+
+    def _quantile(self, metric: str, q: float) -> float | None:
+        if (metric, q) not in self._quantiles:
+            buckets = self.run_buckets if metric == "run" else self.wait_buckets
+            self._quantiles[(metric, q)] = rollups.quantile(q, buckets)
+        return self._quantiles[(metric, q)]
 
 
 @dataclass(frozen=True)

@@ -41,10 +41,10 @@ def path_data(chart: charts.Chart, css: str) -> str | None:
 
 def segments(d: str) -> list[tuple[str, float, float, float]]:
     """The path's drawing commands in absolute grid units: ("bar", x, base, top) for a
-    vertical stroke, ("dot", x, y, y) for a zero-length one."""
+    vertical stroke, ("dot", x, y, y) for a round cap on a tiny horizontal one."""
     x = y = 0.0
     drawn = []
-    for command, numbers in re.findall(r"([MmVh])([^MmVh]*)", d):
+    for command, numbers in re.findall(r"([MmVh])([^MmVh]*)", d):  # a dot is "h.1"
         values = [float(n) for n in re.findall(r"-?[\d.]+", numbers)]
         if command == "M":
             x, y = values
@@ -55,6 +55,7 @@ def segments(d: str) -> list[tuple[str, float, float, float]]:
             y = values[0]
         elif command == "h":
             drawn.append(("dot", x, y, y))
+            x += values[0]
     return drawn
 
 
