@@ -52,11 +52,18 @@ def record(jobs: Iterable[Job]) -> None:
     Call inside the transaction that moves the jobs into a finished state, with their fields as
     they are once finished.
     """
-    deltas: dict[tuple, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for key, delta in deltas(jobs).items():
+        _add(key, delta)
+
+
+def deltas(jobs: Iterable[Job]) -> dict[tuple, dict[str, float]]:
+    """What finished attempts add to each rollup row: (minute, kind, status) -> column -> amount
+    (a bulk load, such as the dashboard benchmark's, writes these itself)."""
+    added: dict[tuple, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for job in jobs:
         if job.finished_at is None:  # never finished (e.g. made by hand): in no bucket
             continue
-        delta = deltas[(minute_of(job.finished_at), job.kind, job.status)]
+        delta = added[(minute_of(job.finished_at), job.kind, job.status)]
         delta["jobs"] += 1
         run, wait = _durations(job)
         if run is not None:
@@ -65,8 +72,7 @@ def record(jobs: Iterable[Job]) -> None:
         if wait is not None:
             delta["wait_seconds"] += wait
             delta[WAIT_BUCKET_FIELDS[bucket_of(wait)]] += 1
-    for key, delta in deltas.items():
-        _add(key, delta)
+    return added
 
 
 def record_retries(jobs: Iterable[Job], *, at: datetime) -> None:
