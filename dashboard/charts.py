@@ -18,7 +18,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
-from dashboard.templatetags.parroter import percent
+from dashboard.templatetags.parroter import duration, percent
 from jobs.models import Job
 from jobs.selectors import History, Slot
 
@@ -236,14 +236,9 @@ def _log_range(values: list[float]) -> tuple[float, float]:
 
 
 def duration_tick(seconds: float) -> str:
-    """A round duration as the axis says it: 10 ms, 1 s, 1 min, 10 min, 1 h."""
-    if seconds < 1:
-        return f"{seconds * 1000:g} ms"
-    if seconds < 60:
-        return f"{seconds:g} s"
-    if seconds < 3600:
-        return f"{seconds / 60:g} min"
-    return f"{seconds / 3600:g} h"
+    """A round duration as the axis says it: 10 ms, 1 s, 1 min, 10 min, 1 h (the console's
+    units, without the decimal it gives seconds under ten)."""
+    return duration(seconds).replace(".0 s", " s")
 
 
 def slot_data(history: History) -> str:
