@@ -271,7 +271,8 @@ def _rounded(value: float | None) -> int | None:
 
 def _labels(history: History) -> list[str]:
     fmt = "%a %d %H:%M" if history.window > timedelta(days=1) else "%H:%M"
-    return [timezone.localtime(slot.start).strftime(fmt) for slot in history.slots]
+    zone = timezone.get_current_timezone()  # once, not per slot (timezone.localtime asks each time)
+    return [slot.start.astimezone(zone).strftime(fmt) for slot in history.slots]
 
 
 def _runs(points: list[float | None]) -> list[list[tuple[int, float]]]:
