@@ -57,9 +57,13 @@ SCHEDULES = (
     Schedule("reap_stuck_jobs", "Run again or give up jobs whose worker died", 2, "minutes"),
     Schedule("purge_expired_jobs", "Delete jobs past the retention period", 1, "hours"),
     Schedule("sweep_orphan_files", "Remove orphan files and stale temporary files", 6, "hours"),
-    Schedule("compact_rollups", "Merge old history into one row per day", 1, "days"),
+    Schedule("compact_rollups", "Merge older history into hours, then days", 1, "hours"),
 )
-# History's longest chart is 7 days of hourly slots; rollups older than this are merged by day.
+# The history the console draws, and how fine it must be: the 1 h and 24 h charts read
+# minutes (5-minute slots), the 7 d chart hours. Rollups older than MINUTES_KEPT are merged into
+# one row per hour, those older than COMPACT_AFTER into one row per day (an hour's margin each,
+# and whole hours and days, so no chart ever sees a slot half merged).
+MINUTES_KEPT = timedelta(hours=25)
 COMPACT_AFTER = timedelta(days=8)
 
 
@@ -210,26 +214,42 @@ def sweep_orphan_files(*, older_than: timedelta) -> dict[str, int]:
     return counts
 
 
-def compact_rollups(*, older_than: timedelta) -> dict[str, int]:
-    """Merge the per-minute rollups of every day that ended `older_than` ago into one row per
-    kind and outcome, a day per transaction: history stays exact in total and grows by a few
-    rows a day instead of one per minute."""
-    cutoff = rollups.start_of_day(timezone.now() - older_than)
-    # From the oldest row that is not yet a day's row: days merged by earlier runs are not
-    # visited again (a retry that takes a job out of an old day writes a minute row there).
+def compact_rollups(
+    *, older_than: timedelta = COMPACT_AFTER, minutes_for: timedelta = MINUTES_KEPT
+) -> dict[str, int]:
+    """Merge per-minute rollups older than `minutes_for` into one row per hour, kind and
+    outcome, and everything older than `older_than` into one row per day, a period per
+    transaction: history stays exact in total, and the charts' queries read a bounded number of
+    rows (a day of minutes, a week of hours) however busy the month was. Run hourly, each run
+    merges the hour that just aged out; the first run after a long pause catches up."""
+    now = timezone.now()
+    day_cutoff = rollups.start_of_day(now - older_than)
+    hour_cutoff = rollups.minute_of(now - minutes_for) // 60 * 60
+    merged = _compact_before(day_cutoff, 1440, since=None)
+    merged += _compact_before(hour_cutoff, 60, since=day_cutoff)
+    return {"rows": merged}
+
+
+def _compact_before(cutoff: int, minutes: int, *, since: int | None) -> int:
+    """Merge each period of `minutes` before `cutoff` (from `since`) that holds rows off its
+    first minute. Periods merged by earlier runs are not visited again: the search starts at
+    the oldest row that is not at a period's first minute."""
+    rows = JobRollup.objects.filter(minute__lt=cutoff)
+    if since is not None:
+        rows = rows.filter(minute__gte=since)
     oldest = (
-        JobRollup.objects.filter(minute__lt=cutoff)
-        .annotate(into_day=Mod("minute", 1440))
-        .exclude(into_day=0)
+        rows.annotate(into_period=Mod("minute", minutes))
+        .exclude(into_period=0)
         .order_by("minute")
         .values_list("minute", flat=True)
         .first()
     )
-    merged = 0
-    if oldest is not None:
-        for day in range(oldest // 1440 * 1440, cutoff, 1440):
-            merged += rollups.compact_day(day)
-    return {"rows": merged}
+    if oldest is None:
+        return 0
+    return sum(
+        rollups.compact(start, minutes)
+        for start in range(oldest // minutes * minutes, cutoff, minutes)
+    )
 
 
 def _remove_stale_folder(folder: str, cutoff: datetime) -> int | None:

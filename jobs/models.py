@@ -154,12 +154,14 @@ class Job(models.Model):
 
 
 class JobRollup(models.Model):
-    """Finished jobs per minute, kind and status, with duration sums and histograms.
+    """Finished attempts per minute, kind and status, with duration sums and histograms, and
+    the retries made from that status in that minute.
 
-    Written by jobs.services in the same transaction as every transition into or out of a
-    finished state, so these rows always equal an aggregate of the jobs table grouped by
-    (minute of finished_at, kind, status); the console's counters and charts read them
-    instead of scanning jobs. Deleting a job does not remove it from history.
+    Written by jobs.services in the same transaction as each attempt's finish (and each retry),
+    and only ever added to: history is what happened, so a later retry, cancel or delete never
+    takes an attempt out of the minute it finished in. The console's counters and charts read
+    them instead of scanning jobs. Older rows are merged into hours and days (jobs.housekeeping.
+    compact_rollups): totals stay exact, only the minute within the hour or day is forgotten.
     """
 
     minute = models.IntegerField(help_text="Minutes since the Unix epoch (UTC) of finished_at.")

@@ -1,19 +1,18 @@
-"""The arithmetic of JobRollup rows: which minute and histogram bucket a finished job counts
-in, the upsert that adds it (or takes it away again), and percentiles from a histogram.
+"""The arithmetic of JobRollup rows: which minute and histogram bucket a finished attempt
+counts in, the upserts that add it (and a retry, beside it), and percentiles from a histogram.
 
-Only jobs.services writes rollups, inside the transaction of the job's own transition.
+Only jobs.services writes rollups, inside the transaction of the job's own transition. Rows
+only ever grow: history is what happened, so a later retry, cancel or delete never takes an
+attempt back out of the minute it finished in.
 """
 
-import logging
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import Sum
-from django.utils import timezone
 
 from jobs.models import (
     DURATION_BOUNDS,
@@ -22,8 +21,6 @@ from jobs.models import (
     Job,
     JobRollup,
 )
-
-logger = logging.getLogger(__name__)
 
 KEY_FIELDS = ("minute", "kind", "status")
 
@@ -43,42 +40,52 @@ def start_of_day(moment: datetime) -> int:
 
 
 def settled_totals_key(day_start_minute: int) -> str:
-    """The cache key of all-time totals over the days before this one (jobs.selectors)."""
-    return f"rollup-totals-before:{day_start_minute}"
+    """The cache key of all-time totals over the days before this one (jobs.selectors). Rows of
+    earlier days never change (compaction keeps their sums), so they are summed once a day.
+    (v2: the cached lists gained the retried column.)"""
+    return f"rollup-totals-v2-before:{day_start_minute}"
 
 
-def forget_settled_totals() -> None:
-    """Drop today's cached totals of earlier days: a retry took a job out of one of them."""
-    try:
-        cache.delete(settled_totals_key(start_of_day(timezone.now())))
-    except Exception:  # the cache is down: nothing is cached to be wrong either
-        logger.warning("could not drop the cached rollup totals")
+def record(jobs: Iterable[Job]) -> None:
+    """Add finished attempts to the rollup row of the minute they finished in.
 
-
-def record(jobs: Iterable[Job], *, sign: int) -> None:
-    """Add finished jobs to their rollup rows (sign=+1), or take them out again (sign=-1).
-
-    Call inside the transaction that moves the jobs into (or out of) a finished state, with
-    their fields as they are (or were) while finished.
+    Call inside the transaction that moves the jobs into a finished state, with their fields as
+    they are once finished.
     """
-    deltas: dict[tuple, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for key, delta in deltas(jobs).items():
+        _add(key, delta)
+
+
+def deltas(jobs: Iterable[Job]) -> dict[tuple, dict[str, float]]:
+    """What finished attempts add to each rollup row: (minute, kind, status) -> column -> amount
+    (a bulk load, such as the dashboard benchmark's, writes these itself)."""
+    added: dict[tuple, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for job in jobs:
         if job.finished_at is None:  # never finished (e.g. made by hand): in no bucket
             continue
-        delta = deltas[(minute_of(job.finished_at), job.kind, job.status)]
-        delta["jobs"] += sign
+        delta = added[(minute_of(job.finished_at), job.kind, job.status)]
+        delta["jobs"] += 1
         run, wait = _durations(job)
         if run is not None:
-            delta["run_seconds"] += sign * run
-            delta[RUN_BUCKET_FIELDS[bucket_of(run)]] += sign
+            delta["run_seconds"] += run
+            delta[RUN_BUCKET_FIELDS[bucket_of(run)]] += 1
         if wait is not None:
-            delta["wait_seconds"] += sign * wait
-            delta[WAIT_BUCKET_FIELDS[bucket_of(wait)]] += sign
-    for key, delta in deltas.items():
-        _add(key, delta)
-    today = start_of_day(timezone.now())
-    if sign < 0 and any(minute < today for minute, _kind, _status in deltas):
-        transaction.on_commit(forget_settled_totals, robust=True)
+            delta["wait_seconds"] += wait
+            delta[WAIT_BUCKET_FIELDS[bucket_of(wait)]] += 1
+    return added
+
+
+def record_retries(jobs: Iterable[Job], *, at: datetime) -> None:
+    """Count jobs that a person sent back to the queue at `at`, in that minute's row of the
+    outcome they left (retried += 1, jobs unchanged): the failure stays where it happened.
+
+    Call inside the transaction of the retry, with the jobs' status still the one they leave.
+    """
+    retried: dict[tuple, int] = defaultdict(int)
+    for job in jobs:
+        retried[(minute_of(at), job.kind, job.status)] += 1
+    for key, count in retried.items():
+        _add(key, {"retried": count})
 
 
 def _durations(job: Job) -> tuple[float | None, float | None]:
@@ -90,12 +97,12 @@ def _durations(job: Job) -> tuple[float | None, float | None]:
     return run, max((job.started_at - job.queued_at).total_seconds(), 0.0)
 
 
-def compact_day(day_start_minute: int) -> int:
-    """Merge one day's rows into a single row per kind and outcome, at the day's first minute;
-    returns how many rows were merged away. Totals and histograms are unchanged; only the
-    minute of each job within that day is forgotten (charts never look back that far)."""
-    day = (day_start_minute, day_start_minute + 1440)
-    rows = JobRollup.objects.filter(minute__gte=day[0], minute__lt=day[1])
+def compact(start_minute: int, minutes: int) -> int:
+    """Merge the rows of [start_minute, start_minute + minutes) into a single row per kind and
+    outcome at start_minute (an hour's or a day's first minute); returns how many rows were
+    merged away. Counts, sums and histograms are unchanged; only the minute of each attempt
+    within that period is forgotten."""
+    rows = JobRollup.objects.filter(minute__gte=start_minute, minute__lt=start_minute + minutes)
     columns = [f.name for f in JobRollup._meta.fields if f.name not in ("id", *KEY_FIELDS)]
     with transaction.atomic():
         before = rows.count()
@@ -107,7 +114,7 @@ def compact_day(day_start_minute: int) -> int:
         rows.delete()
         for group in merged:
             delta = {c: group[f"sum_{c}"] for c in columns if group[f"sum_{c}"]}
-            _add((day_start_minute, group["kind"], group["status"]), delta or {"jobs": 0})
+            _add((start_minute, group["kind"], group["status"]), delta or {"jobs": 0})
     return before - len(merged)
 
 

@@ -303,14 +303,18 @@ def running_jobs_by_worker() -> dict[str, int]:
 
 @dataclass
 class Slot:
-    """Finished jobs in one time slot: counts by status and duration histograms."""
+    """Attempts that finished in one time slot (counts by status, duration histograms), and
+    the jobs a person retried in it (from any outcome)."""
 
     start: datetime
     counts: dict[str, int] = field(default_factory=dict)
+    retried: int = 0
     run_seconds: float = 0.0
     wait_seconds: float = 0.0
     run_buckets: list[int] = field(default_factory=lambda: [0] * DURATION_BUCKETS)
     wait_buckets: list[int] = field(default_factory=lambda: [0] * DURATION_BUCKETS)
+    # Quantiles asked for so far (the charts and the hover data both ask): (buckets, q) -> value.
+    _quantiles: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def finished(self) -> int:
@@ -322,10 +326,16 @@ class Slot:
         return self.counts.get(Job.Status.FAILED, 0) / done if done else None
 
     def run_quantile(self, q: float) -> float | None:
-        return rollups.quantile(q, self.run_buckets)
+        return self._quantile("run", q)
 
     def wait_quantile(self, q: float) -> float | None:
-        return rollups.quantile(q, self.wait_buckets)
+        return self._quantile("wait", q)
+
+    def _quantile(self, metric: str, q: float) -> float | None:
+        if (metric, q) not in self._quantiles:
+            buckets = self.run_buckets if metric == "run" else self.wait_buckets
+            self._quantiles[(metric, q)] = rollups.quantile(q, buckets)
+        return self._quantiles[(metric, q)]
 
 
 @dataclass(frozen=True)
@@ -339,6 +349,15 @@ class History:
     def per_minute(self) -> float:
         return self.total.finished / (self.window.total_seconds() / 60)
 
+    @property
+    def peak(self) -> tuple[float, datetime] | None:
+        """The busiest slot's finished attempts per minute, and when that slot began (None
+        when nothing finished). A slot of five minutes or an hour gives its average minute."""
+        busiest = max(self.slots, key=lambda slot: slot.finished, default=None)
+        if busiest is None or not busiest.finished:
+            return None
+        return busiest.finished / (self.slot.total_seconds() / 60), busiest.start
+
 
 def job_history(*, window: timedelta, slot: timedelta, now: datetime | None = None) -> History:
     """Finished jobs over the last `window`, in slots of `slot`, from the rollups: one query
@@ -348,7 +367,7 @@ def job_history(*, window: timedelta, slot: timedelta, now: datetime | None = No
     start = end - int(window / slot)
     sums = {
         **{status: Coalesce(Sum("jobs", filter=Q(status=status)), 0) for status in Job.FINISHED},
-        **{name: Sum(name) for name in ["run_seconds", "wait_seconds", *BUCKET_FIELDS]},
+        **{name: Sum(name) for name in ["retried", "run_seconds", "wait_seconds", *BUCKET_FIELDS]},
     }
     query = (
         JobRollup.objects.filter(minute__gte=start * slot_minutes, minute__lt=end * slot_minutes)
@@ -374,15 +393,26 @@ def job_history(*, window: timedelta, slot: timedelta, now: datetime | None = No
     return History(window=window, slot=slot, total=total, slots=list(slots.values()))
 
 
+def recent_rate(*, minutes: int = 5, now: datetime | None = None) -> float:
+    """Finished attempts per minute over the last `minutes` whole minutes, from the rollups (a
+    range of the rollup key's index: a few rows)."""
+    end = rollups.minute_of(now or timezone.now())
+    finished = JobRollup.objects.filter(minute__gte=end - minutes, minute__lt=end).aggregate(
+        jobs=Coalesce(Sum("jobs"), 0)
+    )["jobs"]
+    return finished / minutes
+
+
 def _slot(start: datetime, values: list) -> Slot:
-    """A Slot from job_history's columns: a count per finished status, the two sums, then
-    the run and wait histograms."""
+    """A Slot from job_history's columns: a count per finished status, the retries, the two
+    sums, then the run and wait histograms."""
     statuses, buckets = len(Job.FINISHED), len(RUN_BUCKET_FIELDS)
     counts = dict(zip(Job.FINISHED, values[:statuses], strict=True))
-    run_seconds, wait_seconds, *histograms = values[statuses:]
+    retried, run_seconds, wait_seconds, *histograms = values[statuses:]
     return Slot(
         start=start,
         counts={status: count for status, count in counts.items() if count},
+        retried=retried or 0,
         run_seconds=run_seconds or 0.0,
         wait_seconds=wait_seconds or 0.0,
         run_buckets=histograms[:buckets],
@@ -394,7 +424,8 @@ def _slot(start: datetime, values: list) -> Slot:
 class RollupTotal:
     kind: str
     status: str
-    jobs: int
+    jobs: int  # finished attempts
+    retried: int  # jobs a person sent back to the queue from this outcome
     run_seconds: float
     wait_seconds: float
     run_buckets: list[int]  # per DURATION_BOUNDS bucket, the last one +inf (not cumulative)
@@ -402,11 +433,10 @@ class RollupTotal:
 
 
 def rollup_totals(*, now: datetime | None = None) -> list[RollupTotal]:
-    """Every job that ever finished (deleted ones too), by kind and status, with its duration
-    sums and histograms, from the rollups, never the jobs table. Days before today are summed
-    once a day and kept in the shared cache (rollups.forget_settled_totals drops them when a
-    retry takes a job out of an earlier day); only today's rows are summed on every call, so
-    the cost stays flat however long the rollups go back."""
+    """Every attempt that ever finished (of deleted jobs too) and every retry, by kind and
+    status, with duration sums and histograms, from the rollups, never the jobs table. Rows of
+    earlier days never change, so they are summed once a day and kept in the shared cache; only
+    today's rows are summed on every call, and the cost stays flat however long they go back."""
     today = rollups.start_of_day(now or timezone.now())
     key = rollups.settled_totals_key(today)
     try:
@@ -426,17 +456,18 @@ def rollup_totals(*, now: datetime | None = None) -> list[RollupTotal]:
             kind=kind,
             status=status,
             jobs=int(jobs),
+            retried=int(retried),
             run_seconds=float(run),
             wait_seconds=float(wait),
             run_buckets=[int(count) for count in buckets[:DURATION_BUCKETS]],
             wait_buckets=[int(count) for count in buckets[DURATION_BUCKETS:]],
         )
-        for (kind, status), (jobs, run, wait, *buckets) in sorted(sums.items())
+        for (kind, status), (jobs, retried, run, wait, *buckets) in sorted(sums.items())
     ]
 
 
 def _rollup_sums(rows: QuerySet[JobRollup]) -> dict[tuple[str, str], list[float]]:
-    columns = ["jobs", "run_seconds", "wait_seconds", *BUCKET_FIELDS]
+    columns = ["jobs", "retried", "run_seconds", "wait_seconds", *BUCKET_FIELDS]
     query = (
         rows.values("kind", "status")
         .annotate(**{f"total_{name}": Sum(name) for name in columns})

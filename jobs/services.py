@@ -255,7 +255,8 @@ def retry_jobs(*, jobs: QuerySet[Job]) -> int:
     """Queue failed and cancelled jobs again; returns how many. Others are left as they are."""
     count = 0
     for batch in _locked_batches(jobs.filter(status__in=RETRYABLE)):
-        rollups.record(batch, sign=-1)  # no longer finished: out of their rollup bucket
+        # History keeps the outcome they leave and counts the retry beside it, in this minute.
+        rollups.record_retries(batch, at=timezone.now())
         for job in batch:
             if job.attempts >= job.max_attempts:  # a person asked: give it a fresh allowance
                 job.max_attempts = job.attempts + settings.PARROTER_MAX_ATTEMPTS
@@ -274,7 +275,7 @@ def cancel_jobs(*, jobs: QuerySet[Job], by: AbstractBaseUser | None = None) -> i
         for job in batch:
             job.status, job.finished_at, job.error = Job.Status.CANCELLED, now, reason
             job.save(update_fields=["status", "finished_at", "error", "updated_at"])
-        rollups.record(batch, sign=+1)
+        rollups.record(batch)
         after_commit(_revoke, [job.task_id for job in batch])
         count += len(batch)
     return count
@@ -482,7 +483,7 @@ def _finish(
             return False
         for name, value in fields.items():
             setattr(job, name, value)
-        rollups.record([job], sign=+1)
+        rollups.record([job])
     return True
 
 

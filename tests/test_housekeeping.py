@@ -12,11 +12,14 @@ from django.core.cache import cache
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from django_celery_beat.schedulers import DatabaseScheduler
 from django_celery_results.models import TaskResult
 
+from dashboard.forms import HISTORY_RANGES
 from jobs import broker, housekeeping, rollups, selectors, services
 from jobs.kinds import thumbnails
 from jobs.models import Chore, Job, JobRollup
@@ -158,7 +161,7 @@ def finished_job(owner, *, days_ago: float, status=Job.Status.SUCCEEDED) -> Job:
         archive=job.archive.name, started_at=finished, finished_at=finished
     )
     job.refresh_from_db()
-    rollups.record([job], sign=+1)
+    rollups.record([job])
     TaskResult.objects.create(task_id=job.task_id, status="SUCCESS", task_name="jobs.run_job")
     return job
 
@@ -328,23 +331,69 @@ def test_the_console_shows_when_each_chore_last_ran_and_what_it_did(client, staf
     assert section.count("not yet") == 3  # the reaper, the sweep and the compaction have not run
 
 
-def test_old_history_is_merged_by_day_without_changing_any_total(user):
+def test_old_history_is_merged_into_hours_then_days_without_changing_what_the_charts_show(user):
     now = timezone.now()
     day_20 = (now - timedelta(days=20)).replace(hour=0, minute=0, second=0, microsecond=0)
-    moments = [day_20 + timedelta(hours=1), day_20 + timedelta(hours=3), now - timedelta(days=9)]
-    for moment in moments:  # two minutes of the same day 20, one of day 9
+    hour_3d = (now - timedelta(days=3)).replace(minute=0, second=0, microsecond=0)
+    moments = [
+        day_20 + timedelta(hours=1), day_20 + timedelta(hours=3),  # one day, two hours
+        hour_3d + timedelta(minutes=7), hour_3d + timedelta(minutes=41),  # one hour, two minutes
+        hour_3d + timedelta(hours=2, minutes=5),  # another hour of that day
+        now - timedelta(hours=2), now - timedelta(hours=2, minutes=3),  # the last day: minutes
+    ]  # fmt: skip
+    for moment in moments:
         days_ago = (now - moment).total_seconds() / 86400
         finished_job(user, days_ago=days_ago)
         finished_job(user, days_ago=days_ago, status=Job.Status.FAILED)
-    recent = finished_job(user, days_ago=1)
+    # Retried in a minute of their own, three days ago: counted with the rest of its hour.
+    JobRollup.objects.create(
+        minute=rollups.minute_of(hour_3d + timedelta(minutes=50)), kind="thumbnails",
+        status="failed", retried=2,
+    )  # fmt: skip
     totals = selectors.rollup_totals(now=now)
+    charts = {
+        name: selectors.job_history(window=window, slot=slot, now=now)
+        for name, (window, slot) in HISTORY_RANGES.items()
+    }
     rows_before = JobRollup.objects.count()
 
-    counts = housekeeping.compact_rollups(older_than=housekeeping.COMPACT_AFTER)
-    # Day 20 had two minutes per outcome: one row each merged away; day 9 and day 1 keep theirs.
-    assert counts == {"rows": 2}
-    assert JobRollup.objects.count() == rows_before - 2
+    counts = housekeeping.compact_rollups()
+    # Day 20: two hours merge into one day row per outcome (2 rows away). Three days ago: the
+    # 7th and 41st minute and the retries' 50th merge into their hour (2 + 1 rows away); the
+    # other hour keeps its single row per outcome. The last day keeps its minutes.
+    assert counts == {"rows": 5}
+    assert JobRollup.objects.count() == rows_before - 5
+    minutes = set(JobRollup.objects.values_list("minute", flat=True))
+    assert rollups.start_of_day(day_20) in minutes
+    assert rollups.minute_of(hour_3d) in minutes
+    assert rollups.minute_of(moments[-1]) in minutes
     cache.delete(rollups.settled_totals_key(rollups.start_of_day(now)))
     assert selectors.rollup_totals(now=now) == totals
-    assert JobRollup.objects.filter(minute=rollups.minute_of(recent.finished_at)).exists()
-    assert housekeeping.compact_rollups(older_than=housekeeping.COMPACT_AFTER) == {"rows": 0}
+    for name, (window, slot) in HISTORY_RANGES.items():
+        assert selectors.job_history(window=window, slot=slot, now=now) == charts[name], name
+    assert housekeeping.compact_rollups() == {"rows": 0}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_compaction_runs_hourly_where_a_daily_seed_was_left_as_it_was():
+    """Migration 0008 moves the seeded daily compaction to hourly; an operator's own interval
+    stays."""
+    housekeeping.seed_periodic_tasks()  # a flush by an earlier test may have taken the seed
+    executor = MigrationExecutor(connection)
+    before, after = [("jobs", "0007_monitoring")], executor.loader.graph.leaf_nodes()
+    task = PeriodicTask.objects.filter(task="jobs.compact_rollups")
+    try:
+        executor.migrate(before)  # 0008 backwards: the schedule as 0005 seeded it
+        assert task.get().name == "Merge old history into one row per day"
+        assert (task.get().interval.every, task.get().interval.period) == (1, "days")
+        MigrationExecutor(connection).migrate(after)
+        assert (task.get().interval.every, task.get().interval.period) == (1, "hours")
+        assert task.get().name == "Merge older history into hours, then days"
+
+        MigrationExecutor(connection).migrate(before)
+        own, _ = IntervalSchedule.objects.get_or_create(every=2, period=IntervalSchedule.DAYS)
+        task.update(interval=own, name="Our compaction")
+        MigrationExecutor(connection).migrate(after)
+        assert (task.get().interval, task.get().name) == (own, "Our compaction")
+    finally:
+        MigrationExecutor(connection).migrate(after)

@@ -1,10 +1,19 @@
-"""The rollups the console reads always equal a direct aggregate of the jobs table."""
+"""The rollups the console reads count each finished attempt when it finished, and each retry
+beside it: compared with a ledger of what happened, kept by the test itself."""
 
+import uuid
 from collections import defaultdict
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from unittest import mock
 
 import pytest
+from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from jobs import rollups, services
 from jobs.kinds import thumbnails
@@ -14,30 +23,41 @@ from tests.conftest import image_bytes, run_in_process, submit_image
 
 pytestmark = pytest.mark.django_db
 
+COLUMNS = ["jobs", "retried", "run_seconds", "wait_seconds", *RUN_BUCKET_FIELDS,
+           *WAIT_BUCKET_FIELDS]  # fmt: skip
 
-def direct_aggregate() -> dict:
-    """What the rollups must hold, computed from the jobs table alone."""
-    expected: dict = defaultdict(lambda: defaultdict(float))
-    for job in Job.objects.exclude(finished_at=None):
-        row = expected[(rollups.minute_of(job.finished_at), job.kind, job.status)]
+
+class Ledger:
+    """What happened, written down by the test as it happens: every finished attempt (minute,
+    kind, status, run and wait seconds) and every retry (minute, kind, status it left)."""
+
+    def __init__(self) -> None:
+        self.rows: dict = defaultdict(lambda: defaultdict(float))
+
+    def finished(self, at: datetime, status: str, run: float | None, wait: float | None) -> None:
+        row = self.rows[(rollups.minute_of(at), Job.Kind.THUMBNAILS, status)]
         row["jobs"] += 1
-        if job.run_seconds is not None:
-            row["run_seconds"] += job.run_seconds
-            row[RUN_BUCKET_FIELDS[rollups.bucket_of(job.run_seconds)]] += 1
-        if job.queue_wait_seconds is not None:
-            row["wait_seconds"] += job.queue_wait_seconds
-            row[WAIT_BUCKET_FIELDS[rollups.bucket_of(job.queue_wait_seconds)]] += 1
-    return {key: dict(row) for key, row in expected.items()}
+        if run is not None:
+            row["run_seconds"] += run
+            row[RUN_BUCKET_FIELDS[rollups.bucket_of(run)]] += 1
+            row["wait_seconds"] += wait
+            row[WAIT_BUCKET_FIELDS[rollups.bucket_of(wait)]] += 1
+
+    def retried(self, at: datetime, status: str) -> None:
+        self.rows[(rollups.minute_of(at), Job.Kind.THUMBNAILS, status)]["retried"] += 1
+
+    def expected(self) -> dict:
+        """Without zeros, as stored_rollups() (a queue wait of 0 s adds nothing to a sum)."""
+        rows = {
+            key: {k: v for k, v in row.items() if abs(v) > 1e-9} for key, row in self.rows.items()
+        }
+        return {key: row for key, row in rows.items() if row}
 
 
 def stored_rollups() -> dict:
     stored = {}
     for rollup in JobRollup.objects.all():
-        values = {
-            name: getattr(rollup, name)
-            for name in ["jobs", "run_seconds", "wait_seconds", *RUN_BUCKET_FIELDS]
-            + WAIT_BUCKET_FIELDS
-        }
+        values = {name: getattr(rollup, name) for name in COLUMNS}
         nonzero = {name: value for name, value in values.items() if abs(value) > 1e-9}
         if nonzero:
             stored[(rollup.minute, rollup.kind, rollup.status)] = nonzero
@@ -52,7 +72,156 @@ def assert_agree(expected: dict, stored: dict) -> None:
             assert stored[key][name] == pytest.approx(value, abs=1e-6), (key, name)
 
 
-def test_rollups_agree_with_a_direct_count_after_a_mix_of_transitions(user, monkeypatch):
+@dataclass
+class Tracked:
+    """The test's own idea of a job, to know what each transition must record."""
+
+    pk: uuid.UUID
+    status: str
+    queued_at: datetime
+    started_at: datetime | None = None
+    attempts: int = 0
+    max_attempts: int = settings.PARROTER_MAX_ATTEMPTS
+
+
+START = datetime(2026, 11, 27, 23, 57, 30, tzinfo=UTC)  # a day's end is crossed, too
+# The statuses each action changes; a step picks among such jobs unless its number is 6 or
+# more, which picks among all jobs, so steps that must change nothing are taken too.
+ACTS_ON = {
+    "claim": {"queued"},
+    "succeed": {"running"},
+    "fail": {"running"},
+    "cancel": {"queued", "running"},
+    "retry": {"failed", "cancelled"},
+    "delete": {"queued", "running", "succeeded", "failed", "cancelled"},
+    "reap": set(),
+}
+STEPS = st.lists(
+    st.one_of(
+        st.just(("submit", 0)),
+        st.tuples(st.just("tick"), st.integers(1, 400_000_000)),  # microseconds, up to ~7 min
+        st.tuples(st.sampled_from(list(ACTS_ON)), st.integers(0, 7)),
+    ),
+    min_size=30,
+    max_size=90,
+)
+
+
+def run_steps(owner, steps: list[tuple[str, int]]) -> Ledger:
+    """Apply the steps through jobs.services on a clock the test moves; the ledger records
+    what each one did, decided from the test's own state of the jobs."""
+    clock = [START]
+    ledger, jobs = Ledger(), []
+    queued, running = Job.Status.QUEUED, Job.Status.RUNNING
+    with mock.patch("django.utils.timezone.now", lambda: clock[0]):
+        for action, number in steps:
+            now = clock[0]
+            if action == "tick":
+                clock[0] = now + timedelta(microseconds=number)
+                continue
+            if action == "submit":
+                job = Job.objects.create(
+                    owner=owner, source_name="a.jpg", params={"sizes": [[32, 32]]},
+                    task_id=str(uuid.uuid4()), created_at=now, queued_at=now,
+                )  # fmt: skip
+                jobs.append(Tracked(job.pk, queued, now))
+                continue
+            if not jobs:
+                continue
+            eligible = [job for job in jobs if job.status in ACTS_ON[action]]
+            pool = eligible if eligible and number < 6 else jobs
+            job = pool[number % len(pool)]
+            stored = Job.objects.get(pk=job.pk)
+            if action == "claim":
+                claimed = services._claim(job_id=str(job.pk), task_id=stored.task_id, worker="w")
+                assert (claimed is not None) == (job.status == queued)
+                if claimed:
+                    job.status, job.started_at, job.attempts = running, now, job.attempts + 1
+            elif action in ("succeed", "fail"):
+                status = Job.Status.SUCCEEDED if action == "succeed" else Job.Status.FAILED
+                assert services._finish(stored, status=status) == (job.status == running)
+                if job.status == running:
+                    run, wait = now - job.started_at, job.started_at - job.queued_at
+                    ledger.finished(now, status, run.total_seconds(), wait.total_seconds())
+                    job.status = status
+            elif action == "cancel":
+                cancelled = services.cancel_jobs(jobs=Job.objects.filter(pk=job.pk))
+                assert cancelled == (job.status in (queued, running))
+                if cancelled:
+                    run = wait = None
+                    if job.status == running:
+                        run = (now - job.started_at).total_seconds()
+                        wait = (job.started_at - job.queued_at).total_seconds()
+                    ledger.finished(now, Job.Status.CANCELLED, run, wait)
+                    job.status = Job.Status.CANCELLED
+            elif action == "retry":
+                retried = services.retry_jobs(jobs=Job.objects.filter(pk=job.pk))
+                assert retried == (job.status in services.RETRYABLE)
+                if retried:
+                    ledger.retried(now, job.status)
+                    if job.attempts >= job.max_attempts:
+                        job.max_attempts = job.attempts + settings.PARROTER_MAX_ATTEMPTS
+                    job.status, job.queued_at, job.started_at = queued, now, None
+            elif action == "delete":
+                stored.delete()
+                jobs.remove(job)
+            elif action == "reap":
+                counts = services.reap_stuck_jobs(running_longer_than=timedelta(0))
+                expected = {"requeued": 0, "failed": 0}
+                for each in jobs:
+                    if each.status != running or each.started_at >= now:
+                        continue
+                    if each.attempts >= each.max_attempts:
+                        run = (now - each.started_at).total_seconds()
+                        wait = (each.started_at - each.queued_at).total_seconds()
+                        ledger.finished(now, Job.Status.FAILED, run, wait)
+                        each.status = Job.Status.FAILED
+                        expected["failed"] += 1
+                    else:
+                        each.status, each.queued_at, each.started_at = queued, now, None
+                        expected["requeued"] += 1
+                assert counts == expected
+    return ledger
+
+
+@hypothesis_settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(steps=STEPS)
+def test_rollups_equal_a_ledger_of_every_finished_attempt_and_every_retry(user, steps):
+    with transaction.atomic():  # each example starts from no jobs and no rollups
+        ledger = run_steps(user, steps)
+        assert_agree(ledger.expected(), stored_rollups())
+        transaction.set_rollback(True)
+
+
+def test_a_bulk_retry_keeps_the_failures_in_history_and_counts_the_retries(user):
+    """The incident: 17 jobs fail, then an operator retries 14 of them. The failed count and
+    the failure rate stay as they were, and the 14 retries are counted beside them."""
+    # Numbers from 100 up address the 100 jobs by position (see ACTS_ON).
+    steps = [("submit", 0)] * 100 + [("claim", 100 + n) for n in range(100)]
+    steps += [("tick", 20_000)] + [("fail" if n < 17 else "succeed", 100 + n) for n in range(100)]
+    ledger = run_steps(user, steps)
+    now = START + timedelta(minutes=1)
+    before = job_history(window=timedelta(hours=1), slot=timedelta(minutes=1), now=now).total
+    assert (before.counts, before.retried) == ({"succeeded": 83, "failed": 17}, 0)
+    assert before.failure_rate == pytest.approx(0.17)
+
+    failed = Job.objects.filter(status=Job.Status.FAILED).values_list("pk", flat=True)[:14]
+    with mock.patch("django.utils.timezone.now", lambda: now):
+        assert services.retry_jobs(jobs=Job.objects.filter(pk__in=list(failed))) == 14
+    for _ in range(14):
+        ledger.retried(now, Job.Status.FAILED)
+    assert_agree(ledger.expected(), stored_rollups())
+    after = job_history(window=timedelta(hours=1), slot=timedelta(minutes=1), now=now)
+    assert after.total.counts == before.counts
+    assert after.total.failure_rate == pytest.approx(0.17)
+    assert after.total.retried == 14
+    assert after.slots[-1].retried == 14  # in the minute of the retry
+    assert after.slots[-1].counts == {}  # nothing finished in it
+
+
+def test_each_attempt_of_real_runs_counts_when_it_finished(user, monkeypatch):
     good, bad = image_bytes((300, 200)), b"this is not a picture at all"
     succeeding = [submit_image(user, good) for _ in range(4)]
     failing = submit_image(user, bad, name="broken.jpg")
@@ -85,13 +254,17 @@ def test_rollups_agree_with_a_direct_count_after_a_mix_of_transitions(user, monk
         "requeued": 0,
         "failed": 1,
     }
-    assert_agree(direct_aggregate(), stored_rollups())
+    history = job_history(window=timedelta(hours=1), slot=timedelta(minutes=1))
+    assert history.total.counts == {"succeeded": 4, "failed": 2, "cancelled": 2}
+    assert history.total.retried == 0
 
-    # Retries take jobs out of their finished bucket; running them again puts them back.
+    # Retries leave each outcome where it was and count beside it; the new attempts add.
     retried = Job.objects.filter(pk__in=[failing.pk, cancelled_while_queued.pk, interrupted.pk])
     assert services.retry_jobs(jobs=retried) == 3
     assert services.retry_jobs(jobs=retried) == 0  # a second click changes nothing
-    assert_agree(direct_aggregate(), stored_rollups())
+    history = job_history(window=timedelta(hours=1), slot=timedelta(minutes=1))
+    assert history.total.counts == {"succeeded": 4, "failed": 2, "cancelled": 2}
+    assert history.total.retried == 3
     for job in retried:
         run_in_process(job)
     statuses = dict(Job.objects.values_list("pk", "status"))
@@ -102,12 +275,16 @@ def test_rollups_agree_with_a_direct_count_after_a_mix_of_transitions(user, monk
     assert not cancelled_while_running.archive.storage.exists(
         f"jobs/{cancelled_while_running.pk}/thumbnails.zip"
     )
-    assert_agree(direct_aggregate(), stored_rollups())
-
     history = job_history(window=timedelta(hours=1), slot=timedelta(minutes=1))
-    assert history.total.counts == {"succeeded": 6, "failed": 1, "cancelled": 1}
+    assert history.total.counts == {"succeeded": 6, "failed": 3, "cancelled": 2}
+    assert history.total.retried == 3
     assert len(history.slots) == 60
     assert history.total.run_quantile(0.5) is not None
+
+    # Deleting jobs takes nothing out of history either.
+    Job.objects.all().delete()
+    later = job_history(window=timedelta(hours=1), slot=timedelta(minutes=1))
+    assert (later.total.counts, later.total.retried) == (history.total.counts, 3)
 
 
 def test_a_retried_job_gets_a_fresh_allowance_of_attempts(user):

@@ -8,6 +8,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -15,8 +16,11 @@ from django_celery_results.models import TaskResult
 
 from dashboard import charts
 from dashboard.forms import HISTORY_RANGES, JobFilterForm
-from jobs import monitoring, selectors, services
+from jobs import monitoring, rollups, selectors, services
 from jobs.models import Job
+
+# The Throughput tile's rate is over this many minutes, whatever the history's range.
+RECENT_MINUTES = 5
 
 BULK_ACTIONS = {
     # action -> (the status of the jobs it changes, verb, how)
@@ -177,15 +181,21 @@ def _stats_context(request: HttpRequest) -> dict:
     facts = monitoring.cluster_facts()
     # Counters move with any job change, charts with the clock's current slot, and the
     # warnings with the workers online, the queues served and the broker's state.
-    version = f"{jobs_version}-{int(history.slots[-1].start.timestamp())}-{_facts_version(facts)}"
+    # The clock's minute, not the slot's start: the last five minutes' rate moves every minute.
+    minute = rollups.minute_of(timezone.now())
+    version = f"{jobs_version}-{minute}-{_facts_version(facts)}"
     return {
         "range": name,
         "history": history,
+        "recent_rate": selectors.recent_rate(minutes=RECENT_MINUTES),
+        "recent_minutes": RECENT_MINUTES,
         "now": now,
         "facts": facts,
         "job_queue": monitoring.job_queue(),
         "stats_version": version,
         "charts": charts.for_history(history),
+        "slot_data": charts.slot_data(history),
+        "slot_name": charts.slot_name(slot),
     }
 
 

@@ -20,9 +20,9 @@ def backfill(apps, schema_editor):
     for job in finished.iterator(chunk_size=2000):
         batch.append(job)
         if len(batch) == 2000:
-            rollups.record(batch, sign=+1)
+            rollups.record(batch)
             batch = []
-    rollups.record(batch, sign=+1)
+    rollups.record(batch)
 
 
 class Migration(migrations.Migration):

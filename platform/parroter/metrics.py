@@ -48,7 +48,13 @@ def _job_metrics() -> Iterator[Metric]:
     totals = selectors.rollup_totals()
     finished = CounterMetricFamily(
         "parroter_jobs_finished",
-        "Jobs that finished, by kind and outcome (retention does not take them away).",
+        "Finished attempts, by kind and outcome, counted when they finished (a later retry or "
+        "retention does not take them away).",
+        labels=["kind", "status"],
+    )
+    retried = CounterMetricFamily(
+        "parroter_jobs_retried",
+        "Jobs a person sent back to the queue, by kind and the outcome they were retried from.",
         labels=["kind", "status"],
     )
     run = HistogramMetricFamily(
@@ -64,9 +70,10 @@ def _job_metrics() -> Iterator[Metric]:
     for total in totals:
         labels = [total.kind, total.status]
         finished.add_metric(labels, total.jobs)
+        retried.add_metric(labels, total.retried)
         run.add_metric(labels, _cumulative(total.run_buckets), total.run_seconds)
         wait.add_metric(labels, _cumulative(total.wait_buckets), total.wait_seconds)
-    yield from (finished, run, wait)
+    yield from (finished, retried, run, wait)
 
 
 def _cumulative(counts: Sequence[int]) -> list[tuple[str, int]]:
