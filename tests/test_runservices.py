@@ -6,29 +6,34 @@ an exit 0 after a crash, and no process left behind."""
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from django.conf import settings
 
-from parroter.local_redis import stop_with_parent
+from parroter.local_redis import free_port, stop_with_parent
+from tests.conftest import app_env
 
 
-def runservices(tmp_path, procfile: str, *options: str) -> subprocess.Popen:
-    (tmp_path / "Procfile").write_text(procfile)
+def runservices(
+    tmp_path, procfile: str | Path, *options: str, env: dict | None = None
+) -> subprocess.Popen:
+    """`manage.py runservices` in a session of its own; `procfile` is a Procfile's text or path.
+    Without `env`, REDIS_URL is set, so no private Redis is started."""
+    if isinstance(procfile, str):
+        (tmp_path / "Procfile").write_text(procfile)
+        procfile = tmp_path / "Procfile"
+    env = env or {**os.environ, "REDIS_URL": "redis://127.0.0.1:1/0"}
     log = (tmp_path / "out.log").open("wb")
-    env = {
-        **os.environ,
-        "PARROTER_VAR_DIR": str(tmp_path / "var"),
-        "REDIS_URL": "redis://127.0.0.1:1/0",  # set, so no private Redis is started
-    }
     return subprocess.Popen(
         [sys.executable, str(settings.BASE_DIR / "manage.py"), "runservices",
-         "--procfile", str(tmp_path / "Procfile"), "--restart-delay", "0.2", *options],
-        env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        preexec_fn=stop_with_parent,
+         "--procfile", str(procfile), "--restart-delay", "0.2", *options],
+        env={**env, "PARROTER_VAR_DIR": str(tmp_path / "var")}, cwd=tmp_path, stdout=log,
+        stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=stop_with_parent,
     )  # fmt: skip
 
 
@@ -36,7 +41,7 @@ def output(tmp_path) -> str:
     return (tmp_path / "out.log").read_text()
 
 
-def wait_for(tmp_path, pattern: str, timeout: float = 20) -> re.Match:
+def wait_for(tmp_path, pattern: str, timeout: float = 30) -> re.Match:
     deadline = time.monotonic() + timeout
     while not (found := re.search(pattern, output(tmp_path))):
         if time.monotonic() > deadline:
@@ -104,3 +109,41 @@ def test_ctrl_c_stops_everything_with_exit_0(tmp_path):
     assert run.wait(timeout=20) == 0
     assert "exited unexpectedly" not in output(tmp_path)
     assert_all_gone(started_pids(tmp_path))
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)  # the test database, which the services use
+def test_make_runs_procfile_starts_a_killed_worker_again_and_stops_everything_on_sigterm(
+    tmp_path,
+):
+    env = {
+        **{key: value for key, value in os.environ.items() if key != "REDIS_URL"},
+        **app_env(),  # the test database and media; a private Redis, as `make run` starts it
+        "WEB_BIND": f"127.0.0.1:{free_port()}",
+        "FLOWER_PORT": str(free_port()),
+        "WEB_WORKERS": "1",
+        "WORKER_CONCURRENCY": "1",
+    }
+    run = runservices(tmp_path, settings.BASE_DIR / "Procfile", env=env)
+    try:
+        redis_port = int(wait_for(tmp_path, r"redis\s+redis://127.0.0.1:(\d+)/").group(1))
+        wait_for(tmp_path, r"worker\.1 .*\| .*celery@\S+ ready\.", timeout=90)
+        worker = int(wait_for(tmp_path, r"worker\.1 started \(pid=(\d+)\)").group(1))
+
+        os.killpg(worker, signal.SIGKILL)
+        wait_for(
+            tmp_path, r"worker\.1 exited unexpectedly with code -9 after \S+ s; restarting in 0.2 s"
+        )
+        again = wait_for(tmp_path, r"(?s)code -9 after.*?worker\.1 started \(pid=(\d+)\)")
+        assert int(again.group(1)) != worker
+        wait_for(tmp_path, r"(?s)code -9 after.*worker\.1 .*\| .*celery@\S+ ready\.", timeout=90)
+
+        run.send_signal(signal.SIGTERM)
+        assert run.wait(timeout=40) == 0
+    finally:
+        if run.poll() is None:  # a failed step: stop the services as a person would
+            run.send_signal(signal.SIGTERM)
+            run.wait(timeout=40)
+    assert_all_gone(started_pids(tmp_path))
+    with pytest.raises(OSError):  # the private Redis stopped too
+        socket.create_connection(("127.0.0.1", redis_port), timeout=1).close()

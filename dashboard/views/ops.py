@@ -14,7 +14,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_celery_results.models import TaskResult
 
-from dashboard import charts
+from dashboard import charts, tables
 from dashboard.forms import HISTORY_RANGES, JobFilterForm
 from jobs import monitoring, rollups, selectors, services
 from jobs.models import Job
@@ -163,6 +163,7 @@ def _jobs_context(request: HttpRequest, version: str | None = None) -> dict:
     return {
         "form": form,
         "page": page,
+        "rows": tables.job_rows(page.jobs),
         "filtered": any(form.job_filters().values()),
         "version": version,
         "here": form.query(**position),
