@@ -335,11 +335,14 @@ def test_old_history_is_merged_into_hours_then_days_without_changing_what_the_ch
     now = timezone.now()
     day_20 = (now - timedelta(days=20)).replace(hour=0, minute=0, second=0, microsecond=0)
     hour_3d = (now - timedelta(days=3)).replace(minute=0, second=0, microsecond=0)
+    five_5h = now - timedelta(hours=5)
+    five_5h = five_5h.replace(minute=five_5h.minute // 5 * 5, second=0, microsecond=0)
     moments = [
         day_20 + timedelta(hours=1), day_20 + timedelta(hours=3),  # one day, two hours
         hour_3d + timedelta(minutes=7), hour_3d + timedelta(minutes=41),  # one hour, two minutes
         hour_3d + timedelta(hours=2, minutes=5),  # another hour of that day
-        now - timedelta(hours=2), now - timedelta(hours=2, minutes=3),  # the last day: minutes
+        five_5h + timedelta(minutes=1), five_5h + timedelta(minutes=3),  # one 5-minute slot
+        now - timedelta(minutes=30), now - timedelta(minutes=33),  # the last hour: minutes
     ]  # fmt: skip
     for moment in moments:
         days_ago = (now - moment).total_seconds() / 86400
@@ -360,13 +363,15 @@ def test_old_history_is_merged_into_hours_then_days_without_changing_what_the_ch
     counts = housekeeping.compact_rollups()
     # Day 20: two hours merge into one day row per outcome (2 rows away). Three days ago: the
     # 7th and 41st minute and the retries' 50th merge into their hour (2 + 1 rows away); the
-    # other hour keeps its single row per outcome. The last day keeps its minutes.
-    assert counts == {"rows": 5}
-    assert JobRollup.objects.count() == rows_before - 5
+    # other hour keeps its single row per outcome. Five hours ago: two minutes of one 5-minute
+    # slot merge into it (2 rows away). The last hour keeps its minutes.
+    assert counts == {"rows": 7}
+    assert JobRollup.objects.count() == rows_before - 7
     minutes = set(JobRollup.objects.values_list("minute", flat=True))
     assert rollups.start_of_day(day_20) in minutes
     assert rollups.minute_of(hour_3d) in minutes
-    assert rollups.minute_of(moments[-1]) in minutes
+    assert rollups.minute_of(five_5h) in minutes
+    assert {rollups.minute_of(moment) for moment in moments[-2:]} <= minutes
     cache.delete(rollups.settled_totals_key(rollups.start_of_day(now)))
     assert selectors.rollup_totals(now=now) == totals
     for name, (window, slot) in HISTORY_RANGES.items():
