@@ -1072,8 +1072,8 @@ def compact_as_the_chore_does(facts: Facts) -> list[tuple[str, bool]]:
     return [
         (
             f"{facts.rollup_minutes:,} minutes with finishes; compaction merged "
-            f"{outcome['rows']:,} of {facts.rollup_rows:,} rollup rows into hours and days, "
-            f"{facts.rollup_rows_compacted:,} left; totals by status unchanged",
+            f"{outcome['rows']:,} of {facts.rollup_rows:,} rollup rows into 5-minute rows, "
+            f"hours and days, {facts.rollup_rows_compacted:,} left; totals by status unchanged",
             before[0] == after[0] and before[1] == after[1],
         ),
         (
