@@ -32,9 +32,9 @@ from ninja.security import APIKeyCookie, HttpBearer
 from ninja.throttling import SimpleRateThrottle
 from ninja.utils import check_csrf
 
-from dashboard.downloads import archive_response
-from dashboard.forms import ThumbnailJobForm
 from jobs import selectors, services, tokens
+from jobs.downloads import archive_response
+from jobs.forms import ThumbnailJobForm
 from jobs.models import Job
 from jobs.schemas import Error, JobDetails, JobPage, JobStatus
 
@@ -243,7 +243,7 @@ def _visible_job(request: HttpRequest, job_id: uuid.UUID) -> Job:
 
 def _submit_body() -> dict:
     """POST /api/jobs's multipart body in the OpenAPI schema: the upload form's fields, which the
-    form (dashboard.forms.ThumbnailJobForm) checks. Keep this in step with the form."""
+    form (jobs.forms.ThumbnailJobForm) checks. Keep this in step with the form."""
     form = ThumbnailJobForm()
     fields = {
         "images": {"type": "array", "items": {"type": "string", "format": "binary"}},

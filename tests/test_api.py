@@ -11,8 +11,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.utils.crypto import get_random_string
 
-from dashboard.forms import ThumbnailJobForm
 from jobs import selectors, tokens
+from jobs.forms import ThumbnailJobForm
 from jobs.models import Job
 from tests.conftest import image_bytes, run_in_process, submit_image
 

@@ -8,7 +8,7 @@ from django.core.files.storage import default_storage
 from django.test import RequestFactory
 from django.urls import reverse
 
-from dashboard.downloads import X_ACCEL_PREFIX, stored_file_response
+from jobs.downloads import X_ACCEL_PREFIX, stored_file_response
 from tests.conftest import image_bytes, run_in_process, submit_image
 
 pytestmark = pytest.mark.django_db

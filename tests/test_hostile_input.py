@@ -603,7 +603,7 @@ def recorded_uploads(settings) -> type[RecordingTemporaryHandler]:
     """Every upload goes to a temporary file behind the limit handler, counting what is written."""
     settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 0
     settings.FILE_UPLOAD_HANDLERS = [
-        "dashboard.uploads.UploadLimitHandler",
+        "jobs.uploads.UploadLimitHandler",
         f"{__name__}.RecordingTemporaryHandler",
     ]
     RecordingTemporaryHandler.written = 0

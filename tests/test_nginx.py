@@ -22,7 +22,7 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from dashboard.downloads import X_ACCEL_PREFIX
+from jobs.downloads import X_ACCEL_PREFIX
 from parroter.local_redis import free_port
 from tests.conftest import (
     app_env,

@@ -45,7 +45,7 @@ def writable(fmt: str) -> bool:
     then the form must say so: asserted here, so a case is never passed over in silence."""
     if fmt in OUTPUT_FORMATS:
         return True
-    from dashboard.forms import ThumbnailJobForm
+    from jobs.forms import ThumbnailJobForm
 
     assert fmt == "AVIF" and not features.check("avif")
     assert "AVIF is not available" in ThumbnailJobForm().fields["format"].help_text
@@ -164,7 +164,7 @@ def test_pad_centres_the_image_on_exactly_the_box(fmt: str, transparent: bool) -
 
 
 def test_avif_is_offered_exactly_when_this_pillow_can_write_it() -> None:
-    from dashboard.forms import FORMAT_CHOICES, ThumbnailJobForm
+    from jobs.forms import FORMAT_CHOICES, ThumbnailJobForm
 
     available = features.check("avif")
     assert ("AVIF" in OUTPUT_FORMATS) == available

@@ -10,9 +10,9 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from dashboard.downloads import archive_response
-from dashboard.forms import ThumbnailJobForm
 from jobs import monitoring, selectors, services
+from jobs.downloads import archive_response
+from jobs.forms import ThumbnailJobForm
 from jobs.kinds import thumbnails
 from jobs.models import Job
 from jobs.schemas import Error

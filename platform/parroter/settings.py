@@ -189,13 +189,13 @@ FILE_UPLOAD_TEMP_DIR.mkdir(parents=True, exist_ok=True)
 FILE_UPLOAD_PERMISSIONS = 0o640
 # The first handler stops storing an upload once it passes PARROTER_MAX_UPLOAD_BYTES.
 FILE_UPLOAD_HANDLERS = [
-    "dashboard.uploads.UploadLimitHandler",
+    "jobs.uploads.UploadLimitHandler",
     "django.core.files.uploadhandler.MemoryFileUploadHandler",
     "django.core.files.uploadhandler.TemporaryFileUploadHandler",
 ]
 # Jobs' files: the local disk (MEDIA_ROOT) by default, or an S3-compatible bucket that every
 # host reaches when PARROTER_S3_BUCKET is set. Media is never served by URL: downloads go through
-# views that check ownership (dashboard.downloads), then a presigned redirect on S3, nginx's
+# views that check ownership (jobs.downloads), then a presigned redirect on S3, nginx's
 # X-Accel-Redirect on local disk with PARROTER_X_ACCEL=true, or the file from gunicorn.
 PARROTER_S3_BUCKET = os.environ.get("PARROTER_S3_BUCKET", "").strip()
 # How long a download's presigned URL works: it is made right after the permission check.

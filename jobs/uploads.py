@@ -9,7 +9,7 @@ from django.core.files.uploadhandler import FileUploadHandler
 class OversizedUpload(UploadedFile):
     """Stands in for a file that was too large to keep: its name and size, no content.
 
-    dashboard.forms.ThumbnailJobForm refuses it by its size (or the request's total), with the
+    jobs.forms.ThumbnailJobForm refuses it by its size (or the request's total), with the
     limit in the message.
     """
 

@@ -1,0 +1,232 @@
+"""The submission's form, shared by the upload page and the API: every check a job's files and
+output choices pass before anything is stored."""
+
+import re
+
+from django import forms
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.template.defaultfilters import filesizeformat
+
+from jobs import services
+from jobs.kinds import thumbnails
+from jobs.models import Job
+from jobs.uploads import OversizedUpload
+
+
+class MultipleFileInput(forms.FileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    """Several files in one input (Django's documented recipe): cleans to a list of files."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("widget", MultipleFileInput())
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data, initial=None):
+        chosen = data if isinstance(data, list | tuple) else [data]
+        # Each file is judged on its own by the form (an empty one is left out by name, not the
+        # whole upload refused); with none at all, FileField's "This field is required.".
+        return [item for item in chosen if item] or [super().clean(None, initial)]
+
+
+FORMAT_CHOICES = [
+    ("", "Same as the image"),
+    *((fmt, thumbnails.FORMAT_LABELS[fmt]) for fmt in thumbnails.OUTPUT_FORMATS),
+]
+FIT_CHOICES = [
+    ("fit", "Fit inside the box"),
+    ("crop", "Fill the box and crop"),
+    ("pad", "Pad to the box"),
+]
+
+
+class ThumbnailJobForm(forms.Form):
+    images = MultipleFileField(
+        label="Images",
+        widget=MultipleFileInput(attrs={"accept": "image/*"}),
+    )
+    sizes = forms.MultipleChoiceField(
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+    )
+    custom_sizes = forms.CharField(
+        required=False,
+        max_length=200,
+        widget=forms.TextInput(attrs={"placeholder": "e.g. 800x600, 1024"}),
+    )
+    # Every output option may be left out (scripts): the defaults are the initial values.
+    fit = forms.ChoiceField(
+        required=False,
+        choices=FIT_CHOICES,
+        initial="fit",
+        widget=forms.RadioSelect,
+        help_text="Fit keeps the whole image; fill crops its centre to exactly the box; pad "
+        "adds a background around it to exactly the box. Images are never enlarged: one "
+        "smaller than the box is cropped to the box's shape, or padded.",
+    )
+    format = forms.ChoiceField(required=False, choices=FORMAT_CHOICES, label="Format")
+    quality = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=100,
+        initial=thumbnails.DEFAULT_QUALITY,
+        help_text="1–100, for JPEG, WebP and AVIF.",
+    )
+    background = forms.CharField(
+        required=False,
+        max_length=7,
+        initial="#ffffff",
+        label="Background",
+        widget=forms.TextInput(attrs={"type": "color"}),
+        help_text="For padding, and for transparency in a JPEG (it has none).",
+    )
+    opaque = forms.BooleanField(
+        required=False,
+        label="Fill transparent areas with the background colour, in every format",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        presets = settings.PARROTER_DEFAULT_SIZES
+        self.fields["images"].help_text = (
+            f"JPEG, PNG, GIF, WebP, BMP or TIFF: up to {settings.PARROTER_MAX_IMAGES} images, "
+            f"each up to {filesizeformat(settings.PARROTER_MAX_UPLOAD_BYTES)} and "
+            f"{settings.PARROTER_MAX_PIXELS / 1e6:g} megapixels, "
+            f"{filesizeformat(settings.PARROTER_MAX_JOB_BYTES)} in all."
+        )
+        self.fields["sizes"].choices = [(size, f"{size} px") for size in presets]
+        self.fields["sizes"].initial = presets
+        self.fields["custom_sizes"].help_text = (
+            f"More sizes, comma-separated: 300 or 800x600; each side 1–"
+            f"{settings.PARROTER_MAX_EDGE} px, at most {settings.PARROTER_MAX_SIZES} sizes in all."
+        )
+        if "AVIF" not in thumbnails.OUTPUT_FORMATS:
+            self.fields[
+                "format"
+            ].help_text = "AVIF is not available: this server's Pillow lacks it."
+        self.accepted: list[services.Upload] = []
+        self.refused: list[tuple[str, str]] = []
+
+    @property
+    def limits(self) -> dict[str, int]:
+        """The limits clean() enforces, for the upload page's script to check before sending."""
+        return {
+            "max_images": settings.PARROTER_MAX_IMAGES,
+            "max_file_bytes": settings.PARROTER_MAX_UPLOAD_BYTES,
+            "max_job_bytes": settings.PARROTER_MAX_JOB_BYTES,
+            "max_sizes": settings.PARROTER_MAX_SIZES,
+            "max_edge": settings.PARROTER_MAX_EDGE,
+        }
+
+    def clean_images(self):
+        """Check each file on its own: the readable ones go through, the others are listed by
+        name; only when none is left is the upload refused. A refusal for size has the code
+        "too_large" (the API answers 413 when that is all that is wrong)."""
+        files = self.cleaned_data["images"]
+        if len(files) > settings.PARROTER_MAX_IMAGES:
+            raise ValidationError(
+                f"{len(files)} files chosen; at most {settings.PARROTER_MAX_IMAGES} per job."
+            )
+        total = sum(upload.size for upload in files)
+        if total > settings.PARROTER_MAX_JOB_BYTES:
+            raise ValidationError(
+                f"The files come to {filesizeformat(total)}; the limit per job is "
+                f"{filesizeformat(settings.PARROTER_MAX_JOB_BYTES)}.",
+                code="too_large",
+            )
+        refusals = []
+        for upload in files:
+            try:
+                info = self._inspect(upload)
+            except ValidationError as exc:
+                refusals.append((upload.name, exc))
+                self.refused.append((upload.name, exc.message))
+            else:
+                self.accepted.append(services.Upload(upload, upload.name, info.extension))
+        if not self.accepted:
+            if len(files) == 1:
+                raise refusals[0][1]
+            raise ValidationError(
+                [ValidationError(f"{name}: {exc.message}", code=exc.code) for name, exc in refusals]
+            )
+        return files
+
+    @staticmethod
+    def _inspect(upload) -> thumbnails.ImageInfo:
+        limit = settings.PARROTER_MAX_UPLOAD_BYTES
+        if upload.size > limit:
+            raise ValidationError(
+                f"The file is {filesizeformat(upload.size)}; the limit is {filesizeformat(limit)}.",
+                code="too_large",
+            )
+        if isinstance(upload, OversizedUpload):  # under its own limit: the request's passed
+            raise ValidationError(
+                f"Not kept: the upload passed the limit of "
+                f"{filesizeformat(settings.PARROTER_MAX_JOB_BYTES)} per job before this file.",
+                code="too_large",
+            )
+        if not upload.size:
+            raise ValidationError("The file is empty.", code="empty")
+        try:
+            return thumbnails.inspect_image(upload, max_pixels=settings.PARROTER_MAX_PIXELS)
+        except thumbnails.ThumbnailError as exc:
+            raise ValidationError(str(exc), code="unreadable") from exc
+
+    def clean_background(self):
+        colour = self.cleaned_data["background"].strip() or "#ffffff"
+        if not re.fullmatch(r"#[0-9a-fA-F]{6}", colour):
+            raise ValidationError("Give the colour as #rrggbb, for example #ffffff.")
+        return tuple(bytes.fromhex(colour[1:]))
+
+    def clean(self):
+        cleaned = super().clean()
+        texts = [*cleaned.get("sizes", []), *cleaned.get("custom_sizes", "").split(",")]
+        boxes: list[thumbnails.Box] = []
+        problems = []
+        for text in filter(str.strip, texts):
+            try:
+                box = thumbnails.parse_box(text, max_edge=settings.PARROTER_MAX_EDGE)
+            except thumbnails.ThumbnailError as exc:
+                problems.append(str(exc))
+            else:
+                if box not in boxes:
+                    boxes.append(box)
+        if problems:  # every bad size at once, not the first
+            self.add_error("custom_sizes", problems)
+        elif not boxes:
+            self.add_error("sizes", "Pick at least one size.")
+        elif len(boxes) > settings.PARROTER_MAX_SIZES:
+            self.add_error(
+                "custom_sizes",
+                f"{len(boxes)} sizes asked for; at most {settings.PARROTER_MAX_SIZES} per job.",
+            )
+        cleaned["boxes"] = boxes
+        return cleaned
+
+    def output(self) -> thumbnails.Output:
+        data = self.cleaned_data
+        return thumbnails.Output(
+            format=data["format"] or None,
+            quality=data["quality"] or thumbnails.DEFAULT_QUALITY,
+            fit=data["fit"] or "fit",
+            background=data["background"],
+            transparent=not data["opaque"],
+        )
+
+    def submit(self, *, owner: AbstractBaseUser) -> Job:
+        """Queue the job this valid form describes; the upload page and the API both call it."""
+        return services.submit_job(
+            owner=owner,
+            uploads=self.accepted,
+            boxes=self.cleaned_data["boxes"],
+            output=self.output(),
+            refused=self.refused,
+        )
+
+
+# The console's history ranges: name -> (window, slot). Per-minute bars for an hour,
+# 5-minute bars for a day, hourly bars for a week.
