@@ -49,12 +49,14 @@ def staff_only(view):
 @staff_only
 def index(request: HttpRequest) -> HttpResponse:
     jobs = _jobs_context(request)
+    stats = _stats_context(request)
     context = {
         **jobs,
-        **_stats_context(request),
+        **stats,
         "range_links": [(name, jobs["form"].query(range=name)) for name in HISTORY_RANGES],
         "chores": selectors.housekeeping_status(),
-        **_workers_context(),
+        # The same report and counts the counters read, not read again.
+        **_workers_context(facts=stats["facts"], queued=stats["now"].queued),
     }
     return render(request, "dashboard/ops/index.html", context)
 
@@ -83,7 +85,11 @@ def stats(request: HttpRequest) -> HttpResponse:
 @never_cache
 @staff_only
 def workers(request: HttpRequest) -> HttpResponse:
-    return render(request, "dashboard/ops/_workers.html", _workers_context())
+    return render(
+        request,
+        "dashboard/ops/_workers.html",
+        _workers_context(facts=monitoring.cluster_facts(), queued=selectors.now_counts().queued),
+    )
 
 
 @require_GET
@@ -209,10 +215,8 @@ def _facts_version(facts: monitoring.ClusterFacts | None) -> str:
     return f"{len(facts.online)}-{unserved}{'' if facts.broker_ok else '-x'}"
 
 
-def _workers_context() -> dict:
-    facts = monitoring.cluster_facts()
+def _workers_context(*, facts: monitoring.ClusterFacts | None, queued: int) -> dict:
     queue = facts.queue(monitoring.job_queue()) if facts else None
-    queued = selectors.now_counts().queued
     # More messages than queued jobs: messages of jobs cancelled or retried since they were sent
     # (a worker skips them). Fewer: jobs whose message a worker holds, or not sent yet.
     difference = queue.messages - queued if queue and queue.messages is not None else 0
