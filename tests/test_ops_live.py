@@ -222,6 +222,7 @@ def test_the_counters_warn_at_the_top_when_the_broker_is_down(client, staff, swi
     client.force_login(staff)
     stats = client.get(reverse("dashboard:ops_stats")).content.decode()
     assert "The broker is unreachable." in stats
+    assert "No worker is consuming" not in stats  # the cause, said once
 
 
 def test_queue_depth_beside_queued_jobs_says_why_they_differ(
