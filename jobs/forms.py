@@ -139,9 +139,10 @@ class ThumbnailJobForm(forms.Form):
                 code="too_large",
             )
         refusals = []
+        budget = thumbnails.CheckBudget(settings.PARROTER_UPLOAD_CHECK_SECONDS)
         for upload in files:
             try:
-                info = self._inspect(upload)
+                info = self._inspect(upload, budget)
             except ValidationError as exc:
                 refusals.append((upload.name, exc))
                 self.refused.append((upload.name, exc.message))
@@ -156,7 +157,7 @@ class ThumbnailJobForm(forms.Form):
         return files
 
     @staticmethod
-    def _inspect(upload) -> thumbnails.ImageInfo:
+    def _inspect(upload, budget: thumbnails.CheckBudget) -> thumbnails.ImageInfo:
         limit = settings.PARROTER_MAX_UPLOAD_BYTES
         if upload.size > limit:
             raise ValidationError(
@@ -172,7 +173,9 @@ class ThumbnailJobForm(forms.Form):
         if not upload.size:
             raise ValidationError("The file is empty.", code="empty")
         try:
-            return thumbnails.inspect_image(upload, max_pixels=settings.PARROTER_MAX_PIXELS)
+            return thumbnails.inspect_image(
+                upload, max_pixels=settings.PARROTER_MAX_PIXELS, budget=budget
+            )
         except thumbnails.ThumbnailError as exc:
             raise ValidationError(str(exc), code="unreadable") from exc
 

@@ -12,6 +12,7 @@ READERS = [ROOT / "platform/parroter/settings.py", ROOT / "platform/parroter/gun
 ENV_FUNCTIONS = {
     "env_bool",
     "env_int",
+    "env_float",
     "env_list",
     "env_optional",
 }  # settings.py's helpers, name first

@@ -12,6 +12,7 @@ import os
 import random
 import signal
 import struct
+import tempfile
 import time
 import warnings
 import zipfile
@@ -27,6 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, TiffImagePlugin
 
+from jobs import tokens
 from jobs.kinds import thumbnails
 from jobs.kinds.thumbnails import Box, ThumbnailError, inspect_image, make_thumbnails
 from jobs.models import Job
@@ -65,7 +67,26 @@ def refusal(run: Callable[[], object], seconds: float = QUICK) -> str:
 
 
 def inspect(data: bytes, **limits: int) -> Callable[[], object]:
-    return lambda: inspect_image(io.BytesIO(data), max_pixels=MAX_PIXELS, **limits)
+    """The upload check of `data` held in memory and in a temporary file, as Django keeps small
+    and large uploads: both must end the same way."""
+
+    def both() -> object:
+        outcomes = []
+        with tempfile.TemporaryFile() as on_disk:
+            on_disk.write(data)
+            for stream in (io.BytesIO(data), on_disk):
+                stream.seek(0)
+                try:
+                    outcomes.append(inspect_image(stream, max_pixels=MAX_PIXELS, **limits))
+                except ThumbnailError as exc:
+                    outcomes.append(exc)
+        in_memory, on_disk_outcome = (str(outcome) for outcome in outcomes)
+        assert in_memory == on_disk_outcome
+        if isinstance(outcomes[0], ThumbnailError):
+            raise outcomes[0]
+        return outcomes[0]
+
+    return both
 
 
 def make(data: bytes, **limits: int) -> Callable[[], object]:
@@ -292,6 +313,27 @@ def test_the_memory_budget_follows_the_format() -> None:
     assert inspect(png_with_size(10_000, 10_000, bits=8, colour=6))().width == 10_000
 
 
+def marker_padded_jpeg(padding: int = 130_000) -> bytes:
+    """A valid JPEG with `padding` 0xFF fill bytes before its first marker after SOI: Pillow
+    reads them one call each (~1 ms of CPU per thousand), within the per-file read limit."""
+    data = image_bytes((64, 48))
+    return data[:2] + b"\xff" * padding + data[2:]
+
+
+# Pillow's Tests/images/seek_too_large.tif: a BigTIFF whose first directory is at 2**63 + ...
+SEEK_TOO_LARGE_TIFF = bytes.fromhex("49492b0008000000ffffffffffffff80")
+
+
+def test_a_bigtiff_whose_directory_lies_past_the_end_is_refused_as_corrupt() -> None:
+    # In memory, the seek raised OverflowError and the upload answered 500.
+    assert refusal(inspect(SEEK_TOO_LARGE_TIFF)) == thumbnails._CORRUPT
+    assert refusal(make(SEEK_TOO_LARGE_TIFF)) == thumbnails._CORRUPT
+
+
+def test_a_marker_padded_jpeg_within_the_read_limit_is_read() -> None:
+    assert inspect(marker_padded_jpeg())().width == 64
+
+
 def test_a_gif_frame_far_outside_its_screen_is_refused() -> None:
     data = bytearray(saved(Image.new("P", (4, 4)), "GIF"))
     at = data.index(b",") + 5  # the first image descriptor: x, y, then width and height
@@ -418,7 +460,7 @@ SEEDS = {
 def mutated(draw: st.DrawFn) -> bytes:
     data = bytearray(SEEDS[draw(st.sampled_from(sorted(SEEDS)))])
     for _ in range(draw(st.integers(1, 4))):
-        how = draw(st.sampled_from(["flip", "truncate", "splice", "dimension", "insert"]))
+        how = draw(st.sampled_from(["flip", "truncate", "splice", "dimension", "pad", "insert"]))
         at = draw(st.integers(0, max(0, len(data) - 1)))
         if how == "flip" and data:
             data[at] ^= 1 << draw(st.integers(0, 7))
@@ -430,6 +472,8 @@ def mutated(draw: st.DrawFn) -> bytes:
         elif how == "dimension":  # a lying width or height, where a header keeps them
             value = draw(st.sampled_from([0, 1, 0xFF, 0xFFFF, 0x7FFF_FFFF, 0xFFFF_FFFF]))
             data[at : at + 4] = value.to_bytes(4, draw(st.sampled_from(["little", "big"])))
+        elif how == "pad":  # 0xFF fill bytes, which JPEG allows before any marker
+            data[at:at] = b"\xff" * draw(st.sampled_from([1, 64, 4096, 140_000]))
         else:
             data[at:at] = draw(st.binary(min_size=1, max_size=64))
     return bytes(data)
@@ -446,7 +490,7 @@ def mutated(draw: st.DrawFn) -> bytes:
 def test_a_mutated_image_is_refused_cleanly_or_makes_valid_thumbnails(data: bytes) -> None:
     with deadline(QUICK):
         try:
-            inspect_image(io.BytesIO(data), max_pixels=MAX_PIXELS)
+            inspect(data)()
         except ThumbnailError as exc:
             assert str(exc)
         archive = io.BytesIO()
@@ -656,3 +700,83 @@ def test_files_past_the_job_total_are_not_written_to_disk_and_the_page_says_the_
     assert "the limit per job is 512.0\xa0KB" in response.content.decode()
     assert recorded_uploads.written <= 512 * 1024 + 64 * 1024
     assert not Job.objects.exists()
+
+
+# --- one request's checks, whatever its files -------------------------------------------------
+
+
+@pytest.fixture(params=["in-memory", "on-disk"])
+def upload_storage(request, settings) -> str:
+    """Django keeps small uploads in memory and large ones in temporary files: test both."""
+    if request.param == "on-disk":
+        settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 0
+    return request.param
+
+
+def submit_through(client, way: str, user, files: list[SimpleUploadedFile]):
+    """POST `files` to the upload page or the API (with a token, as scripts send them)."""
+    data = {"images": files, "sizes": ["128"]}
+    if way == "page":
+        client.force_login(user)
+        return client.post(reverse("dashboard:upload"), data)
+    _, plain = tokens.create_api_token(user=user, name="hostile")
+    return client.post("/api/jobs", data, HTTP_AUTHORIZATION=f"Bearer {plain}")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("way", ["page", "api"])
+def test_a_broken_file_beside_a_good_one_is_refused_alone(
+    client, user, upload_storage, way
+) -> None:
+    files = [
+        SimpleUploadedFile("seek_too_large.tif", SEEK_TOO_LARGE_TIFF),
+        SimpleUploadedFile("good.jpg", image_bytes((40, 30))),
+    ]
+    response = submit_through(client, way, user, files)
+    assert response.status_code == (302 if way == "page" else 201), response.content
+    job = Job.objects.get()
+    assert [image["name"] for image in job.images] == ["good.jpg"]
+    assert job.params["refused"] == [{"name": "seek_too_large.tif", "error": thumbnails._CORRUPT}]
+
+
+@pytest.mark.django_db
+def test_an_unexpected_error_in_one_files_check_refuses_that_file_alone(
+    client, user, monkeypatch, caplog
+) -> None:
+    def broken(_stream: object, _head: bytes) -> None:
+        raise RuntimeError("a bug in a safety check")
+
+    monkeypatch.setattr(thumbnails, "_check_tiff_directory", broken)
+    files = [
+        SimpleUploadedFile("odd.tif", image_bytes((40, 30), fmt="TIFF")),
+        SimpleUploadedFile("good.jpg", image_bytes((40, 30))),
+    ]
+    assert submit_through(client, "page", user, files).status_code == 302
+    job = Job.objects.get()
+    assert [image["name"] for image in job.images] == ["good.jpg"]
+    assert job.params["refused"] == [{"name": "odd.tif", "error": thumbnails._NOT_CHECKED}]
+    assert "a bug in a safety check" in caplog.text  # operators get the traceback
+
+
+@pytest.mark.django_db
+def test_one_requests_checks_stop_at_its_cpu_budget_whatever_its_files(
+    client, user, settings, upload_storage
+) -> None:
+    # 40 files of marker padding, each accepted alone at ~130 ms of CPU: 5 s in all before.
+    settings.PARROTER_UPLOAD_CHECK_SECONDS = 0.3
+    padded = marker_padded_jpeg()
+    files = [SimpleUploadedFile("good.jpg", image_bytes((40, 30)))] + [
+        SimpleUploadedFile(f"padded-{n}.jpg", padded) for n in range(40)
+    ]
+    started = time.thread_time()
+    response = submit_through(client, "api", user, files)
+    spent = time.thread_time() - started
+
+    assert response.status_code == 201, response.content
+    assert spent < 2.0
+    job = Job.objects.get()
+    refused = {item["name"]: item["error"] for item in job.params["refused"]}
+    assert job.images[0]["name"] == "good.jpg"
+    assert 20 < len(refused) < 40  # some padded files fitted in the budget, most did not
+    assert set(refused.values()) == {thumbnails._CHECKS_OUT_OF_TIME}
+    assert refused.keys() == {f"padded-{n}.jpg" for n in range(40 - len(refused), 40)}

@@ -115,7 +115,9 @@ _SWAPS_AXES = frozenset({5, 6, 7, 8})
 
 # What Pillow raises on broken data while parsing or decoding (DecompressionBombError is
 # handled separately: it is not an OSError).
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error)
+# OverflowError: an offset or size past what a seek or an allocation can take (a BigTIFF
+# directory at 2**63 on a stream held in memory).
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, OverflowError, struct.error)
 
 _NOT_AN_IMAGE = "This file is not an image Parroter can read (JPEG, PNG, GIF, WebP, BMP or TIFF)."
 _CORRUPT = "The image data is truncated or corrupt and could not be decoded."
@@ -130,6 +132,15 @@ _MISSING = "The uploaded file is no longer stored; upload it again."
 _INTERNAL = (
     "Parroter could not process this image because of an internal error; operators can see "
     "the details."
+)
+_NOT_CHECKED = (
+    "Parroter could not check this file because of an internal error; operators can see the "
+    "details. The other files were checked as usual."
+)
+_CHECKS_OUT_OF_TIME = (
+    "Not checked: the files of this upload took all the time Parroter gives one upload to "
+    "check (files made of far more parts than an ordinary image take longest). "
+    "Send this file again in an upload of its own."
 )
 _OUT_OF_MEMORY = (
     "Processing this image needed more memory than Parroter allows for one job. "
@@ -265,15 +276,43 @@ def parse_box(text: str, *, max_edge: int) -> Box:
     return Box(width, height)
 
 
+class CheckBudget:
+    """The CPU time every inspect_image of one request may spend together: a per-file limit
+    alone lets 200 costly files (each within it) hold a web worker for half a minute."""
+
+    _EVERY = 1024  # reads between looks at the clock, which costs a system call
+
+    def __init__(self, seconds: float) -> None:
+        self._until = time.thread_time() + seconds
+
+    def charge(self, reads: int) -> None:
+        if reads % self._EVERY == 0 and time.thread_time() > self._until:
+            raise ThumbnailError(_CHECKS_OUT_OF_TIME)
+
+
 def inspect_image(
-    stream: BinaryIO, *, max_pixels: int, max_memory: int = DECODE_MEMORY_BUDGET
+    stream: BinaryIO,
+    *,
+    max_pixels: int,
+    max_memory: int = DECODE_MEMORY_BUDGET,
+    budget: CheckBudget | None = None,
 ) -> ImageInfo:
-    """Identify an upload from its header alone, cheap enough to run inside a web request."""
+    """Identify an upload from its header alone, cheap enough to run inside a web request.
+
+    Every way a file can fail ends in ThumbnailError, so one bad file never costs the others
+    of its upload: an unexpected error (a bug, here or in Pillow) is logged and refuses it."""
     try:
-        with _input_errors(), _open(stream, max_pixels, max_memory, whole=False) as img:
+        if budget is not None:
+            budget.charge(0)
+        with _input_errors(), _open(stream, max_pixels, max_memory, budget, whole=False) as img:
             width, height = _displayed_size(img.size, _orientation(img))
             fmt = _format(img)
             return ImageInfo(fmt, width, height, _EXTENSIONS[fmt])
+    except ThumbnailError:
+        raise
+    except Exception as exc:
+        logger.exception("an upload's check failed")
+        raise ThumbnailError(_NOT_CHECKED) from exc
     finally:
         stream.seek(0)
 
@@ -424,7 +463,7 @@ def _render(
 ) -> tuple[dict[tuple[int, int], bytes], str, str]:
     """One image's thumbnails, encoded and keyed by size; their extension; a note for people."""
     with _input_errors():
-        with _open(source, max_pixels, max_memory, whole=True) as img:
+        with _open(source, max_pixels, max_memory, None, whole=True) as img:
             fmt = _format(img)
             orientation = _orientation(img)
             size = _displayed_size(img.size, orientation)
@@ -606,14 +645,19 @@ def _input_errors() -> Iterator[None]:
 
 @contextmanager
 def _open(
-    stream: BinaryIO, max_pixels: int, max_memory: int, *, whole: bool
+    stream: BinaryIO,
+    max_pixels: int,
+    max_memory: int,
+    budget: CheckBudget | None,
+    *,
+    whole: bool,
 ) -> Iterator[Image.Image]:
     """Open (header only) one of the allowed formats and enforce the pixel and memory limits;
     `whole`: every frame will be decoded."""
     _check_structure(stream)
     size = stream.seek(0, io.SEEK_END)
     stream.seek(0)
-    reader = _BoundedReader(stream)
+    reader = _BoundedReader(stream, budget)
     with _identify(reader) as img:
         if whole and img.format == "GIF":
             reader.allowed += size // _GIF_BYTES_PER_READ
@@ -660,10 +704,12 @@ def _identify(stream: BinaryIO) -> ImageFile.ImageFile:
 
 
 class _BoundedReader:
-    """`stream` as Pillow sees it, refusing the file after `allowed` reads (_MAX_READS)."""
+    """`stream` as Pillow sees it, refusing the file after `allowed` reads (_MAX_READS) or once
+    the request's `budget` is spent."""
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: BinaryIO, budget: CheckBudget | None) -> None:
         self._stream = stream
+        self._budget = budget
         self._reads = 0
         self.allowed = _MAX_READS
 
@@ -671,6 +717,8 @@ class _BoundedReader:
         self._reads += 1
         if self._reads > self.allowed:
             raise ThumbnailError(_TOO_MANY_PARTS)
+        if self._budget is not None:
+            self._budget.charge(self._reads)
         return self._stream.read(size)
 
     def __getattr__(self, name: str) -> object:
@@ -713,6 +761,8 @@ def _check_tiff_directory(stream: BinaryIO, head: bytes) -> None:
     else:
         (first,) = struct.unpack(order + "L", head[4:8])
         count_format, entry_format, entry_size = "H", "HHL4s", 12
+    if first >= stream.seek(0, io.SEEK_END):  # BytesIO.seek(2**63) raises OverflowError
+        raise ThumbnailError(_CORRUPT)
     stream.seek(first)
     raw_count = stream.read(struct.calcsize(count_format))
     if len(raw_count) < struct.calcsize(count_format):

@@ -26,6 +26,10 @@ def env_int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
 
 
+def env_float(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
 def env_optional(name: str) -> str | None:
     """The variable's value, or None when it is unset or empty (the library's own default)."""
     return os.environ.get(name, "").strip() or None
@@ -351,6 +355,9 @@ PARROTER_MAX_JOB_BYTES = env_int("PARROTER_MAX_JOB_BYTES", 500 * 1024 * 1024)
 # says what the limit is.
 DATA_UPLOAD_MAX_NUMBER_FILES = 2 * PARROTER_MAX_IMAGES
 PARROTER_MAX_PIXELS = env_int("PARROTER_MAX_PIXELS", 120_000_000)
+# CPU seconds the checks of one upload's files may take together; the files past it are
+# refused with a message (an ordinary photo's check takes under a millisecond).
+PARROTER_UPLOAD_CHECK_SECONDS = env_float("PARROTER_UPLOAD_CHECK_SECONDS", 1.0)
 # Address space each worker pool process may map beyond what it had at start (bytes; 0: no
 # limit): above jobs.kinds.thumbnails.DECODE_MEMORY_BUDGET (1 GiB), which refuses images whose
 # decode would cost more, so this only stops what that estimate misses (parroter.celery_app).
@@ -379,6 +386,12 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    # django-axes logs every sign-in at INFO; its warnings (failures, lockouts) are what matter.
-    "loggers": {"axes": {"level": "WARNING"}},
+    "loggers": {
+        # django-axes logs every sign-in at INFO; its warnings (failures, lockouts) are what
+        # matter.
+        "axes": {"level": "WARNING"},
+        # Pillow logs some broken input at ERROR ("More samples per pixel than can be decoded")
+        # as it raises; the refusal already tells the file's owner, and an operator nothing.
+        "PIL": {"level": "CRITICAL"},
+    },
 }
