@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 MANAGE := $(BIN)/python manage.py
 
-.PHONY: setup run test bench bench-thumbnails bench-memory bench-dashboard bench-load bench-pipeline bench-probes lint chromium postgresql nginx clean
+.PHONY: setup run test bench bench-thumbnails bench-memory bench-dashboard bench-load bench-pipeline bench-probes bench-uploads lint chromium postgresql nginx clean
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,11 @@ bench-thumbnails: bench
 # Peak memory of one job per input format at a large but allowed size (bench/memory.py).
 bench-memory: $(INSTALLED)
 	$(BIN)/python bench/memory.py
+
+# The web CPU of the worst upload the size limits allow (marker-padded JPEGs) against ordinary
+# photos of the same size, through gunicorn; about a minute (bench/uploads.py).
+bench-uploads: $(INSTALLED)
+	$(BIN)/python bench/uploads.py $(BENCH_ARGS)
 
 # The operator console and Job admin at 1,000,000 jobs on SQLite and a private PostgreSQL;
 # BENCH_ARGS="--jobs 100000" for a quick run.

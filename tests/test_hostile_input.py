@@ -398,8 +398,14 @@ def test_bmp_with_common_bit_fields_is_read() -> None:
     [
         (png_with_size(20_000, 20_000, bits=1), MAX_PIXELS, "20000×20000 pixels (400 megapixels)"),
         (png_with_size(2000, 1000, bits=8), 1_000_000, "2000×1000 pixels (2 megapixels)"),
+        (png_with_size(2000, 1001, bits=8), 1_000_000, "2000×1001 pixels (2.1 megapixels)"),
+        (  # Pillow's reallybig.bmp was "(6e+06 megapixels)"
+            png_with_size(3_000_000, 2_000_000, bits=1),
+            MAX_PIXELS,
+            "3000000×2000000 pixels (6,000,000 megapixels)",
+        ),
     ],
-    ids=["above-pillows-own-limit", "above-ours-only"],
+    ids=["above-pillows-own-limit", "above-ours-only", "rounded-up", "huge"],
 )
 def test_one_message_with_the_size_for_every_image_over_the_pixel_limit(
     data: bytes, max_pixels: int, size: str

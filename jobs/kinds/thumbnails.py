@@ -834,7 +834,9 @@ def _mebibytes(size: int) -> str:
 
 
 def _megapixels(pixels: int, rounding: Callable[[float], int]) -> str:
-    return f"{rounding(pixels / 100_000) / 10:g}"
+    """To a tenth, written as people read it: "0.3", "151.6", "6,000,000" (never "6e+06")."""
+    tenths = rounding(pixels / 100_000)
+    return f"{tenths // 10:,}" if tenths % 10 == 0 else f"{tenths / 10:,.1f}"
 
 
 def _format(img: Image.Image) -> str:
