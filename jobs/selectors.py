@@ -87,15 +87,33 @@ def _status_fields(job: Job) -> dict:
     }
 
 
+# The square a preview tile shows its image in, in CSS pixels (style.css: .thumbs .frame),
+# on a wide screen and on a phone.
+TILE_EDGE = (150, 110)
+
+
 def job_gallery(*, job: Job) -> list[dict]:
     """A finished job's images in upload order, each with its thumbnails smallest first, its
-    note (an animation shown still) or why it could not be read."""
+    note (an animation shown still) or why it could not be read; and for its preview tile the
+    smallest thumbnail that fills the tile (`tile`), the `largest`, and the CSS width it is
+    shown at on a wide screen and on a phone (`shown`), for the browser to choose among the
+    sizes by pixel density."""
     images = job.result.get("images") or [{"name": job.source_name, "error": "", "note": ""}]
     gallery = [{**image, "thumbnails": []} for image in images]
     for thumb in job.result.get("thumbnails", []):
         gallery[thumb.get("image", 0)]["thumbnails"].append(thumb)
     for image in gallery:
-        image["thumbnails"].sort(key=lambda thumb: thumb["width"] * thumb["height"])
+        thumbs = sorted(image["thumbnails"], key=lambda thumb: thumb["width"] * thumb["height"])
+        image["thumbnails"] = thumbs
+        if not thumbs:
+            continue
+        image["largest"] = largest = thumbs[-1]
+        image["tile"] = next(
+            (thumb for thumb in thumbs if max(thumb["width"], thumb["height"]) >= TILE_EDGE[0]),
+            largest,
+        )
+        fraction = min(1.0, largest["width"] / largest["height"])
+        image["shown"] = [max(1, round(edge * fraction)) for edge in TILE_EDGE]
     return gallery
 
 

@@ -49,10 +49,15 @@ def test_sign_in_upload_watch_progress_and_download(
     panel = page.locator("#job-panel")
     expect(panel).to_have_attribute("data-status", "succeeded", timeout=60_000)
     expect(page.get_by_role("progressbar")).to_have_count(0)  # the bar goes once done
-    previews = page.locator(".thumbs img")
-    expect(previews).to_have_count(3)
-    loaded = previews.evaluate_all("images => images.map(i => i.complete && i.naturalWidth)")
-    assert sorted(loaded) == [128, 256, 512]
+    # One preview, the smallest size that fills its 150 px frame; every size a click away.
+    preview = page.locator(".thumbs img")
+    expect(preview).to_have_count(1)
+    expect(preview).to_have_js_property("complete", True)
+    assert preview.evaluate("image => image.currentSrc").endswith("/garden_256x171.jpg")
+    page.click("summary:has-text('3 sizes')")
+    expect(page.locator(".thumbs .sizes li a[target]")).to_have_text(
+        ["128×85", "256×171", "512×341"]
+    )
 
     with page.expect_download() as download_info:
         page.click("text=Download ZIP")
@@ -198,3 +203,59 @@ def test_the_api_docs_work_offline_on_a_desktop_and_a_phone(live_server, user, b
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, f"the docs page scrolls sideways on a phone: {width}px"
     assert elsewhere == []
+
+
+def noisy_photo(size: tuple[int, int]) -> bytes:
+    """A JPEG with a photo's detail: noise over a gradient (thumbnails as heavy as real ones)."""
+    noise = Image.effect_noise(size, 40).convert("RGB")
+    gradient = Image.linear_gradient("L").resize(size).convert("RGB")
+    buffer = io.BytesIO()
+    Image.blend(noise, gradient, 0.5).save(buffer, "JPEG", quality=85)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("viewport", "density", "screens"),
+    [({"width": 1280, "height": 900}, 1, 3), ({"width": 390, "height": 844}, 2, 6)],
+    ids=["desktop", "phone"],
+)
+def test_a_200_image_jobs_page_is_light_before_scrolling(
+    live_server, celery_worker, user, browser, viewport, density, screens
+):
+    from django.core.files.base import ContentFile
+
+    from jobs import services
+    from jobs.kinds import thumbnails
+    from tests.conftest import wait_for_job
+
+    photo = noisy_photo((1200, 800))
+    job = services.submit_job(
+        owner=user,
+        uploads=[
+            services.Upload(ContentFile(photo, name="photo.jpg"), "photo.jpg", "jpg")
+            for _ in range(200)
+        ],
+        boxes=[thumbnails.Box(size, size) for size in (128, 256, 1024)],
+    )
+    assert wait_for_job(job, timeout=120).status == Job.Status.SUCCEEDED
+
+    page = browser.new_page(viewport=viewport, device_scale_factor=density)
+    sign_in(page, live_server.url, "alice")
+    finished = []
+    page.on("requestfinished", lambda request: finished.append(request))
+    page.goto(f"{live_server.url}/jobs/{job.pk}/", wait_until="networkidle")
+
+    transferred = sum(
+        request.sizes()["responseBodySize"] + request.sizes()["responseHeadersSize"]
+        for request in finished
+    )
+    assert transferred <= 2_000_000, f"{transferred:,} bytes before scrolling"
+    height = page.evaluate("document.documentElement.scrollHeight")
+    assert height <= screens * viewport["height"], f"{height} px tall"
+    # The same name twice: shown as the ZIP names them.
+    expect(page.locator(".thumbs .name").nth(1)).to_have_text("photo-2/")
+    expect(page.locator(".pager")).to_contain_text("Images 1–48 of 200")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"job-200-images-{viewport['width']}.png"), full_page=True)
+    page.click("text=Next →")
+    expect(page.locator(".pager")).to_contain_text("Images 49–96 of 200")

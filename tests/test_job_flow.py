@@ -98,8 +98,11 @@ def test_job_page_shows_finished_job_with_previews_and_download(client, user, ce
     )
     page = client.get(reverse("dashboard:job", args=[job.pk])).content.decode()
     assert "Download ZIP" in page
-    assert page.count(f'<img src="/jobs/{job.pk}/thumbnails/') == 3
-    assert page.count("/thumbnails/photo_") == 9  # each: its preview, full size, download
+    # One preview (the browser picks its size from srcset); each size opens and downloads.
+    assert page.count(f'<img src="/jobs/{job.pk}/thumbnails/photo_256x256.png"') == 1
+    for size in ("128x128", "256x256", "512x512"):
+        assert f"/thumbnails/photo_{size}.png {size.split('x')[0]}w" in page
+        assert page.count(f'href="/jobs/{job.pk}/thumbnails/photo_{size}.png?download=1"') == 1
     assert 'role="progressbar"' not in page  # the bar is gone once the job succeeded
     assert all(t["name"].endswith(".png") for t in job.result["thumbnails"])  # alpha kept
 

@@ -130,8 +130,10 @@ def test_files_dropped_on_the_page_become_one_job_that_lists_the_unreadable_one(
     warning = page.locator("#job-panel .warning")
     expect(warning).to_contain_text("1 of 4 files could not be used")
     expect(warning).to_contain_text("notes.jpg")
-    expect(page.locator(".gallery")).to_have_count(3)
-    expect(page.locator(".thumbs img")).to_have_count(9)
+    # One preview per image, named as in the ZIP, its three sizes one click away.
+    expect(page.locator(".thumbs figure .name")).to_have_text(["garden/", "sea/", "sunset/"])
+    expect(page.locator(".thumbs img")).to_have_count(3)
+    expect(page.locator(".thumbs .sizes li")).to_have_count(9)
     snapshot(page, "job-succeeded-warnings")
 
 
