@@ -74,3 +74,10 @@ class JobFilterForm(forms.Form):
         values = {name: self.cleaned_data.get(name) or "" for name in self.fields}
         values.update(changes)
         return urlencode({name: value for name, value in values.items() if value})
+
+
+class ApiTokenForm(forms.Form):
+    name = forms.CharField(
+        max_length=100,
+        help_text="What the token is for, so you can tell your tokens apart: “nightly export”.",
+    )

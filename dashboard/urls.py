@@ -1,6 +1,6 @@
 from django.urls import path
 
-from dashboard.views import ops, owner
+from dashboard.views import account, ops, owner
 
 app_name = "dashboard"
 urlpatterns = [
@@ -12,6 +12,8 @@ urlpatterns = [
     path("jobs/<uuid:job_id>/download", owner.download, name="download"),
     path("jobs/<uuid:job_id>/retry", owner.retry, name="retry"),
     path("jobs/<uuid:job_id>/thumbnails/<path:name>", owner.thumbnail, name="thumbnail"),
+    path("accounts/tokens/", account.api_tokens, name="tokens"),
+    path("accounts/tokens/<int:token_id>/revoke", account.revoke_api_token, name="revoke_token"),
     # The operator console (staff only).
     path("ops/", ops.index, name="ops"),
     path("ops/jobs", ops.jobs_table, name="ops_jobs"),

@@ -197,7 +197,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
     list_display = ["prefix", "name", "user", "created_at", "last_used_at", "revoked_at"]
     list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
     list_select_related = ["user"]
-    raw_id_fields = ["user"]  # a select of every user would not scale
+    autocomplete_fields = ["user"]  # a search: a select of every user would not scale
     search_fields = ["=prefix", "=user__username"]
     actions = ["revoke_selected"]
     readonly_fields = ["user", "name", "prefix", "created_at", "last_used_at", "revoked_at"]

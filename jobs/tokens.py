@@ -12,7 +12,7 @@ import secrets
 from datetime import timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from jobs.models import ApiToken
@@ -22,6 +22,8 @@ TOKEN_PREFIX = "prt_"  # noqa: S105 (not a secret)
 PREFIX_LENGTH = len(TOKEN_PREFIX) + 8  # shown to tell tokens apart: 48 of the 256 bits
 # last_used_at is written at most this often per token, not on every request.
 LAST_USED_PRECISION = timedelta(minutes=1)
+# Tokens in use one person may make for themselves (admin's superusers are not limited).
+MAX_ACTIVE_TOKENS = 20
 
 
 def _digest(plain: str) -> str:
@@ -41,6 +43,27 @@ def issue_api_token(*, token: ApiToken) -> str:
 def create_api_token(*, user: AbstractBaseUser, name: str) -> tuple[ApiToken, str]:
     token = ApiToken(user=user, name=name)
     return token, issue_api_token(token=token)
+
+
+class TooManyTokens(Exception):
+    pass
+
+
+def create_own_api_token(*, user: AbstractBaseUser, name: str) -> tuple[ApiToken, str]:
+    """A token a person makes for themselves, up to MAX_ACTIVE_TOKENS not revoked."""
+    if ApiToken.objects.filter(user=user, revoked_at__isnull=True).count() >= MAX_ACTIVE_TOKENS:
+        raise TooManyTokens(
+            f"You have {MAX_ACTIVE_TOKENS} tokens in use, the most one person may have; "
+            "revoke one you no longer need first."
+        )
+    return create_api_token(user=user, name=name)
+
+
+def api_tokens_of(*, user: AbstractBaseUser) -> QuerySet[ApiToken]:
+    """A person's tokens, those in use first, newest first."""
+    return ApiToken.objects.filter(user=user).order_by(
+        F("revoked_at").desc(nulls_first=True), "-created_at", "-id"
+    )
 
 
 def revoke_api_tokens(*, tokens: QuerySet[ApiToken]) -> int:

@@ -462,6 +462,19 @@ QUIET_FLAGS = ["--disable-background-networking", "--disable-component-update", 
                "--disable-quic", "--disable-gpu", "--no-first-run"]  # fmt: skip
 # Screenshots the browser tests save for people to look at (git-ignored).
 ARTIFACTS = Path(os.environ.get("PARROTER_TEST_ARTIFACTS", settings.BASE_DIR / "test-artifacts"))
+PHONE = 390
+
+
+def snapshot(page, name: str) -> None:
+    """Full-page screenshots at 1280 and 390 px; at 390 the page must not scroll sideways."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    width = page.viewport_size["width"]
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.screenshot(path=str(ARTIFACTS / f"{name}-1280.png"), full_page=True)
+    page.set_viewport_size({"width": PHONE, "height": 844})
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE, name
+    page.screenshot(path=str(ARTIFACTS / f"{name}-390.png"), full_page=True)
+    page.set_viewport_size({"width": width, "height": 900})
 
 
 @pytest.fixture

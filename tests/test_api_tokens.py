@@ -142,3 +142,62 @@ def test_management_command_creates_lists_and_revokes_tokens(user, other_user):
     user.save()
     with pytest.raises(CommandError, match="inactive"):
         call("create", "alice")
+
+
+# --- a person's own tokens (/accounts/tokens/) ----------------------------------------------------
+
+
+def test_a_person_makes_a_token_sees_it_once_and_revokes_it(client, user):
+    client.force_login(user)
+    empty = client.get("/accounts/tokens/")
+    assert "No tokens yet" in empty.content.decode()
+    assert "no-store" in empty["Cache-Control"]
+
+    made = client.post("/accounts/tokens/", {"name": "nightly export"})
+    assert made.status_code == 302 and made.url == "/accounts/tokens/"  # post/redirect/get
+    shown = client.get(made.url)
+    assert "no-store" in shown["Cache-Control"]
+    plain = re.search(r'<code id="api-token"[^>]*>(prt_[^<]+)</code>', shown.content.decode())[1]
+    assert "shown only this once" in shown.content.decode()
+    token = ApiToken.objects.get()
+    assert (token.user, token.name, token.prefix) == (user, "nightly export", plain[:12])
+    assert tokens.user_for_api_token(plain=plain) == user
+
+    again = client.get("/accounts/tokens/").content.decode()  # a refresh
+    assert plain not in again and token.prefix in again and "nightly export" in again
+
+    assert client.post(f"/accounts/tokens/{token.pk}/revoke").status_code == 302
+    assert tokens.user_for_api_token(plain=plain) is None
+    assert "Revoked" in client.get("/accounts/tokens/").content.decode()
+
+
+def test_nobody_revokes_or_sees_someone_elses_token(client, user, other_user):
+    theirs, plain = tokens.create_api_token(user=other_user, name="their script")
+    client.force_login(user)
+    assert client.post(f"/accounts/tokens/{theirs.pk}/revoke").status_code == 404
+    assert "their script" not in client.get("/accounts/tokens/").content.decode()
+    assert tokens.user_for_api_token(plain=plain) == other_user
+
+
+def test_a_person_has_at_most_twenty_tokens_in_use(client, user):
+    for number in range(tokens.MAX_ACTIVE_TOKENS):
+        tokens.create_api_token(user=user, name=f"script {number}")
+    client.force_login(user)
+    refused = client.post("/accounts/tokens/", {"name": "one more"})
+    assert refused.status_code == 400
+    assert "revoke one you no longer need first" in refused.content.decode()
+    tokens.revoke_api_tokens(tokens=ApiToken.objects.filter(name="script 0"))
+    assert client.post("/accounts/tokens/", {"name": "one more"}).status_code == 302
+
+
+def test_admin_finds_the_tokens_user_by_a_search_not_a_raw_id(client, staff, user):
+    staff.is_superuser = True
+    staff.save()
+    client.force_login(staff)
+    form = client.get("/admin/jobs/apitoken/add/").content.decode()
+    assert 'class="admin-autocomplete' in form and "vForeignKeyRawIdAdminField" not in form
+    found = client.get(
+        "/admin/autocomplete/",
+        {"app_label": "jobs", "model_name": "apitoken", "field_name": "user", "term": "ali"},
+    )
+    assert [item["text"] for item in found.json()["results"]] == ["alice"]

@@ -19,6 +19,7 @@ from tests.conftest import (
     celery_process,
     consumers,
     image_bytes,
+    snapshot,
     start_held_job,
     start_monitor,
     stop_process,
@@ -259,3 +260,21 @@ def test_a_200_image_jobs_page_is_light_before_scrolling(
     page.screenshot(path=str(ARTIFACTS / f"job-200-images-{viewport['width']}.png"), full_page=True)
     page.click("text=Next →")
     expect(page.locator(".pager")).to_contain_text("Images 49–96 of 200")
+
+
+def test_a_person_makes_an_api_token_copies_it_once_and_revokes_it(live_server, user, browser):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    sign_in(page, live_server.url, "alice")
+    page.click("text=API tokens")
+    expect(page.locator(".empty")).to_contain_text("No tokens yet")
+    snapshot(page, "tokens-empty")
+    page.fill("#id_name", "nightly export")
+    page.click("button:has-text('Create token')")
+    secret = page.locator("#api-token")
+    expect(secret).to_contain_text("prt_")
+    snapshot(page, "tokens-new")
+    page.reload()
+    expect(page.locator("#api-token")).to_have_count(0)  # shown once
+    page.click("button[aria-label='Revoke nightly export']")
+    expect(page.locator(".tokens .badge")).to_have_text("Revoked")
+    snapshot(page, "tokens-revoked")

@@ -13,11 +13,10 @@ from PIL import Image
 from playwright.sync_api import expect
 
 from jobs.models import Job
-from tests.conftest import ARTIFACTS, image_bytes
+from tests.conftest import PHONE, image_bytes, snapshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-PHONE = 390
 NOT_AN_IMAGE = b"just some notes, not a picture\n" * 20
 
 
@@ -38,18 +37,6 @@ def open_page(browser, live_server, user):
         return page
 
     return open_page
-
-
-def snapshot(page, name: str) -> None:
-    """Full-page screenshots at 1280 and 390 px; at 390 the page must not scroll sideways."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    width = page.viewport_size["width"]
-    page.set_viewport_size({"width": 1280, "height": 900})
-    page.screenshot(path=str(ARTIFACTS / f"{name}-1280.png"), full_page=True)
-    page.set_viewport_size({"width": PHONE, "height": 844})
-    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE, name
-    page.screenshot(path=str(ARTIFACTS / f"{name}-390.png"), full_page=True)
-    page.set_viewport_size({"width": width, "height": 900})
 
 
 def drag_files(page, files: dict[str, tuple[bytes, str]]):

@@ -21,7 +21,8 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils.crypto import get_random_string
 
-from jobs.models import Job
+from jobs import tokens
+from jobs.models import ApiToken, Job
 from parroter.local_redis import free_port
 from tests.conftest import image_bytes
 
@@ -85,6 +86,24 @@ TABLE = [
     Row("logout", "/accounts/logout/", everyone(403), method="post", csrf=False),
     Row("password_change", "/accounts/password_change/", signed_in(200)),
     Row("password_change_done", "/accounts/password_change/done/", signed_in(200)),
+    # Everyone's own API tokens: made and revoked by their owner only; others' are not found.
+    Row("dashboard:tokens", "/accounts/tokens/", signed_in(200)),
+    Row("dashboard:tokens", "/accounts/tokens/", signed_in(302), "post", data={"name": "cron"}),
+    Row("dashboard:tokens", "/accounts/tokens/", everyone(403), "post", csrf=False),
+    Row(
+        "dashboard:revoke_token",
+        "/accounts/tokens/{token}/revoke",
+        job_rule(302) | {"staff": 404},
+        method="post",
+    ),  # fmt: skip
+    Row(
+        "dashboard:revoke_token",
+        "/accounts/tokens/{token}/revoke",
+        everyone(403),
+        "post",
+        csrf=False,
+    ),  # fmt: skip
+    Row("dashboard:revoke_token", "/accounts/tokens/{token}/revoke", signed_in(405)),
     # Owners' pages.
     Row("dashboard:upload", "/", signed_in(200)),
     Row("dashboard:upload", "/", signed_in(302), method="post", data={"upload": True}),
@@ -241,9 +260,11 @@ def _fast_passwords(settings):
 
 
 @pytest.fixture
-def jobs(user) -> dict[str, Job]:
+def jobs(user) -> dict[str, Job | ApiToken]:
+    """What the table's paths name: the owner's jobs, and the owner's API token."""
     thumbnail = image_bytes((10, 10))
     return {
+        "token": tokens.create_api_token(user=user, name="script")[0],
         "job": _job(
             user,
             Job.Status.SUCCEEDED,
@@ -290,6 +311,8 @@ def _request(client: Client, row: Row, path: str):
                 "images": SimpleUploadedFile("up.jpg", image_bytes((40, 30)), "image/jpeg"),
                 "sizes": ["128"],
             }
+        elif row.data:
+            kwargs["data"] = row.data
     response = getattr(client, row.method)(path, **kwargs)
     client.cookies.pop("csrftoken", None)
     return response

@@ -1,0 +1,47 @@
+"""A person's own API tokens: made, shown once, revoked."""
+
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods, require_POST
+
+from dashboard.forms import ApiTokenForm
+from jobs import tokens
+from jobs.models import ApiToken
+
+# The new token waits here for the page the redirect lands on, which takes it out: a refresh,
+# or the back button (never cached), finds it gone.
+NEW_TOKEN_SESSION_KEY = "new_api_token"  # noqa: S105 - a session key, not a secret
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def api_tokens(request: HttpRequest) -> HttpResponse:
+    form = ApiTokenForm(request.POST if request.method == "POST" else None)
+    if form.is_valid():
+        try:
+            token, plain = tokens.create_own_api_token(
+                user=request.user, name=form.cleaned_data["name"]
+            )
+        except tokens.TooManyTokens as exc:
+            form.add_error(None, str(exc))
+        else:
+            request.session[NEW_TOKEN_SESSION_KEY] = {"id": token.pk, "plain": plain}
+            return redirect("dashboard:tokens")
+    context = {
+        "form": form,
+        "tokens": tokens.api_tokens_of(user=request.user),
+        "new": request.session.pop(NEW_TOKEN_SESSION_KEY, None),
+    }
+    return render(request, "dashboard/tokens.html", context, status=400 if form.errors else 200)
+
+
+@require_POST
+def revoke_api_token(request: HttpRequest, token_id: int) -> HttpResponse:
+    own = ApiToken.objects.filter(pk=token_id, user=request.user)
+    if not own.exists():
+        raise Http404("No such token.")  # someone else's too: it is not theirs to know about
+    if tokens.revoke_api_tokens(tokens=own):
+        messages.success(request, "The token is revoked: requests that send it are refused.")
+    return redirect("dashboard:tokens")
