@@ -13,7 +13,7 @@ from django.contrib import admin
 from django.contrib.admin.actions import delete_selected as django_delete_selected
 from django.contrib.auth import get_user_model
 from django.core.paginator import Paginator
-from django.template.defaultfilters import filesizeformat, pluralize
+from django.template.defaultfilters import pluralize
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -22,6 +22,7 @@ from django_celery_results.models import TaskResult
 
 from jobs import selectors, services, tokens
 from jobs.models import ApiToken, Job
+from jobs.units import byte_size
 
 
 class AtLeast(int):
@@ -184,7 +185,7 @@ class JobAdmin(admin.ModelAdmin):
 
 def _size(file) -> str:
     try:
-        return filesizeformat(file.size)
+        return byte_size(file.size)
     except OSError:
         return "file missing"
 

@@ -7,11 +7,11 @@ from django import forms
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.template.defaultfilters import filesizeformat
 
 from jobs import services
 from jobs.kinds import thumbnails
 from jobs.models import Job
+from jobs.units import byte_size
 from jobs.uploads import OversizedUpload
 
 
@@ -94,9 +94,9 @@ class ThumbnailJobForm(forms.Form):
         presets = settings.PARROTER_DEFAULT_SIZES
         self.fields["images"].help_text = (
             f"JPEG, PNG, GIF, WebP, BMP or TIFF: up to {settings.PARROTER_MAX_IMAGES} images, "
-            f"each up to {filesizeformat(settings.PARROTER_MAX_UPLOAD_BYTES)} and "
+            f"each up to {byte_size(settings.PARROTER_MAX_UPLOAD_BYTES)} and "
             f"{settings.PARROTER_MAX_PIXELS / 1e6:g} megapixels, "
-            f"{filesizeformat(settings.PARROTER_MAX_JOB_BYTES)} in all."
+            f"{byte_size(settings.PARROTER_MAX_JOB_BYTES)} in all."
         )
         self.fields["sizes"].choices = [(size, f"{size} px") for size in presets]
         self.fields["sizes"].initial = presets
@@ -134,8 +134,8 @@ class ThumbnailJobForm(forms.Form):
         total = sum(upload.size for upload in files)
         if total > settings.PARROTER_MAX_JOB_BYTES:
             raise ValidationError(
-                f"The files come to {filesizeformat(total)}; the limit per job is "
-                f"{filesizeformat(settings.PARROTER_MAX_JOB_BYTES)}.",
+                f"The files come to {byte_size(total)}; the limit per job is "
+                f"{byte_size(settings.PARROTER_MAX_JOB_BYTES)}.",
                 code="too_large",
             )
         refusals = []
@@ -161,13 +161,13 @@ class ThumbnailJobForm(forms.Form):
         limit = settings.PARROTER_MAX_UPLOAD_BYTES
         if upload.size > limit:
             raise ValidationError(
-                f"The file is {filesizeformat(upload.size)}; the limit is {filesizeformat(limit)}.",
+                f"The file is {byte_size(upload.size)}; the limit is {byte_size(limit)}.",
                 code="too_large",
             )
         if isinstance(upload, OversizedUpload):  # under its own limit: the request's passed
             raise ValidationError(
                 f"Not kept: the upload passed the limit of "
-                f"{filesizeformat(settings.PARROTER_MAX_JOB_BYTES)} per job before this file.",
+                f"{byte_size(settings.PARROTER_MAX_JOB_BYTES)} per job before this file.",
                 code="too_large",
             )
         if not upload.size:

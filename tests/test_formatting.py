@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from dashboard.templatetags.parroter import (
     ago,
+    bytes_text,
     duration,
     output,
     percent,
@@ -37,6 +38,18 @@ def test_ago_and_the_rest():
     assert worker_anchor("celery@vm.example") == "worker-celery-vm-example"
     assert percent(0.0712) == "7.1 %" and percent(0.5) == "50 %" and percent(None) == "—"
     assert sizes({"sizes": [[128, 128], [800, 600]]}) == "128, 800×600"
+    # As chosen, the custom ones last; shown smallest first.
+    chosen = [[128, 128], [256, 256], [512, 512], [300, 300], [800, 600], [1024, 1024]]
+    assert sizes({"sizes": chosen}) == "128, 256, 300, 512, 800×600, 1024"
+
+
+@pytest.mark.parametrize(
+    ("size", "text"),
+    [(50 * 1024**2, "50\xa0MB"), (500 * 1024**2, "500\xa0MB"), (1536 * 1024, "1.5\xa0MB"),
+     (256 * 1024, "256\xa0KB"), (1, "1\xa0byte"), (10 * 1024 + 100, "10.1\xa0KB")],
+)  # fmt: skip
+def test_byte_sizes_have_no_needless_decimal(size: int, text: str) -> None:
+    assert bytes_text(size) == text
 
 
 @pytest.mark.parametrize(

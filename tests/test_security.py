@@ -258,6 +258,25 @@ def test_repeated_failures_lock_the_account_from_that_address(fast_passwords, us
 
 
 @pytest.mark.django_db
+def test_the_sign_in_page_warns_before_the_lockout_and_the_lockout_page_leads_back(
+    fast_passwords, user
+):
+    limit = settings.AXES_FAILURE_LIMIT
+    minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
+    answers = [sign_in("alice", "wrong")[0] for _ in range(limit)]
+    texts = [answer.text for answer in answers[:-1]]
+    assert "more wrong password" not in texts[-3]
+    assert "2 more wrong passwords and signing in as “alice”" in texts[-2]
+    assert (
+        f"1 more wrong password and signing in as “alice” from this address is blocked for "
+        f"{minutes} minutes."
+    ) in texts[-1]
+    locked = answers[-1]
+    assert locked.status_code == 429
+    assert f'href="{reverse("login")}"' in locked.text  # a way back, to sign in as someone else
+
+
+@pytest.mark.django_db
 def test_the_lockout_ends_after_the_cool_off(fast_passwords, user):
     from axes.models import AccessAttempt
 

@@ -7,6 +7,7 @@ from django import template
 from django.utils import timezone
 
 from jobs.kinds import thumbnails
+from jobs.units import byte_size
 
 register = template.Library()
 
@@ -70,11 +71,16 @@ def percent(fraction: float | None) -> str:
 
 @register.filter
 def sizes(params: dict) -> str:
-    """The boxes a job asked for: 128, 256, 800×600."""
+    """The boxes a job asked for, smallest first: 128, 256, 800×600."""
     return ", ".join(
         str(width) if width == height else f"{width}×{height}"
-        for width, height in params.get("sizes", [])
+        for width, height in sorted(params.get("sizes", []), key=lambda box: (box[0] * box[1], box))
     )
+
+
+@register.filter
+def bytes_text(size: int) -> str:
+    return byte_size(size)
 
 
 FIT_WORDS = {"fit": "fitted inside", "crop": "cropped to fill", "pad": "padded to"}

@@ -1,6 +1,9 @@
-"""A person's own API tokens: made, shown once, revoked."""
+"""Signing in (with a warning before the lockout) and a person's own API tokens."""
 
+from axes.handlers.proxy import AxesProxyHandler
+from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth.views import LoginView
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
@@ -9,6 +12,29 @@ from django.views.decorators.http import require_http_methods, require_POST
 from dashboard.forms import ApiTokenForm
 from jobs import tokens
 from jobs.models import ApiToken
+
+# Failures left before django-axes locks a username out from an address, from which the sign-in
+# page says so.
+WARN_WHEN_LEFT = 2
+
+
+class SignInView(LoginView):
+    """Django's sign-in page, which says how many tries are left before the lockout."""
+
+    def form_invalid(self, form):
+        username = form.data.get("username", "")
+        if username:
+            failures = AxesProxyHandler.get_failures(self.request, {"username": username})
+            left = settings.AXES_FAILURE_LIMIT - failures
+            if 0 < left <= WARN_WHEN_LEFT:
+                minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
+                form.add_error(
+                    None,
+                    f"{left} more wrong password{'s' if left > 1 else ''} and signing in as "
+                    f"“{username}” from this address is blocked for {minutes} minutes.",
+                )
+        return super().form_invalid(form)
+
 
 # The new token waits here for the page the redirect lands on, which takes it out: a refresh,
 # or the back button (never cached), finds it gone.

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 
-from dashboard.views import flower
+from dashboard.views import account, flower
 from jobs import api
 from parroter import health, metrics
 
@@ -12,7 +12,7 @@ urlpatterns = [
     path("metrics", metrics.metrics, name="metrics"),
     # Django's auth views less password reset: it is open to anyone and sends mail, and this
     # site sends none (admins set passwords: `manage.py changepassword`, or the admin).
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/login/", account.SignInView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     # In the app's look (admin's registration/ templates would win by app order).
     path(

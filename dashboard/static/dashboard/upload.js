@@ -21,7 +21,7 @@
   // Our checks name every problem; the browser's bubble cannot point at the hidden file input.
   form.noValidate = true;
 
-  // Django's filesizeformat, so both sides word sizes alike.
+  // jobs.units.byte_size, so both sides word sizes alike.
   function bytes(n) {
     if (n < 1024) return `${n}\u00a0byte${n === 1 ? "" : "s"}`;
     const units = ["KB", "MB", "GB", "TB", "PB"];
@@ -31,7 +31,7 @@
       value /= 1024;
       unit += 1;
     }
-    return `${value.toFixed(1)}\u00a0${units[unit]}`;
+    return `${value.toFixed(1).replace(/\.0$/, "")}\u00a0${units[unit]}`;
   }
 
   // Why the server would leave this file out, when the browser can already tell.
