@@ -377,8 +377,13 @@ PARROTER_API_SUBMIT_RATE = os.environ.get("PARROTER_API_SUBMIT_RATE", "60/m")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"no_client_tracebacks": {"()": "parroter.logfilters.NoClientErrorTraceback"}},
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    # django-axes logs every sign-in at INFO; its warnings (failures, lockouts) are what matter.
-    "loggers": {"axes": {"level": "WARNING"}},
+    "loggers": {
+        # django-axes logs every sign-in at INFO; its warnings (failures, lockouts) are what matter.
+        "axes": {"level": "WARNING"},
+        # A 403 or 400 is one WARNING line; Django attaches the refusal's traceback to it.
+        "django.request": {"filters": ["no_client_tracebacks"]},
+    },
 }
