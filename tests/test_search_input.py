@@ -1,9 +1,9 @@
 """Every search and filter field answers whatever a browser can send with results or a clear
 message (a form's message on pages, 400 JSON from the API), never a 500, on the database the
 suite runs on (SQLite, and PostgreSQL in .ci/run's second run): text ending in U+D7FF (the next
-code point is a surrogate), U+10FFFF (there is no next) and bytes that are not UTF-8
-(%ED%A0%80, a lone surrogate's encoding, reaches the view as U+FFFD three times). Name searches
-find exactly the names that start with the text."""
+code point is a surrogate), U+10FFFF (there is no next), NUL (PostgreSQL's text cannot hold it),
+and bytes that are not UTF-8 (%ED%A0%80, a lone surrogate's encoding, reaches the view as
+U+FFFD three times). Name searches find exactly the names that start with the text."""
 
 import re
 from urllib.parse import quote_from_bytes
@@ -52,10 +52,12 @@ NAMES = [
 TRICKY = ["\x00", "\ud7ff", "\ue000", "\U0010ffff", "\ufffd", "%", "_", "\\", " ", "-"]
 # What a browser can put in a query: any text (sent as UTF-8) or any bytes (typed as %XX).
 TEXT = st.lists(st.one_of(st.characters(), st.sampled_from(TRICKY)), max_size=12).map("".join)
+SENT = st.one_of(TEXT.map(str.encode), st.binary(max_size=12))
 REGRESSIONS = {
     "ends in U+D7FF": "a\ud7ff".encode(),
     "U+10FFFF": "\U0010ffff".encode(),
     "ends in U+10FFFF": "a\U0010ffff".encode(),
+    "NUL": b"a\x00b",
     "a lone surrogate's bytes": b"\xed\xa0\x80",
     "not UTF-8": b"\xff\xfe",
     "too long": b"x" * 300,
@@ -117,6 +119,18 @@ def test_every_field_answers_the_known_hard_cases(signed_in, url, field, raw):
     assert_answered(url, get(signed_in, url, {field: raw}))
 
 
+@pytest.mark.parametrize("url", FIELDS)
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+def test_every_field_answers_whatever_a_browser_sends(signed_in, url, data):
+    fields = data.draw(st.fixed_dictionaries({}, optional=dict.fromkeys(FIELDS[url], SENT)))
+    assert_answered(url, get(signed_in, url, fields))
+
+
 # Prefixes of the names, and any other text a browser sends but NUL (see the test after).
 PREFIXES = st.one_of(
     st.tuples(st.sampled_from(NAMES), st.integers(1, 20)).map(lambda pair: pair[0][: pair[1]]),
@@ -152,3 +166,20 @@ def test_a_name_search_finds_exactly_the_names_that_start_with_it(signed_in, nam
 def test_what_django_makes_of_a_lone_surrogates_bytes_is_searched_for(signed_in, named_jobs):
     found = re.findall(ROWS["/ops/jobs"], get(signed_in, "/ops/jobs", {"q": b"\xed\xa0\x80"}).text)
     assert found == [named_jobs["\ufffd\ufffd\ufffd.png"]]
+
+
+@pytest.mark.parametrize(
+    ("url", "field"),
+    [
+        ("/jobs/", "q"),
+        ("/ops/", "q"),
+        ("/ops/", "owner"),
+        ("/admin/jobs/job/", "q"),
+        ("/admin/jobs/job/", "status__exact"),
+        ("/admin/django_celery_results/taskresult/", "status"),
+    ],
+)
+def test_nul_is_refused_with_a_message(signed_in, url, field):
+    response = signed_in.get(url, {field: "a\x00b"}, follow=True)
+    assert response.status_code == 200
+    assert "Null characters are not allowed." in response.text
