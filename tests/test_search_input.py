@@ -174,6 +174,7 @@ def test_what_django_makes_of_a_lone_surrogates_bytes_is_searched_for(signed_in,
         ("/jobs/", "q"),
         ("/ops/", "q"),
         ("/ops/", "owner"),
+        ("/ops/bulk/cancel", "q"),
         ("/admin/jobs/job/", "q"),
         ("/admin/jobs/job/", "status__exact"),
         ("/admin/django_celery_results/taskresult/", "status"),
@@ -183,3 +184,11 @@ def test_nul_is_refused_with_a_message(signed_in, url, field):
     response = signed_in.get(url, {field: "a\x00b"}, follow=True)
     assert response.status_code == 200
     assert "Null characters are not allowed." in response.text
+
+
+@pytest.mark.parametrize("query", [{"q": "a\x00b"}, {"owner": "\x00"}, {"q": "x" * 300}])
+def test_a_bulk_action_never_drops_a_filter_it_cannot_use(signed_in, query):
+    queued = set(Job.objects.filter(status=Job.Status.QUEUED).values_list("pk", flat=True))
+    assert "These filters are not valid" in signed_in.get("/ops/bulk/cancel", query).text
+    signed_in.post("/ops/bulk/cancel", query)
+    assert set(Job.objects.filter(status=Job.Status.QUEUED).values_list("pk", flat=True)) == queued
