@@ -1,4 +1,8 @@
-"""The operator console's filters and history ranges, read from the URL."""
+"""Searches and filters read from the URL: "Your jobs" and the operator console's.
+
+Every text goes through a form's CharField, which refuses NUL (PostgreSQL's text cannot hold
+it) with a message beside the field, as Django admin's search box does; a choice must be one.
+"""
 
 from datetime import timedelta
 from urllib.parse import urlencode
@@ -14,6 +18,23 @@ HISTORY_RANGES = {
     "7d": (timedelta(days=7), timedelta(hours=1)),
 }
 DEFAULT_RANGE = "24h"
+
+
+class JobSearchForm(forms.Form):
+    """The search of "Your jobs": the start of an image's name."""
+
+    q = forms.CharField(
+        required=False,
+        max_length=200,
+        label="Image name starts with",
+        widget=forms.TextInput(attrs={"placeholder": "e.g. IMG_2026", "type": "search"}),
+    )
+
+    @property
+    def search(self) -> str:
+        """What to search for; "" when the field has an error (shown beside it)."""
+        self.is_valid()
+        return self.cleaned_data.get("q", "")
 
 
 class JobFilterForm(forms.Form):

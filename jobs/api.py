@@ -31,6 +31,7 @@ from ninja.responses import Status
 from ninja.security import APIKeyCookie, HttpBearer
 from ninja.throttling import SimpleRateThrottle
 from ninja.utils import check_csrf
+from redis.exceptions import RedisError
 
 from jobs import selectors, services, tokens
 from jobs.downloads import archive_response
@@ -39,6 +40,7 @@ from jobs.models import Job
 from jobs.schemas import Error, JobDetails, JobPage, JobStatus
 
 logger = logging.getLogger("django.request")  # where Django reports a view's exception
+rate_logger = logging.getLogger(__name__)
 
 NOT_AUTHENTICATED = "Send `Authorization: Bearer <token>` (an API token) or sign in."
 
@@ -81,7 +83,12 @@ class SessionAuth(APIKeyCookie):
 
 class UserRate(SimpleRateThrottle):
     """Requests per user at the rate a setting holds ("600/m"), counted in the shared cache so
-    that every web process counts together. Read at each request, so a change applies at once."""
+    that every web process counts together. Read at each request, so a change applies at once.
+
+    Fails open: with the cache's Redis down or hung the request is let through uncounted, as the
+    upload page takes jobs then too (they wait as queued); the rate guards capacity, not access,
+    and refusing would turn a Redis outage into an outage of reads the database alone answers.
+    The cache fails fast after one timeout (parroter.cache), so this costs a request little."""
 
     def __init__(self, setting: str) -> None:
         self.setting = setting
@@ -90,7 +97,11 @@ class UserRate(SimpleRateThrottle):
 
     def allow_request(self, request: HttpRequest) -> bool:
         self.num_requests, self.duration = self.parse_rate(getattr(settings, self.setting))
-        return super().allow_request(request)
+        try:
+            return super().allow_request(request)
+        except RedisError as error:
+            rate_logger.warning("%s not counted: the cache failed (%s)", self.setting, error)
+            return True
 
     def get_cache_key(self, request: HttpRequest) -> str:
         return self.cache_format % {"scope": self.scope, "ident": request.user.pk}

@@ -132,6 +132,7 @@ PAGE_SIZE = 50
 # A name prefix matching at least this many jobs is "common" (see _name_prefix).
 COMMON_PREFIX = 500
 HEX_DIGITS = frozenset("0123456789abcdef")
+SURROGATES = range(0xD800, 0xE000)
 
 
 @dataclass(frozen=True)
@@ -218,16 +219,31 @@ def _name_prefix(prefix: str) -> Q:
     matches. So count the matches up to a cap through the name index, and choose.
     """
     starts = Q(source_name__startswith=prefix)
-    if connection.vendor != "sqlite" or prefix[-1] == chr(sys.maxunicode):
+    if connection.vendor != "sqlite":
         return starts
-    upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-    in_range = Q(source_name__gte=prefix, source_name__lt=upper)
+    in_range = Q(source_name__gte=prefix)
+    if (upper := _after_prefix(prefix)) is not None:
+        in_range &= Q(source_name__lt=upper)
     probe = Job.objects.filter(in_range).order_by().values("pk")[:COMMON_PREFIX]  # no sort
     if probe.count() == COMMON_PREFIX:
         # An expression no index answers, compared case-sensitively: SQLite walks the
         # index of the page's order and checks each name.
         return Q(Exact(Substr("source_name", 1, len(prefix)), prefix))
     return starts & in_range
+
+
+def _after_prefix(prefix: str) -> str | None:
+    """The bound that makes prefix <= name < bound exactly name.startswith(prefix) in code point
+    order (SQLite's order of UTF-8 text), for any code point: None when no text lies past those
+    (a prefix all of U+10FFFF). The next code point skips the surrogates, which no database can
+    store: after U+D7FF comes U+E000."""
+    stem = prefix.rstrip(chr(sys.maxunicode))
+    if not stem:
+        return None
+    following = ord(stem[-1]) + 1
+    if following in SURROGATES:
+        following = SURROGATES.stop
+    return stem[:-1] + chr(following)
 
 
 def job_page(

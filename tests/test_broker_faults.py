@@ -1,19 +1,20 @@
 """No request waits on the broker: with the broker down, hung (it accepts and never answers) or
-slow, the probes, /metrics, the console's partials, the job page's poll and an upload answer
-within a probe's budget (1.5 s), never with a 500; /readyz says 503. The monitor keeps
-reporting, and says the broker is unreachable."""
+slow, the probes, /metrics, the console's partials, the job page's poll, an upload and every API
+call answer within a probe's budget (1.5 s), never with a 500; /readyz says 503. The monitor
+keeps reporting, and says the broker is unreachable."""
 
 import time
 
 import pytest
+from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from jobs import monitoring
+from jobs import monitoring, tokens
 from jobs.models import Job
 from parroter.local_redis import free_port
 from tests.broker_fakes import HungServer, PausableProxy
-from tests.conftest import image_bytes
+from tests.conftest import image_bytes, run_in_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -95,3 +96,61 @@ def test_an_operators_cancel_and_retry_do_not_wait_on_a_bad_broker(
         assert response.status_code == 302 and took < BUDGET, (faulty_broker, action, took)
     statuses = dict(Job.objects.values_list("pk", "status"))
     assert (statuses[queued.pk], statuses[failed.pk]) == (Job.Status.CANCELLED, Job.Status.QUEUED)
+
+
+def test_the_api_answers_json_without_waiting_on_a_bad_broker(client, user, staff, faulty_broker):
+    """Its rate limits count in the broker's Redis: they let requests through uncounted rather
+    than fail them, as the upload page takes jobs then too."""
+    failed = Job.objects.create(
+        owner=user, source_name="failed.jpg", status=Job.Status.FAILED, params={"sizes": [[64, 64]]}
+    )
+    queued = Job.objects.create(owner=user, source_name="queued.jpg", params={"sizes": [[64, 64]]})
+    done = Job.objects.create(
+        owner=user,
+        source=SimpleUploadedFile("done.jpg", image_bytes((60, 40))),
+        source_name="done.jpg",
+        params={"sizes": [[32, 32]]},
+        task_id="done",
+    )
+    run_in_process(done)
+    _, plain = tokens.create_api_token(user=user, name="script")
+    script = {"HTTP_AUTHORIZATION": f"Bearer {plain}"}
+
+    # First, so it waits out the cache's read timeout (once: then the cache fails fast) before
+    # the publish's, which the upload page waits too.
+    upload = {"images": SimpleUploadedFile("a.jpg", image_bytes((300, 200))), "sizes": "128"}
+    response, took = timed(lambda: client.post("/api/jobs", upload, **script))
+    assert response.status_code == 201, (faulty_broker, response.content)
+    cache_timeout = settings.CACHES["default"]["OPTIONS"]["socket_timeout"]
+    assert took < BUDGET + cache_timeout, (faulty_broker, took)
+    submitted = Job.objects.get(pk=response.json()["id"])
+    assert (submitted.status, submitted.published_at) == (Job.Status.QUEUED, None)
+
+    calls = [
+        ("get", "/api/jobs", 200),
+        ("get", f"/api/jobs/{queued.pk}", 200),
+        ("get", f"/api/jobs/{queued.pk}/status", 200),
+        ("get", f"/api/jobs/{done.pk}/archive", 200),
+        ("post", f"/api/jobs/{failed.pk}/retry", 200),
+        ("post", f"/api/jobs/{queued.pk}/cancel", 200),
+        ("post", f"/api/jobs/{queued.pk}/cancel", 409),
+        ("get", "/api/openapi.json", 200),
+        ("get", "/api/no-such-path", 404),
+    ]
+    for method, url, status in calls:
+        response, took = timed(
+            lambda method=method, url=url: getattr(client, method)(url, **script)
+        )
+        assert response.status_code == status and took < BUDGET, (faulty_broker, url, took)
+        if url.endswith("/archive"):
+            assert response["Content-Type"] == "application/zip"
+        else:
+            assert response["Content-Type"].startswith("application/json"), (url, response)
+    statuses = dict(Job.objects.values_list("pk", "status"))
+    assert (statuses[failed.pk], statuses[queued.pk]) == (Job.Status.QUEUED, Job.Status.CANCELLED)
+
+    _, scraper = tokens.create_api_token(user=staff, name="prometheus")
+    response, took = timed(
+        lambda: client.get(reverse("metrics"), HTTP_AUTHORIZATION=f"Bearer {scraper}")
+    )
+    assert response.status_code == 200 and took < BUDGET, (faulty_broker, took)

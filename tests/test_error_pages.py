@@ -1,4 +1,7 @@
-"""404, 403 and 500 answer in the app's look, with words a person understands."""
+"""404, 403 and 500 answer in the app's look, with words a person understands; a refusal is
+one line in the log, not a traceback."""
+
+import logging
 
 import pytest
 from django.test import RequestFactory
@@ -23,6 +26,17 @@ def test_a_page_for_staff_is_a_styled_403_that_says_why(client, user):
     page = response.content.decode()
     assert response.status_code == 403
     assert "<h1>Not allowed</h1>" in page and "The operator console is for staff." in page
+
+
+@pytest.mark.parametrize("url", ["/ops/", "/flower/", "/metrics"])
+def test_a_403_is_logged_as_one_warning_line_without_a_traceback(client, user, caplog, url):
+    client.force_login(user)
+    with caplog.at_level(logging.INFO, logger="django.request"):
+        assert client.get(url).status_code == 403
+    assert [(r.levelno, r.exc_info, r.exc_text) for r in caplog.records] == [
+        (logging.WARNING, None, None)
+    ]
+    assert url in caplog.text and "Traceback" not in caplog.text
 
 
 def test_an_internal_error_is_a_styled_500_without_details():

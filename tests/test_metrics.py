@@ -92,6 +92,19 @@ def test_only_staff_read_metrics_and_a_scraper_without_a_login_gets_401(client, 
     assert client.get("/metrics").status_code == 403
 
 
+def test_a_scrapers_refusals_are_json_in_one_shape(client, user):
+    _, user_token = tokens.create_api_token(user=user, name="not staff")
+    refusals = {
+        401: client.get("/metrics", HTTP_AUTHORIZATION="Bearer prt_not-a-token"),
+        403: client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {user_token}"),
+    }
+    for status, response in refusals.items():
+        assert response.status_code == status
+        assert response["Content-Type"] == "application/json"
+        assert set(response.json()) == {"message", "errors"}
+    assert "staff" in refusals[403].json()["message"]
+
+
 def test_a_scraper_authenticates_with_a_staff_users_api_token(client, user, staff):
     _, staff_token = tokens.create_api_token(user=staff, name="prometheus")
     _, user_token = tokens.create_api_token(user=user, name="not staff")

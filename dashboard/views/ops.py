@@ -138,7 +138,10 @@ def bulk(request: HttpRequest, action: str) -> HttpResponse:
     form = JobFilterForm(params)
     filters = form.job_filters()
     jobs = selectors.find_jobs(**{**filters, "status": status})
-    if filters["status"] not in ("", status):  # e.g. "retry failed" while showing succeeded
+    # job_filters() leaves out a filter with an error, which here would widen the action to jobs
+    # the person meant to spare: nothing matches until every filter is valid, nor while another
+    # status is shown (e.g. "retry failed" while showing succeeded).
+    if not form.is_valid() or filters["status"] not in ("", status):
         jobs = jobs.none()
     if request.method == "POST":
         changed = service(jobs, request.user)

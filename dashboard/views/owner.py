@@ -11,6 +11,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from dashboard.forms import JobSearchForm
 from jobs import monitoring, selectors, services
 from jobs.downloads import archive_response
 from jobs.forms import ThumbnailJobForm
@@ -55,13 +56,18 @@ def upload(request: HttpRequest) -> HttpResponse:
 @require_GET
 def jobs_list(request: HttpRequest) -> HttpResponse:
     """All of one's jobs, newest first, in keyset pages; searchable by the image's name."""
-    search = request.GET.get("q", "").strip()[:200]
+    form = JobSearchForm(request.GET)
     page = selectors.job_page(
-        jobs=selectors.find_jobs(search=search).filter(owner=request.user),
+        jobs=selectors.find_jobs(search=form.search).filter(owner=request.user),
         after=selectors.Cursor.parse(request.GET.get("after", "")),
         before=selectors.Cursor.parse(request.GET.get("before", "")),
     )
-    context = {"page": page, "q": search, "live": any(not job.is_finished for job in page.jobs)}
+    context = {
+        "form": form,
+        "page": page,
+        "q": form.search,
+        "live": any(not job.is_finished for job in page.jobs),
+    }
     template = "dashboard/_my_jobs.html" if request.htmx else "dashboard/jobs.html"
     return render(request, template, context)
 

@@ -6,8 +6,7 @@ from collections.abc import Iterator, Sequence
 
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -20,6 +19,7 @@ from prometheus_client.core import (
 
 from jobs import housekeeping, monitoring, selectors, tokens
 from jobs.models import DURATION_BOUNDS, Chore, Job
+from jobs.schemas import Error
 
 
 class ParroterCollector:
@@ -159,14 +159,21 @@ _REGISTRY.register(ParroterCollector())
 def metrics(request: HttpRequest) -> HttpResponse:
     reader = _reader(request)
     if reader is None:
-        return HttpResponse(
-            "Send a staff user's API token (Authorization: Bearer <token>) or sign in as staff.\n",
-            status=401,
-            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+        return _refusal(
+            401,
+            "Send a staff user's API token (Authorization: Bearer <token>) or sign in as staff.",
         )
     if not reader.is_staff:
-        raise PermissionDenied("Metrics are for staff.")
+        return _refusal(403, "Metrics are for staff.")
     return HttpResponse(generate_latest(_REGISTRY), content_type=CONTENT_TYPE_LATEST)
+
+
+def _refusal(status: int, message: str) -> JsonResponse:
+    """A scraper's refusal in the API's error shape, never an HTML page."""
+    response = JsonResponse(Error(message=message).model_dump(), status=status)
+    if status == 401:
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+    return response
 
 
 def _reader(request: HttpRequest) -> AbstractBaseUser | None:

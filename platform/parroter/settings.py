@@ -85,7 +85,8 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # django.contrib.admin, with a site whose lists refuse what PostgreSQL cannot store.
+    "parroter.admin_site.ParroterAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -384,12 +385,15 @@ PARROTER_API_SUBMIT_RATE = os.environ.get("PARROTER_API_SUBMIT_RATE", "60/m")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"no_client_tracebacks": {"()": "parroter.logfilters.NoClientErrorTraceback"}},
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {
         # django-axes logs every sign-in at INFO; its warnings (failures, lockouts) are what
         # matter.
         "axes": {"level": "WARNING"},
+        # A 403 or 400 is one WARNING line; Django attaches the refusal's traceback to it.
+        "django.request": {"filters": ["no_client_tracebacks"]},
         # Pillow logs some broken input at ERROR ("More samples per pixel than can be decoded")
         # as it raises; the refusal already tells the file's owner, and an operator nothing.
         "PIL": {"level": "CRITICAL"},
