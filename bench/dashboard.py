@@ -372,6 +372,13 @@ FAILURES = [
 # --- the data set --------------------------------------------------------------------------------
 
 
+# File-name prefixes the console's search is timed with, across the range of match counts (in
+# the 1M data set): a month of one camera's names (~170k), a day's (a few thousand, spread
+# through the million), an hour's, ten numbers of another camera, and none. Typed in either
+# case: search ignores it.
+NAME_PREFIXES = ("IMG_202611", "img_20261110", "img_20261110_14", "dscn004", "no-such-name")
+
+
 @dataclass
 class Facts:
     """What the measurements need to know about the data set."""
@@ -384,7 +391,8 @@ class Facts:
     busy_owner: str = BUSY_OWNER
     busy_owner_jobs: int = 0
     busy_owner_failed: int = 0
-    img_202611: int = 0
+    # Matches per name prefix searched (case-insensitive), see NAME_PREFIXES.
+    name_prefixes: dict[str, int] = field(default_factory=dict)
     rollup_minutes: int = 0  # minutes of the month in which some attempt finished
     rollup_rows: int = 0  # as loaded: one per minute, kind and outcome
     rollup_rows_compacted: int = 0  # as the hourly compaction chore leaves them
@@ -520,6 +528,7 @@ class Generator:
             "params": {"sizes": sizes},
             "source": f"jobs/{text_id}/source.{source_ext}",
             "source_name": name,
+            "search_name": name.casefold(),
             "archive": "",
             "result": {},
             "error": "",
@@ -722,8 +731,8 @@ def _column_plan(model, vendor: str) -> tuple[list[str], list[tuple[str, Callabl
 GENERATED_FIELDS = {
     "jobs.Job": {
         "id", "owner_id", "kind", "status", "progress", "params", "source", "source_name",
-        "archive", "result", "error", "task_id", "attempts", "max_attempts", "worker",
-        "created_at", "queued_at", "started_at", "finished_at", "updated_at",
+        "search_name", "archive", "result", "error", "task_id", "attempts", "max_attempts",
+        "worker", "created_at", "queued_at", "started_at", "finished_at", "updated_at",
     },
     "jobs.JobRollup": {
         "minute", "kind", "status", "jobs", "retried", "run_seconds", "wait_seconds",
@@ -876,7 +885,7 @@ def load(jobs: int, seed: int, timer: Timer) -> Facts:
     # (rollups.deltas) and written in one bulk load after the jobs: what the services' upserts
     # would have left, without 80,000 upserts.
     rollup_rows: dict[tuple, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    facts = Facts()
+    facts = Facts(name_prefixes=dict.fromkeys(NAME_PREFIXES, 0))
     generator = Generator(jobs=jobs, now=datetime.now(UTC), seed=seed, owner_ids=owner_ids)
     sample_rng = random.Random(seed + 1)  # noqa: S311 - test data
     busy = owner_ids[0]
@@ -909,7 +918,8 @@ def load(jobs: int, seed: int, timer: Timer) -> Facts:
             if job["owner_id"] == busy:
                 facts.busy_owner_jobs += 1
                 facts.busy_owner_failed += status == "failed"
-            facts.img_202611 += job["source_name"].startswith("IMG_202611")
+            for prefix in NAME_PREFIXES:
+                facts.name_prefixes[prefix] += job["search_name"].startswith(prefix.casefold())
         for job in sample_rng.sample(batch, min(2, len(batch))):
             facts.samples.append({k: v for k, v in job.items() if not k.startswith("_")})
         facts.jobs += len(batch)
@@ -1301,7 +1311,10 @@ def measure(facts: Facts, *, repeat: int, warmup: int, budget: float, depth: int
     bench.time_url("/ops/ search: job id prefix", f"{ops}?{urlencode({'q': prefix})}", "console")
     bench.time_url("/ops/ search: task id", f"{ops}?{urlencode({'q': facts.sample_task_id})}",
                    "console")  # fmt: skip
-    bench.time_url("/ops/ search: name prefix", f"{ops}?q=IMG_202611", "console")
+    for text in NAME_PREFIXES:
+        matches = facts.name_prefixes[text]
+        name = f"/ops/ search: name prefix {text} ({matches:,} matches)"
+        bench.time_url(name, f"{ops}?{urlencode({'q': text})}", "console")
 
     # A page PAGE_DEPTH pages deep, reached by following the table's next links.
     deep_name = f"/ops/ page {depth:,} deep (next links)"
@@ -1354,7 +1367,10 @@ def measure(facts: Facts, *, repeat: int, warmup: int, budget: float, depth: int
     bench.time_url("Job admin status=failed", f"{admin_jobs}?status__exact=failed", "admin")
     by_id = urlencode({"q": facts.sample_job_id})
     bench.time_url("Job admin search: job id", f"{admin_jobs}?{by_id}", "admin")
-    bench.time_url("Job admin search: name prefix", f"{admin_jobs}?q=IMG_202611", "admin")
+    for text in (NAME_PREFIXES[0], NAME_PREFIXES[1]):
+        matches = facts.name_prefixes[text]
+        name = f"Job admin search: name prefix {text} ({matches:,} matches)"
+        bench.time_url(name, f"{admin_jobs}?{urlencode({'q': text})}", "admin")
 
     print("  baselines")
     offset = facts.jobs // 2
@@ -1793,7 +1809,7 @@ def report(args, outcomes: dict[str, dict | None], facts_line: str) -> int:
     facts = some["facts"] if some else {}
     print(f"\n{facts.get('jobs', 0):,} jobs; busy owner {facts.get('busy_owner')} has "
           f"{facts.get('busy_owner_jobs', 0):,} jobs ({facts.get('busy_owner_failed', 0):,} "
-          f"failed); {facts.get('img_202611', 0):,} names start with IMG_202611; "
+          f"failed); name prefixes searched: {facts.get('name_prefixes', {})}; "
           f"p50 / p95 in ms over {args.repeat} requests after {args.warmup} warm-up "
           "(slow baselines fewer)")  # fmt: skip
     header = f"| {'':44} |"

@@ -21,7 +21,7 @@ DEFAULT_RANGE = "24h"
 
 
 class JobSearchForm(forms.Form):
-    """The search of "Your jobs": the start of an image's name."""
+    """The filters of "Your jobs": the start of an image's name (in any case), a status."""
 
     q = forms.CharField(
         required=False,
@@ -29,12 +29,21 @@ class JobSearchForm(forms.Form):
         label="Image name starts with",
         widget=forms.TextInput(attrs={"placeholder": "e.g. IMG_2026", "type": "search"}),
     )
+    status = forms.ChoiceField(
+        required=False, choices=[("", "Any status"), *Job.Status.choices], label="Status"
+    )
 
     @property
-    def search(self) -> str:
-        """What to search for; "" when the field has an error (shown beside it)."""
+    def chosen(self) -> dict[str, str]:
+        """The valid filters that are set (a field with an error is left out, its message
+        shown beside it), as find_jobs and the pages' links take them."""
         self.is_valid()
-        return self.cleaned_data.get("q", "")
+        return {name: value for name, value in self.cleaned_data.items() if value}
+
+    @property
+    def query(self) -> str:
+        """The chosen filters as a query string, for links to other pages of the list."""
+        return urlencode(self.chosen)
 
 
 class JobFilterForm(forms.Form):

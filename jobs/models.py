@@ -14,6 +14,20 @@ def default_max_attempts() -> int:
     return settings.PARROTER_MAX_ATTEMPTS
 
 
+def name_key(name: str) -> str:
+    """A file name as search compares it: case-folded ("DSC_0001.JPG" -> "dsc_0001.jpg")."""
+    return name.casefold()[:255]
+
+
+class JobQuerySet(models.QuerySet):
+    def bulk_create(self, objs, *args, **kwargs):
+        """As Job.save does: each job's search_name follows its name."""
+        jobs = list(objs)
+        for job in jobs:
+            job.search_name = name_key(job.source_name)
+        return super().bulk_create(jobs, *args, **kwargs)
+
+
 def job_file_path(job: "Job", filename: str) -> str:
     """Everything a job stores lives under jobs/<id>/; the name is chosen by us, not the client."""
     return f"jobs/{job.pk}/{filename}"
@@ -41,10 +55,10 @@ class Job(models.Model):
     progress = models.PositiveSmallIntegerField(default=0, help_text="Percent done, 0-100.")
     params = models.JSONField(default=dict, blank=True)
     source = models.FileField(upload_to=job_file_path, max_length=255)
-    # Indexed for prefix search (PostgreSQL also gets a pattern-ops index for LIKE 'x%').
-    source_name = models.CharField(
-        max_length=255, db_index=True, help_text="The uploaded file's name, shown only."
-    )
+    source_name = models.CharField(max_length=255, help_text="The uploaded file's name.")
+    # name_key(source_name), set on save: indexed for case-insensitive prefix search
+    # (PostgreSQL also gets a pattern-ops index for LIKE 'x%').
+    search_name = models.CharField(max_length=255, db_index=True, default="", editable=False)
     archive = models.FileField(upload_to=job_file_path, max_length=255, blank=True)
     result = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
@@ -68,6 +82,8 @@ class Job(models.Model):
     # broker: never published, or published to a Redis that has restarted since.
     published_at = models.DateTimeField(null=True, blank=True)
     broker_run_id = models.CharField(max_length=64, blank=True)
+
+    objects = JobQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -98,6 +114,9 @@ class Job(models.Model):
     def save(self, *args, **kwargs) -> None:
         if self.queued_at is None:  # a new job enters the queue as it is created
             self.queued_at = self.created_at
+        self.search_name = name_key(self.source_name)
+        if (fields := kwargs.get("update_fields")) is not None and "source_name" in fields:
+            kwargs["update_fields"] = {*fields, "search_name"}
         super().save(*args, **kwargs)
 
     @property
@@ -110,6 +129,14 @@ class Job(models.Model):
         """The job as people name it: its image, or its first image and how many more."""
         count = len(self.params.get("images") or ()) or 1
         return self.source_name if count == 1 else f"{self.source_name} and {count - 1} more"
+
+    @property
+    def preview(self) -> dict | None:
+        """A succeeded job's first image's smallest thumbnail, to show it in lists."""
+        if self.status != self.Status.SUCCEEDED:
+            return None
+        first = [thumb for thumb in self.result.get("thumbnails", []) if not thumb.get("image")]
+        return min(first, key=lambda thumb: thumb["width"] * thumb["height"], default=None)
 
     @property
     def images_sent(self) -> int:

@@ -25,6 +25,7 @@ from jobs.models import (
     Chore,
     Job,
     JobRollup,
+    name_key,
 )
 from jobs.schemas import JobDetails, JobStatus
 
@@ -130,7 +131,7 @@ def thumbnail_content(*, job: Job, name: str) -> bytes | None:
 
 PAGE_SIZE = 50
 # A name prefix matching at least this many jobs is "common" (see _name_prefix).
-COMMON_PREFIX = 500
+COMMON_PREFIX = 10_000
 HEX_DIGITS = frozenset("0123456789abcdef")
 SURROGATES = range(0xD800, 0xE000)
 
@@ -184,10 +185,11 @@ def find_jobs(
     if kind:
         jobs = jobs.filter(kind=kind)
     if owner:
-        # The id first (a unique index), so jobs are matched on owner_id by their own index;
-        # through a join PostgreSQL misjudged a busy owner's share and sorted 170k rows.
-        owner_id = get_user_model().objects.filter(username=owner).values_list("pk", flat=True)
-        jobs = jobs.filter(owner_id=owner_id.first())
+        # The ids first, so jobs are matched on owner_id by their own index; through a join
+        # PostgreSQL misjudged a busy owner's share and sorted 170k rows. Usernames differ by
+        # case ("Maria", "maria"): the filter, like the search, ignores it.
+        people = get_user_model().objects.filter(username__iexact=owner)
+        jobs = jobs.filter(owner_id__in=list(people.values_list("pk", flat=True)[:10]))
     if created_after:
         jobs = jobs.filter(created_at__gte=created_after)
     if search := search.strip():
@@ -209,27 +211,35 @@ def _search_condition(text: str) -> Q:
 
 
 def _name_prefix(prefix: str) -> Q:
-    """source_name starts with prefix (case-sensitive), planned well on either database.
+    """The file name starts with prefix, ignoring case, planned well on either database.
 
-    PostgreSQL answers LIKE 'x%' from the pattern-ops index Django adds to source_name and
-    knows from its statistics whether to use it. SQLite's LIKE ignores case and cannot use an
-    index, but a range can; whether it should depends on how many names match: a rare prefix
-    is found at once through the name index, while a common one (a camera's IMG_2026...) is
-    faster found by walking the newest-first index, checking names, than by sorting 100k
-    matches. So count the matches up to a cap through the name index, and choose.
+    Names are compared case-folded (search_name, indexed for ranges, and on PostgreSQL for
+    LIKE 'x%'). Which way is fast depends on the matches. Fewer than COMMON_PREFIX are best
+    found through the name index and sorted; but both planners would rather walk the
+    newest-first index, checking names, and that walk is long for a prefix whose matches are
+    all in the past (a day's camera names, img_20261110..., weeks back: 800,000 rows at a
+    million jobs). So fetch the matches' times through the name index, up to the cap: if
+    that is all of them, the condition also bounds created_at to their span, where any walk
+    starts at the newest match. A common prefix is walked from the newest job: its matches
+    come soon enough.
     """
-    starts = Q(source_name__startswith=prefix)
-    if connection.vendor != "sqlite":
-        return starts
-    in_range = Q(source_name__gte=prefix)
-    if (upper := _after_prefix(prefix)) is not None:
-        in_range &= Q(source_name__lt=upper)
-    probe = Job.objects.filter(in_range).order_by().values("pk")[:COMMON_PREFIX]  # no sort
-    if probe.count() == COMMON_PREFIX:
-        # An expression no index answers, compared case-sensitively: SQLite walks the
-        # index of the page's order and checks each name.
-        return Q(Exact(Substr("source_name", 1, len(prefix)), prefix))
-    return starts & in_range
+    key = name_key(prefix)
+    sqlite = connection.vendor == "sqlite"
+    starts = Q(search_name__startswith=key)
+    if sqlite:  # SQLite's LIKE cannot use an index (and would fold ASCII case); a range can
+        starts = Q(search_name__gte=key)
+        if (upper := _after_prefix(key)) is not None:
+            starts &= Q(search_name__lt=upper)
+    times = list(
+        Job.objects.filter(starts).order_by().values_list("created_at", flat=True)[:COMMON_PREFIX]
+    )
+    if len(times) < COMMON_PREFIX:
+        return starts & Q(created_at__range=(min(times), max(times))) if times else Q(pk__in=[])
+    if sqlite:
+        # An expression no index answers, compared exactly: SQLite walks the index of the
+        # page's order and checks each name.
+        return Q(Exact(Substr("search_name", 1, len(key)), key))
+    return starts
 
 
 def _after_prefix(prefix: str) -> str | None:

@@ -20,6 +20,7 @@ from django.core.files.storage import default_storage
 from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
+from django_celery_results.models import TaskResult
 
 from jobs import broker, rollups
 from jobs.kinds import thumbnails
@@ -316,6 +317,18 @@ def discard_partial_outputs(*, job_id: uuid.UUID | str, task_id: str) -> None:
     job = Job.objects.filter(pk=job_id, task_id=task_id).exclude(status=Job.Status.SUCCEEDED)
     if (job := job.first()) is not None:
         _discard_archive(job)
+
+
+def delete_job(*, job_id: uuid.UUID | str) -> bool:
+    """Delete a finished job with its task results; its files go once that is committed
+    (jobs.signals). False if it is gone or not finished (a retry may have queued it again)."""
+    with transaction.atomic():
+        job = Job.objects.select_for_update().filter(pk=job_id, status__in=Job.FINISHED).first()
+        if job is None:
+            return False
+        TaskResult.objects.filter(task_id=job.task_id).delete()
+        job.delete()
+    return True
 
 
 def delete_job_files(*, job_id: uuid.UUID | str) -> None:

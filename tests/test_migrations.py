@@ -38,3 +38,26 @@ def test_the_console_migration_counts_jobs_finished_before_it(django_user_model)
     assert (rollup.status, rollup.jobs, rollup.run_seconds, rollup.wait_seconds) == (
         "succeeded", 1, 0.5, 1.0,
     )  # fmt: skip
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_search_name_migration_case_folds_every_existing_name(django_user_model):
+    before = [("jobs", "0008_compact_rollups_hourly")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    names = ["DSC_0001.JPG", "Ünïcode Straße.PNG", "plain.jpg", "MIXED_Case-1.webp"]
+    try:
+        old_job = executor.loader.project_state(before).apps.get_model("jobs", "Job")
+        owner_id = django_user_model.objects.create_user(username="early").pk
+        for name in names:
+            old_job.objects.create(
+                owner_id=owner_id, source_name=name, task_id=name,
+                created_at=datetime(2026, 11, 1, 12, 0, 0, tzinfo=UTC),
+                queued_at=datetime(2026, 11, 1, 12, 0, 0, tzinfo=UTC),
+            )  # fmt: skip
+    finally:
+        MigrationExecutor(connection).migrate(executor.loader.graph.leaf_nodes())
+
+    stored = dict(Job.objects.values_list("source_name", "search_name"))
+    assert stored == {name: name.casefold() for name in names}
+    assert stored["Ünïcode Straße.PNG"] == "ünïcode strasse.png"

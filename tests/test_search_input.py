@@ -155,15 +155,20 @@ PREFIXES = st.one_of(
 @example(text="\U0010ffff\U0010ffff.png")
 @example(text="100%")
 @example(text="IMG_")
+@example(text="img_")
 @example(text="ü")
-def test_a_name_search_finds_exactly_the_names_that_start_with_it(signed_in, named_jobs, url, text):
+@example(text="ÜN")
+def test_a_name_search_finds_exactly_the_names_that_start_with_it_in_any_case(
+    signed_in, named_jobs, url, text
+):
     searched = text.strip()
     if re.fullmatch(r"[0-9a-fA-F-]{4,}", searched):
         return  # an id prefix too, which tests/test_ops.py covers
     response = get(signed_in, url, {"q": text.encode()})
     assert response.status_code == 200
     found = set(re.findall(ROWS[url], response.content.decode()))
-    expected = {job_id for name, job_id in named_jobs.items() if name.startswith(searched)}
+    key = searched.casefold()
+    expected = {job_id for name, job_id in named_jobs.items() if name.casefold().startswith(key)}
     assert found == expected, [name for name, job_id in named_jobs.items() if job_id in found]
 
 

@@ -122,6 +122,12 @@ TABLE = [
     Row("dashboard:jobs", "/jobs/", signed_in(200)),
     Row("dashboard:download", "/jobs/{failed}/download", job_rule(owner_and_staff=404)),
     # The owner (and staff) try a failed job again; someone else's is not found.
+    # The owner alone deletes a finished job (staff through admin); others find nothing.
+    Row("dashboard:delete", "/jobs/{job}/delete", job_rule() | {"staff": 404}),
+    Row("dashboard:delete", "/jobs/{queued}/delete", job_rule(302) | {"staff": 404}),
+    Row("dashboard:delete", "/jobs/{failed}/delete", job_rule(302) | {"staff": 404}, "post"),
+    Row("dashboard:delete", "/jobs/{failed}/delete", everyone(403), "post", csrf=False),
+    Row("dashboard:delete", f"/jobs/{UNKNOWN}/delete", signed_in(404), method="post"),
     Row("dashboard:retry", "/jobs/{failed}/retry", job_rule(302), method="post"),
     Row("dashboard:retry", "/jobs/{failed}/retry", everyone(403), "post", csrf=False),
     Row("dashboard:retry", "/jobs/{failed}/retry", signed_in(405)),

@@ -57,19 +57,36 @@ def upload(request: HttpRequest) -> HttpResponse:
 def jobs_list(request: HttpRequest) -> HttpResponse:
     """All of one's jobs, newest first, in keyset pages; searchable by the image's name."""
     form = JobSearchForm(request.GET)
+    chosen = form.chosen
+    jobs = selectors.find_jobs(search=chosen.get("q", ""), status=chosen.get("status", ""))
     page = selectors.job_page(
-        jobs=selectors.find_jobs(search=form.search).filter(owner=request.user),
+        jobs=jobs.filter(owner=request.user),
         after=selectors.Cursor.parse(request.GET.get("after", "")),
         before=selectors.Cursor.parse(request.GET.get("before", "")),
     )
     context = {
         "form": form,
         "page": page,
-        "q": form.search,
+        "filtered": bool(chosen),
         "live": any(not job.is_finished for job in page.jobs),
     }
     template = "dashboard/_my_jobs.html" if request.htmx else "dashboard/jobs.html"
     return render(request, template, context)
+
+
+@require_http_methods(["GET", "POST"])
+def delete(request: HttpRequest, job_id) -> HttpResponse:
+    """One's own finished job, its files and results: a page that asks, and the POST that
+    does it."""
+    job = get_object_or_404(Job, pk=job_id, owner=request.user)
+    if not job.is_finished:
+        messages.info(request, "Only a finished job can be deleted.")
+        return redirect("dashboard:job", job.pk)
+    if request.method == "POST":
+        if services.delete_job(job_id=job.pk):
+            messages.success(request, f"Deleted {job.title} and its thumbnails.")
+        return redirect("dashboard:jobs")
+    return render(request, "dashboard/delete.html", {"job": job})
 
 
 @require_GET
