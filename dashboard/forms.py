@@ -10,7 +10,8 @@ from urllib.parse import urlencode
 from django import forms
 from django.utils import timezone
 
-from jobs.models import Job
+from jobs.models import Job, Preferences
+from parroter.middleware import zone_names
 
 HISTORY_RANGES = {
     "1h": (timedelta(hours=1), timedelta(minutes=1)),
@@ -111,3 +112,19 @@ class ApiTokenForm(forms.Form):
         max_length=100,
         help_text="What the token is for, so you can tell your tokens apart: “nightly export”.",
     )
+
+
+class PreferencesForm(forms.ModelForm):
+    time_zone = forms.ChoiceField(required=False, label="Show times in")
+
+    class Meta:
+        model = Preferences
+        fields = ["time_zone"]
+
+    def __init__(self, *args, browser_zone: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        browser = f"My browser's zone ({browser_zone})" if browser_zone else "My browser's zone"
+        self.fields["time_zone"].choices = [
+            ("", browser),
+            *((name, name.replace("_", " ")) for name in sorted(zone_names())),
+        ]

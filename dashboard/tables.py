@@ -8,11 +8,17 @@ value as the template did, they cost about one. The markup is what _jobs.html ha
 import uuid
 
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
-from dashboard.templatetags.parroter import ago, duration, sizes, worker_anchor, worker_name
+from dashboard.templatetags.parroter import (
+    ago,
+    duration,
+    sizes,
+    when_title,
+    worker_anchor,
+    worker_name,
+)
 from jobs.models import Job
 
 ROW = (
@@ -67,7 +73,7 @@ def _row(job: Job, urls: dict, console: str) -> SafeString:
         progress=format_html(PROGRESS, job.progress) if job.status == Job.Status.RUNNING else "",
         title=job.title,
         sizes=sizes(job.params),
-        submitted=timezone.localtime(job.created_at).strftime("%Y-%m-%d %H:%M:%S"),
+        submitted=when_title(job.created_at),
         submitted_ago=ago(job.created_at),
         queue_wait=duration(job.queue_wait_seconds),
         run_time=duration(job.run_seconds),

@@ -13,6 +13,7 @@ urlpatterns = [
     path("jobs/<uuid:job_id>/retry", owner.retry, name="retry"),
     path("jobs/<uuid:job_id>/delete", owner.delete, name="delete"),
     path("jobs/<uuid:job_id>/thumbnails/<path:name>", owner.thumbnail, name="thumbnail"),
+    path("accounts/settings/", account.preferences, name="preferences"),
     path("accounts/tokens/", account.api_tokens, name="tokens"),
     path("accounts/tokens/<int:token_id>/revoke", account.revoke_api_token, name="revoke_token"),
     # The operator console (staff only).

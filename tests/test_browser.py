@@ -278,3 +278,26 @@ def test_a_person_makes_an_api_token_copies_it_once_and_revokes_it(live_server, 
     page.click("button[aria-label='Revoke nightly export']")
     expect(page.locator(".tokens .badge")).to_have_text("Revoked")
     snapshot(page, "tokens-revoked")
+
+
+def test_times_are_shown_in_the_browsers_zone(live_server, user, browser):
+    from datetime import UTC, datetime
+
+    job = Job.objects.create(
+        owner=user,
+        source_name="garden.jpg",
+        created_at=datetime(2026, 12, 4, 21, 15, 40, tzinfo=UTC),
+    )
+    context = browser.new_context(timezone_id="Asia/Tokyo", viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    sign_in(page, live_server.url, "alice")  # the sign-in page tells the server the zone
+    page.goto(f"{live_server.url}/jobs/{job.pk}/")
+    shown = page.locator(".meta time").first
+    expect(shown).to_have_text("2026-12-05 06:15:40 JST")
+    expect(shown).to_have_attribute("title", "2026-12-04 21:15:40 UTC")
+    page.goto(f"{live_server.url}/accounts/settings/")
+    expect(page.locator("#id_time_zone option").first).to_have_text(
+        "My browser's zone (Asia/Tokyo)"
+    )
+    snapshot(page, "settings")
+    context.close()

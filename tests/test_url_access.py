@@ -86,6 +86,16 @@ TABLE = [
     Row("logout", "/accounts/logout/", everyone(403), method="post", csrf=False),
     Row("password_change", "/accounts/password_change/", signed_in(200)),
     Row("password_change_done", "/accounts/password_change/done/", signed_in(200)),
+    # Everyone's own settings (the zone times are shown in).
+    Row("dashboard:preferences", "/accounts/settings/", signed_in(200)),
+    Row(
+        "dashboard:preferences",
+        "/accounts/settings/",
+        signed_in(302),
+        "post",
+        data={"time_zone": "Europe/Berlin"},
+    ),  # fmt: skip
+    Row("dashboard:preferences", "/accounts/settings/", everyone(403), "post", csrf=False),
     # Everyone's own API tokens: made and revoked by their owner only; others' are not found.
     Row("dashboard:tokens", "/accounts/tokens/", signed_in(200)),
     Row("dashboard:tokens", "/accounts/tokens/", signed_in(302), "post", data={"name": "cron"}),

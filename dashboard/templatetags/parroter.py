@@ -1,10 +1,11 @@
 """Small formatting filters the job and console pages share."""
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django import template
 from django.utils import timezone
+from django.utils.html import format_html
 
 from jobs.kinds import thumbnails
 from jobs.units import byte_size
@@ -30,6 +31,44 @@ def duration(seconds: float | None) -> str:
     if hours < 48:
         return f"{hours} h {minutes} min" if minutes else f"{hours} h"
     return f"{hours // 24} d {hours % 24} h"
+
+
+MOMENT_FORMATS = {"minutes": "%Y-%m-%d %H:%M", "seconds": "%Y-%m-%d %H:%M:%S", "day": "%Y-%m-%d"}
+
+
+def _local(moment: datetime, precision: str) -> str:
+    """ "2026-12-04 22:15 CET" in the viewer's zone (the active one), the zone named."""
+    local = timezone.localtime(moment)
+    zone = local.tzname() or ""
+    if zone[:1] in "+-":  # a zone without an abbreviation: "+03"
+        zone = f"UTC{zone}"
+    shown = local.strftime(MOMENT_FORMATS[precision])
+    return shown if precision == "day" else f"{shown} {zone}"
+
+
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@register.filter
+def when(moment: datetime | None, precision: str = "minutes") -> str:
+    """A time in the viewer's zone, the zone named ("2026-12-04 22:15 CET"), UTC on hover."""
+    if moment is None:
+        return "—"
+    return format_html(
+        '<time datetime="{}" title="{}">{}</time>',
+        moment.astimezone(UTC).isoformat(),
+        _utc(moment),
+        _local(moment, precision),
+    )
+
+
+@register.filter
+def when_title(moment: datetime | None) -> str:
+    """For the hover text of a relative time ("5 min ago"): the moment locally and in UTC."""
+    if moment is None:
+        return ""
+    return f"{_local(moment, 'seconds')} ({_utc(moment)})"
 
 
 @register.filter

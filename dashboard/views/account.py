@@ -6,12 +6,14 @@ from django.contrib import messages
 from django.contrib.auth.views import LoginView
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from dashboard.forms import ApiTokenForm
+from dashboard.forms import ApiTokenForm, PreferencesForm
 from jobs import tokens
-from jobs.models import ApiToken
+from jobs.models import ApiToken, Preferences
+from parroter.middleware import BROWSER_ZONE_COOKIE, CHOSEN_ZONE_SESSION_KEY, zone_named
 
 # Failures left before django-axes locks a username out from an address, from which the sign-in
 # page says so.
@@ -71,3 +73,21 @@ def revoke_api_token(request: HttpRequest, token_id: int) -> HttpResponse:
     if tokens.revoke_api_tokens(tokens=own):
         messages.success(request, "The token is revoked: requests that send it are refused.")
     return redirect("dashboard:tokens")
+
+
+@require_http_methods(["GET", "POST"])
+def preferences(request: HttpRequest) -> HttpResponse:
+    """How Parroter shows things to a person: for now, the time zone of every time shown."""
+    chosen = Preferences.objects.filter(user=request.user).first() or Preferences(user=request.user)
+    browser = request.COOKIES.get(BROWSER_ZONE_COOKIE, "")
+    form = PreferencesForm(
+        request.POST if request.method == "POST" else None,
+        instance=chosen,
+        browser_zone=browser if zone_named(browser) else "",
+    )
+    if form.is_valid():
+        form.save()
+        request.session[CHOSEN_ZONE_SESSION_KEY] = form.cleaned_data["time_zone"]
+        messages.success(request, "Saved: times are shown in the zone you chose.")
+        return redirect("dashboard:preferences")
+    return render(request, "dashboard/preferences.html", {"form": form, "now": timezone.now()})

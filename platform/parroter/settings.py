@@ -115,6 +115,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "parroter.middleware.ViewerTimeZoneMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "parroter.middleware.HtmxLoginRedirectMiddleware",
     # Everything needs a login unless a view opts out (login page, health probes).
