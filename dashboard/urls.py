@@ -14,6 +14,7 @@ urlpatterns = [
     path("jobs/<uuid:job_id>/delete", owner.delete, name="delete"),
     path("jobs/<uuid:job_id>/thumbnails/<path:name>", owner.thumbnail, name="thumbnail"),
     path("accounts/settings/", account.preferences, name="preferences"),
+    path("accounts/presets/<int:preset_id>/delete", account.delete_preset, name="delete_preset"),
     path("accounts/tokens/", account.api_tokens, name="tokens"),
     path("accounts/tokens/<int:token_id>/revoke", account.revoke_api_token, name="revoke_token"),
     # The operator console (staff only).

@@ -268,6 +268,8 @@ def _submit_body() -> dict:
         "quality": {"type": "integer", "minimum": 1, "maximum": 100},
         "background": {"type": "string", "pattern": "^#[0-9a-fA-F]{6}$"},
         "opaque": {"type": "boolean"},
+        "preset": {"type": "string", "maxLength": 60},
+        "save_as": {"type": "string", "maxLength": 60},
     }
     for name, schema in fields.items():
         schema["description"] = str(form.fields[name].help_text or form.fields[name].label)
@@ -286,7 +288,7 @@ def _submit_body() -> dict:
 def submit_job(request: HttpRequest):
     """Multipart, with the upload page's fields; checked and queued exactly as that page does,
     with the same messages. 413 when all that is wrong is size: files over the limit."""
-    form = ThumbnailJobForm(request.POST, request.FILES)
+    form = ThumbnailJobForm(request.POST, request.FILES, owner=request.user)
     if not form.is_valid():
         errors = {field: list(messages) for field, messages in form.errors.items()}
         summary = " ".join(f"{field}: {' '.join(messages)}" for field, messages in errors.items())
@@ -296,7 +298,7 @@ def submit_job(request: HttpRequest):
         )
         status = 413 if too_large else 400
         return Status(status, Error(message=f"The job was not submitted. {summary}", errors=errors))
-    job = form.submit(owner=request.user)
+    job = form.submit()
     return Status(201, selectors.job_details(job=job))
 
 

@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 
 from jobs import services
 from jobs.kinds import thumbnails
-from jobs.models import Job
+from jobs.models import Job, Preset
 from jobs.units import byte_size
 from jobs.uploads import OversizedUpload
 
@@ -42,6 +42,12 @@ FIT_CHOICES = [
     ("crop", "Fill the box and crop"),
     ("pad", "Pad to the box"),
 ]
+
+
+# The settings of a job, as the form takes them: remembered as a person's last and kept in
+# presets (jobs.models.Preset).
+CHOICE_FIELDS = ("sizes", "custom_sizes", "fit", "format", "quality", "background", "opaque")
+MAX_PRESETS = 50
 
 
 class ThumbnailJobForm(forms.Form):
@@ -88,9 +94,31 @@ class ThumbnailJobForm(forms.Form):
         required=False,
         label="Fill transparent areas with the background colour, in every format",
     )
+    preset = forms.CharField(
+        required=False,
+        max_length=60,
+        help_text="One of your presets, by name: the settings this request leaves out.",
+    )
+    save_as = forms.CharField(
+        required=False,
+        max_length=60,
+        label="Save these settings as a preset named",
+        widget=forms.TextInput(attrs={"placeholder": "e.g. Web gallery"}),
+    )
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, data=None, files=None, *, owner: AbstractBaseUser | None = None, **kwargs):
+        self.owner = owner
+        self.missing_preset = ""
+        if data is not None and (name := data.get("preset", "").strip()) and owner is not None:
+            chosen = Preset.objects.filter(owner=owner, name=name).first()
+            if chosen is None:
+                self.missing_preset = name
+            else:  # what the request leaves out comes from the preset
+                data = data.copy()
+                for field, value in chosen.choices.items():
+                    if field in CHOICE_FIELDS and field not in data:
+                        data.setlist(field, value if isinstance(value, list) else [value])
+        super().__init__(data, files, **kwargs)
         presets = settings.PARROTER_DEFAULT_SIZES
         self.fields["images"].help_text = (
             f"JPEG, PNG, GIF, WebP, BMP or TIFF: up to {settings.PARROTER_MAX_IMAGES} images, "
@@ -185,6 +213,35 @@ class ThumbnailJobForm(forms.Form):
             raise ValidationError("Give the colour as #rrggbb, for example #ffffff.")
         return tuple(bytes.fromhex(colour[1:]))
 
+    def clean_preset(self):
+        if self.missing_preset:
+            raise ValidationError(f"You have no preset named “{self.missing_preset}”.")
+        return self.cleaned_data["preset"]
+
+    def clean_save_as(self):
+        name = self.cleaned_data["save_as"].strip()
+        if name and self.owner is not None:
+            kept = Preset.objects.filter(owner=self.owner)
+            if kept.count() >= MAX_PRESETS and not kept.filter(name=name).exists():
+                raise ValidationError(
+                    f"You have {MAX_PRESETS} presets, the most one person may keep; delete one "
+                    "in Settings first."
+                )
+        return name
+
+    def choices(self) -> dict:
+        """This valid form's settings, as the form takes them again."""
+        data = self.cleaned_data
+        return {  # what a request left out, as the form fills it in
+            "sizes": data["sizes"],
+            "custom_sizes": data["custom_sizes"],
+            "fit": data["fit"] or "fit",
+            "format": data["format"],
+            "quality": data["quality"] or thumbnails.DEFAULT_QUALITY,
+            "background": "#{:02x}{:02x}{:02x}".format(*data["background"]),
+            "opaque": data["opaque"],
+        }
+
     def clean(self):
         cleaned = super().clean()
         texts = [*cleaned.get("sizes", []), *cleaned.get("custom_sizes", "").split(",")]
@@ -220,15 +277,21 @@ class ThumbnailJobForm(forms.Form):
             transparent=not data["opaque"],
         )
 
-    def submit(self, *, owner: AbstractBaseUser) -> Job:
-        """Queue the job this valid form describes; the upload page and the API both call it."""
-        return services.submit_job(
+    def submit(self) -> Job:
+        """Queue the job this valid form describes for its owner, and keep its settings as their
+        last (and as a preset, if named); the upload page and the API both call it."""
+        owner = self.owner
+        job = services.submit_job(
             owner=owner,
             uploads=self.accepted,
             boxes=self.cleaned_data["boxes"],
             output=self.output(),
             refused=self.refused,
         )
+        services.remember_choices(
+            owner=owner, choices=self.choices(), save_as=self.cleaned_data["save_as"]
+        )
+        return job
 
 
 # The console's history ranges: name -> (window, slot). Per-minute bars for an hour,

@@ -303,9 +303,32 @@ class Preferences(models.Model):
     time_zone = models.CharField(
         max_length=64, blank=True, help_text="An IANA zone; blank: the browser's."
     )
+    # The settings of their last job (jobs.forms.CHOICE_FIELDS), which the upload page starts from.
+    last_choices = models.JSONField(default=dict, blank=True)
 
     class Meta:
         verbose_name_plural = "preferences"
 
     def __str__(self) -> str:
         return f"{self.user}'s preferences"
+
+
+class Preset(models.Model):
+    """A person's named settings for a job ("Web gallery"), chosen on the upload page or sent
+    as `preset` to the API: jobs.forms.CHOICE_FIELDS as the form takes them."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="presets"
+    )
+    name = models.CharField(max_length=60)
+    choices = models.JSONField(default=dict)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="preset_name_per_owner")
+        ]
+
+    def __str__(self) -> str:
+        return self.name

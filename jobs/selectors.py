@@ -25,6 +25,8 @@ from jobs.models import (
     Chore,
     Job,
     JobRollup,
+    Preferences,
+    Preset,
     name_key,
 )
 from jobs.schemas import JobDetails, JobStatus
@@ -40,6 +42,16 @@ def visible_jobs(*, user: AbstractBaseUser) -> QuerySet[Job]:
 
 def recent_jobs(*, user: AbstractBaseUser, limit: int = 10) -> list[Job]:
     return list(Job.objects.filter(owner=user).order_by("-created_at", "-id")[:limit])
+
+
+def starting_choices(*, user: AbstractBaseUser, preset: str | None = None) -> dict:
+    """The settings the upload page starts from: the named preset's, else those of the
+    person's last job, else none (the form's defaults)."""
+    if preset and (chosen := Preset.objects.filter(owner=user, name=preset).first()):
+        return chosen.choices
+    return (
+        Preferences.objects.filter(user=user).values_list("last_choices", flat=True).first() or {}
+    )
 
 
 def job_status(*, job: Job) -> JobStatus:

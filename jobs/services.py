@@ -24,7 +24,7 @@ from django_celery_results.models import TaskResult
 
 from jobs import broker, rollups
 from jobs.kinds import thumbnails
-from jobs.models import Job, job_file_path
+from jobs.models import Job, Preferences, Preset, job_file_path
 
 logger = logging.getLogger(__name__)
 
@@ -317,6 +317,14 @@ def discard_partial_outputs(*, job_id: uuid.UUID | str, task_id: str) -> None:
     job = Job.objects.filter(pk=job_id, task_id=task_id).exclude(status=Job.Status.SUCCEEDED)
     if (job := job.first()) is not None:
         _discard_archive(job)
+
+
+def remember_choices(*, owner: AbstractBaseUser, choices: dict, save_as: str = "") -> None:
+    """Keep a job's settings as the person's last, which the upload page starts from, and as
+    the preset `save_as` when named (replacing one of that name)."""
+    Preferences.objects.update_or_create(user=owner, defaults={"last_choices": choices})
+    if save_as:
+        Preset.objects.update_or_create(owner=owner, name=save_as, defaults={"choices": choices})
 
 
 def delete_job(*, job_id: uuid.UUID | str) -> bool:

@@ -22,7 +22,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils.crypto import get_random_string
 
 from jobs import tokens
-from jobs.models import ApiToken, Job
+from jobs.models import ApiToken, Job, Preset
 from parroter.local_redis import free_port
 from tests.conftest import image_bytes
 
@@ -96,6 +96,20 @@ TABLE = [
         data={"time_zone": "Europe/Berlin"},
     ),  # fmt: skip
     Row("dashboard:preferences", "/accounts/settings/", everyone(403), "post", csrf=False),
+    Row(
+        "dashboard:delete_preset",
+        "/accounts/presets/{preset}/delete",
+        job_rule(302) | {"staff": 404},
+        method="post",
+    ),  # fmt: skip
+    Row(
+        "dashboard:delete_preset",
+        "/accounts/presets/{preset}/delete",
+        everyone(403),
+        "post",
+        csrf=False,
+    ),  # fmt: skip
+    Row("dashboard:delete_preset", "/accounts/presets/{preset}/delete", signed_in(405)),
     # Everyone's own API tokens: made and revoked by their owner only; others' are not found.
     Row("dashboard:tokens", "/accounts/tokens/", signed_in(200)),
     Row("dashboard:tokens", "/accounts/tokens/", signed_in(302), "post", data={"name": "cron"}),
@@ -276,11 +290,12 @@ def _fast_passwords(settings):
 
 
 @pytest.fixture
-def jobs(user) -> dict[str, Job | ApiToken]:
-    """What the table's paths name: the owner's jobs, and the owner's API token."""
+def jobs(user) -> dict[str, Job | ApiToken | Preset]:
+    """What the table's paths name: the owner's jobs, API token and preset."""
     thumbnail = image_bytes((10, 10))
     return {
         "token": tokens.create_api_token(user=user, name="script")[0],
+        "preset": Preset.objects.create(owner=user, name="Web", choices={"sizes": ["128"]}),
         "job": _job(
             user,
             Job.Status.SUCCEEDED,

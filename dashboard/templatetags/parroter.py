@@ -118,6 +118,18 @@ def sizes(params: dict) -> str:
 
 
 @register.filter
+def choices_text(choices: dict) -> str:
+    """A preset's settings in a line: "320, 640, 1280 · WebP, quality 80 · crop"."""
+    boxes = [*choices.get("sizes", []), *filter(None, choices.get("custom_sizes", "").split(","))]
+    fmt = choices.get("format")
+    made = thumbnails.FORMAT_LABELS.get(fmt, "same format")
+    if fmt in ("JPEG", "WEBP", "AVIF"):
+        made += f", quality {choices.get('quality') or thumbnails.DEFAULT_QUALITY}"
+    fit = choices.get("fit") or "fit"
+    return " · ".join([", ".join(box.strip() for box in boxes) or "no sizes", made, fit])
+
+
+@register.filter
 def bytes_text(size: int) -> str:
     return byte_size(size)
 

@@ -12,7 +12,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from dashboard.forms import ApiTokenForm, PreferencesForm
 from jobs import tokens
-from jobs.models import ApiToken, Preferences
+from jobs.models import ApiToken, Preferences, Preset
 from parroter.middleware import BROWSER_ZONE_COOKIE, CHOSEN_ZONE_SESSION_KEY, zone_named
 
 # Failures left before django-axes locks a username out from an address, from which the sign-in
@@ -90,4 +90,18 @@ def preferences(request: HttpRequest) -> HttpResponse:
         request.session[CHOSEN_ZONE_SESSION_KEY] = form.cleaned_data["time_zone"]
         messages.success(request, "Saved: times are shown in the zone you chose.")
         return redirect("dashboard:preferences")
-    return render(request, "dashboard/preferences.html", {"form": form, "now": timezone.now()})
+    context = {
+        "form": form,
+        "now": timezone.now(),
+        "presets": Preset.objects.filter(owner=request.user),
+    }
+    return render(request, "dashboard/preferences.html", context)
+
+
+@require_POST
+def delete_preset(request: HttpRequest, preset_id: int) -> HttpResponse:
+    deleted, _ = Preset.objects.filter(pk=preset_id, owner=request.user).delete()
+    if not deleted:
+        raise Http404("No such preset.")
+    messages.success(request, "The preset is deleted.")
+    return redirect("dashboard:preferences")

@@ -16,7 +16,7 @@ from jobs import monitoring, selectors, services
 from jobs.downloads import archive_response
 from jobs.forms import ThumbnailJobForm
 from jobs.kinds import thumbnails
-from jobs.models import Job
+from jobs.models import Job, Preset
 from jobs.schemas import Error
 
 PREVIEWS_PER_PAGE = 48
@@ -29,13 +29,15 @@ def _visible_job(request: HttpRequest, job_id) -> Job:
 
 @require_http_methods(["GET", "POST"])
 def upload(request: HttpRequest) -> HttpResponse:
-    form = (
-        ThumbnailJobForm(request.POST, request.FILES)
-        if request.method == "POST"
-        else ThumbnailJobForm()
-    )
+    if request.method == "POST":
+        form = ThumbnailJobForm(request.POST, request.FILES, owner=request.user)
+    else:  # the settings of the chosen preset, or of the person's last job
+        form = ThumbnailJobForm(
+            owner=request.user,
+            initial=selectors.starting_choices(user=request.user, preset=request.GET.get("preset")),
+        )
     if form.is_valid():  # an unbound form (GET) is never valid
-        job = form.submit(owner=request.user)
+        job = form.submit()
         if form.refused:
             messages.warning(
                 request,
@@ -49,7 +51,12 @@ def upload(request: HttpRequest) -> HttpResponse:
     status = 400 if form.is_bound else 200
     if request.htmx:  # only the errors go back: the chosen files stay in the page's input
         return render(request, "dashboard/_upload_errors.html", {"form": form}, status=status)
-    context = {"form": form, "jobs": selectors.recent_jobs(user=request.user)}
+    context = {
+        "form": form,
+        "jobs": selectors.recent_jobs(user=request.user),
+        "presets": Preset.objects.filter(owner=request.user),
+        "preset": request.GET.get("preset", ""),
+    }
     return render(request, "dashboard/upload.html", context, status=status)
 
 
