@@ -225,32 +225,35 @@ def _search_condition(text: str) -> Q:
 def _name_prefix(prefix: str) -> Q:
     """The file name starts with prefix, ignoring case, planned well on either database.
 
-    Names are compared case-folded (search_name, indexed for ranges, and on PostgreSQL for
-    LIKE 'x%'). Which way is fast depends on the matches. Fewer than COMMON_PREFIX are best
-    found through the name index and sorted; but both planners would rather walk the
-    newest-first index, checking names, and that walk is long for a prefix whose matches are
-    all in the past (a day's camera names, img_20261110..., weeks back: 800,000 rows at a
-    million jobs). So fetch the matches' times through the name index, up to the cap: if
-    that is all of them, the condition also bounds created_at to their span, where any walk
-    starts at the newest match. A common prefix is walked from the newest job: its matches
-    come soon enough.
+    Names are compared case-folded, on the index job_search_idx (search_name, created_at).
+    Which way is fast depends on the matches, which the planners misjudge, so this looks: up
+    to COMMON_PREFIX of them are best found through that index and sorted, while both planners
+    would rather walk the newest-first index checking names, which is long for a prefix whose
+    matches all lie in the past (a day's camera names, img_20261110..., weeks back: 800,000
+    rows at a million jobs). Past COMMON_PREFIX matches, walking from the newest job finds a
+    page soon enough.
     """
     key = name_key(prefix)
-    sqlite = connection.vendor == "sqlite"
-    starts = Q(search_name__startswith=key)
-    if sqlite:  # SQLite's LIKE cannot use an index (and would fold ASCII case); a range can
-        starts = Q(search_name__gte=key)
+    if connection.vendor == "sqlite":
+        # SQLite's LIKE cannot use an index (and would fold ASCII case); a range can, and
+        # SQLite's planner takes it for a range; a walk it takes for an expression.
+        in_range = Q(search_name__gte=key)
         if (upper := _after_prefix(key)) is not None:
-            starts &= Q(search_name__lt=upper)
-    times = list(
-        Job.objects.filter(starts).order_by().values_list("created_at", flat=True)[:COMMON_PREFIX]
-    )
-    if len(times) < COMMON_PREFIX:
-        return starts & Q(created_at__range=(min(times), max(times))) if times else Q(pk__in=[])
-    if sqlite:
-        # An expression no index answers, compared exactly: SQLite walks the index of the
-        # page's order and checks each name.
+            in_range &= Q(search_name__lt=upper)
+        probe = Job.objects.filter(in_range).order_by().values("search_name")[:COMMON_PREFIX]
+        if probe.count() < COMMON_PREFIX:  # counted in the index alone
+            return in_range
         return Q(Exact(Substr("search_name", 1, len(key)), key))
+    # PostgreSQL's planner walks whenever it expects matches all along the newest-first index:
+    # bounded to the matches' time span (read from the index alone), any walk starts at the
+    # newest match.
+    starts = Q(search_name__startswith=key)
+    probe = Job.objects.filter(starts).order_by().values_list("created_at", flat=True)
+    times = list(probe[:COMMON_PREFIX])
+    if not times:
+        return Q(pk__in=[])
+    if len(times) < COMMON_PREFIX:
+        return starts & Q(created_at__range=(min(times), max(times)))
     return starts
 
 

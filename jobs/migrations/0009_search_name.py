@@ -3,7 +3,8 @@ an indexed column, which replaces the index on the name as sent.
 
 Existing rows are filled in two passes, fast at a million jobs: SQL's LOWER() for every row (for
 ASCII the same as Python's casefold, on either database), then Python for the names with other
-characters, which SQLite's LOWER() leaves as they are. The index is built once they are filled.
+characters, which SQLite's LOWER() leaves as they are. The index (with each job's time, for the
+page's order) is built once they are filled.
 """
 
 from itertools import islice
@@ -25,6 +26,9 @@ def fill_search_names(apps, schema_editor) -> None:
 
 
 class Migration(migrations.Migration):
+    # PostgreSQL refuses CREATE INDEX on a table whose rows this transaction updated while
+    # their (deferred) foreign-key checks are pending: each step commits on its own.
+    atomic = False
     dependencies = [("jobs", "0008_compact_rollups_hourly")]
 
     operations = [
@@ -34,10 +38,13 @@ class Migration(migrations.Migration):
             field=models.CharField(default="", editable=False, max_length=255),
         ),
         migrations.RunPython(fill_search_names, migrations.RunPython.noop, elidable=True),
-        migrations.AlterField(
+        migrations.AddIndex(
             model_name="job",
-            name="search_name",
-            field=models.CharField(db_index=True, default="", editable=False, max_length=255),
+            index=models.Index(
+                fields=["search_name", "created_at"],
+                opclasses=["varchar_pattern_ops", "timestamptz_ops"],
+                name="job_search_idx",
+            ),
         ),
         migrations.AlterField(
             model_name="job",
