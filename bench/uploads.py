@@ -55,6 +55,7 @@ from bench.harness import (  # noqa: E402
     service_env,
     wait_until_ready,
 )
+from tests.photos import noisy_photo  # noqa: E402 - made-up photos, as the tests' own
 
 LOG_DIR = ROOT / "bench" / "data" / "uploads"
 CPU_TARGET_S = 2.0
@@ -74,15 +75,6 @@ def seed() -> None:
     user = User.objects.create_user(username="uploader")  # signs in with its token only
     _, plain = tokens.create_api_token(user=user, name="bench")
     print(plain)
-
-
-def photo(size: tuple[int, int]) -> bytes:
-    """A JPEG with a photo's detail (noise over a gradient): ~0.2 bytes a pixel at quality 60."""
-    noise = Image.effect_noise(size, 40).convert("RGB")
-    gradient = Image.linear_gradient("L").resize(size).convert("RGB")
-    buffer = io.BytesIO()
-    Image.blend(noise, gradient, 0.5).save(buffer, "JPEG", quality=60)
-    return buffer.getvalue()
 
 
 def padded(size: int) -> bytes:
@@ -139,7 +131,7 @@ def main() -> int:
     from parroter.local_redis import LocalRedis
 
     LOG_DIR.mkdir(parents=True, exist_ok=True)
-    small, large = photo((850, 650)), photo((3700, 2800))  # ~130 KB and ~2.5 MB
+    small, large = noisy_photo((850, 650), 60), noisy_photo((3700, 2800), 60)  # ~130 KB, ~2.5 MB
     # (ordinary upload, hostile upload of the same size)
     pairs = {
         "200 files of ~130 KB": (

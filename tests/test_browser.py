@@ -27,6 +27,7 @@ from tests.conftest import (
     wait_until_answering,
     worker_arguments,
 )
+from tests.photos import noisy_photo
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -204,15 +205,6 @@ def test_the_api_docs_work_offline_on_a_desktop_and_a_phone(live_server, user, b
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, f"the docs page scrolls sideways on a phone: {width}px"
     assert elsewhere == []
-
-
-def noisy_photo(size: tuple[int, int]) -> bytes:
-    """A JPEG with a photo's detail: noise over a gradient (thumbnails as heavy as real ones)."""
-    noise = Image.effect_noise(size, 40).convert("RGB")
-    gradient = Image.linear_gradient("L").resize(size).convert("RGB")
-    buffer = io.BytesIO()
-    Image.blend(noise, gradient, 0.5).save(buffer, "JPEG", quality=85)
-    return buffer.getvalue()
 
 
 @pytest.mark.parametrize(
