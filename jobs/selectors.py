@@ -226,34 +226,28 @@ def _name_prefix(prefix: str) -> Q:
     """The file name starts with prefix, ignoring case, planned well on either database.
 
     Names are compared case-folded, on the index job_search_idx (search_name, created_at).
-    Which way is fast depends on the matches, which the planners misjudge, so this looks: up
-    to COMMON_PREFIX of them are best found through that index and sorted, while both planners
-    would rather walk the newest-first index checking names, which is long for a prefix whose
-    matches all lie in the past (a day's camera names, img_20261110..., weeks back: 800,000
+    Which way is fast depends on the matches, which the planners misjudge, so this counts them
+    first, in that index alone. Up to COMMON_PREFIX are best found through it and sorted;
+    both planners would rather walk the newest-first index checking names, which is long when
+    the newest matches are spread over weeks (a day's camera names, img_20261110...: 500,000
     rows at a million jobs). Past COMMON_PREFIX matches, walking from the newest job finds a
     page soon enough.
     """
     key = name_key(prefix)
-    if connection.vendor == "sqlite":
-        # SQLite's LIKE cannot use an index (and would fold ASCII case); a range can, and
-        # SQLite's planner takes it for a range; a walk it takes for an expression.
-        in_range = Q(search_name__gte=key)
-        if (upper := _after_prefix(key)) is not None:
-            in_range &= Q(search_name__lt=upper)
-        probe = Job.objects.filter(in_range).order_by().values("search_name")[:COMMON_PREFIX]
-        if probe.count() < COMMON_PREFIX:  # counted in the index alone
-            return in_range
+    # A range on the name: SQLite's LIKE cannot use an index (and would fold ASCII case).
+    in_range = Q(search_name__gte=key)
+    if (upper := _after_prefix(key)) is not None:
+        in_range &= Q(search_name__lt=upper)
+    sqlite = connection.vendor == "sqlite"
+    starts = in_range if sqlite else Q(search_name__startswith=key)
+    probe = Job.objects.filter(starts).order_by().values("search_name")[:COMMON_PREFIX]
+    if probe.count() < COMMON_PREFIX:
+        # SQLite takes the name index for a range. PostgreSQL is given the range beside its
+        # LIKE, which it reads as a second, independent condition: matches then look too few
+        # to find by walking.
+        return in_range if sqlite else starts & in_range
+    if sqlite:  # an expression no index answers: SQLite walks the page's order checking names
         return Q(Exact(Substr("search_name", 1, len(key)), key))
-    # PostgreSQL's planner walks whenever it expects matches all along the newest-first index:
-    # bounded to the matches' time span (read from the index alone), any walk starts at the
-    # newest match.
-    starts = Q(search_name__startswith=key)
-    probe = Job.objects.filter(starts).order_by().values_list("created_at", flat=True)
-    times = list(probe[:COMMON_PREFIX])
-    if not times:
-        return Q(pk__in=[])
-    if len(times) < COMMON_PREFIX:
-        return starts & Q(created_at__range=(min(times), max(times)))
     return starts
 
 
