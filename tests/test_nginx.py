@@ -406,7 +406,7 @@ def test_a_file_just_over_the_apps_limit_gets_the_apps_message(site, user):
         body=body,
     )
     assert status == 400
-    assert b"the limit is 50.0\xc2\xa0MB" in page
+    assert b"the limit is 50\xc2\xa0MB" in page
 
 
 def test_plain_http_is_sent_to_https(site):
