@@ -78,6 +78,22 @@ def test_staff_get_flowers_page(staff, via_flower):
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/flower/..%2f..%2fsecret",
+        "/flower/%2e%2e/%2E%2E/secret",
+        "/flower/static/..%2f..%2f..%2fsecret",
+        "/flower/./workers",  # stays inside, but no page of Flower's has such an address
+    ],
+)
+def test_paths_with_dot_segments_never_reach_flower(staff, via_flower, url):
+    response = staff_client(staff).get(url)
+    assert response.status_code == 404
+    assert not from_flower(response)
+
+
+@pytest.mark.integration
 def test_staff_get_flowers_api(staff, via_flower, celery_worker):
     response = staff_client(staff).get("/flower/api/workers", {"refresh": "1"})
     assert response.status_code == 200

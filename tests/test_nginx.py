@@ -353,6 +353,23 @@ def test_flower_actions_only_from_this_site(site, staff):
     assert status == 404 and b"Unknown worker" in body
 
 
+def test_addresses_with_dot_segments_are_refused(site, staff):
+    cookies = signed_in(staff)
+    for path in [
+        "/flower/..%2fsecret",  # nginx: /secret, so the app's proxy, which made it Flower's /secret
+        "/flower/%2E%2E/secret",
+        "/%66lower/x/..%2f..%2fsecret",
+        "/flower/./workers",  # nginx: Flower's location; Flower: no such page
+        "/flower/..%2f..%2fsecret",  # climbs above /: nginx always refused it
+    ]:
+        status, _, _ = site.request("GET", path, cookies=cookies)
+        assert status == 400, path
+        assert site.app_never_saw(path), path
+    # Dots elsewhere are no business of nginx's.
+    assert site.request("GET", "/flower/static/js/flower.js", cookies=cookies)[0] == 200
+    assert site.request("GET", "/jobs/?q=..%2f..", cookies=cookies)[0] == 200
+
+
 # --- Limits and plain HTTP ---------------------------------------------------------------------
 
 

@@ -15,6 +15,8 @@ Flower they are changed here (read in revproxy/views.py and utils.py of 0.13.0):
   session never leaves the app) and Flower's own basic-auth credentials are sent instead;
 - it drops Host, so Flower would see its loopback address: the browser's Host is sent, which
   Flower compares Origin with in its own cross-site check;
+- it passes dot segments on, which urllib3 resolves: /flower/..%2fsecret reached Flower's host as
+  /secret. A path with one is 404 here;
 - it sets no timeout, retries up to 3 times and lets an unreachable Flower raise (a 500):
   here a pool with timeouts and no retries, and a 502 that says what is wrong;
 - as_view() marks the view csrf_exempt because Flower's JS cannot send Django's CSRF token: an
@@ -29,7 +31,7 @@ import urllib3
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.views.decorators.cache import never_cache
 from revproxy.views import ProxyView
 
@@ -92,6 +94,9 @@ class FlowerProxyView(ProxyView):
     def dispatch(self, request: HttpRequest, path: str) -> HttpResponse:
         if not request.user.is_staff:
             raise PermissionDenied
+        # Django decodes the path: /flower/..%2fx arrives as "../x".
+        if {".", ".."} & set(path.split("/")):
+            raise Http404
         if not is_same_origin(request, request.method):
             raise PermissionDenied("Cross-site request refused.")
         try:
