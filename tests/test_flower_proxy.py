@@ -12,7 +12,7 @@ import pytest
 from django.test import Client, RequestFactory
 from django.urls import reverse
 
-from dashboard.views.flower import FlowerProxyView
+from dashboard.views.flower import FLOWER_CSP, FlowerProxyView
 from parroter.local_redis import free_port
 
 pytestmark = pytest.mark.django_db
@@ -91,6 +91,17 @@ def test_paths_with_dot_segments_never_reach_flower(staff, via_flower, url):
     response = staff_client(staff).get(url)
     assert response.status_code == 404
     assert not from_flower(response)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("url", ["/flower/", "/flower/static/js/flower.js"])
+def test_flowers_answers_carry_the_apps_security_headers_and_flowers_csp(staff, via_flower, url):
+    response = staff_client(staff).get(url)
+    assert from_flower(response) and response.status_code == 200
+    assert response["Content-Security-Policy"] == FLOWER_CSP
+    assert response["X-Frame-Options"] == "DENY"
+    assert response["Referrer-Policy"] == "same-origin"
+    assert response["X-Content-Type-Options"] == "nosniff"
 
 
 @pytest.mark.integration
@@ -208,3 +219,11 @@ def test_nginx_auth_request_lets_staff_through(client, staff, original_method, h
     response = client.get(reverse("flower_auth"), **headers)
     assert response.status_code == status
     assert "no-cache" in response["Cache-Control"]
+
+
+def test_nginx_auth_request_gives_nginx_flowers_csp(client, staff):
+    client.force_login(staff)
+    response = client.get(reverse("flower_auth"))
+    assert response.status_code == 204
+    assert response["Content-Security-Policy"] == FLOWER_CSP  # nginx adds it to Flower's answer
+    assert response["X-Frame-Options"] == "DENY"

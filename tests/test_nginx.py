@@ -22,6 +22,7 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
+from dashboard.views.flower import FLOWER_CSP
 from jobs.downloads import X_ACCEL_PREFIX
 from parroter.local_redis import free_port
 from tests.conftest import (
@@ -337,6 +338,60 @@ def test_flower_needs_staff(site, user, staff):
     status, _, body = site.request("GET", "/flower/", cookies=signed_in(staff))
     assert status == 200
     assert b'<input type="hidden" value="flower" id="url_prefix">' in body
+
+
+SECURITY_HEADERS = [
+    "Strict-Transport-Security",
+    "Content-Security-Policy",
+    "X-Frame-Options",
+    "X-Content-Type-Options",
+    "Referrer-Policy",
+    "Cross-Origin-Opener-Policy",
+]
+
+
+def test_flower_gets_the_apps_security_headers(site, staff):
+    _, page, _ = site.request("GET", "/accounts/login/")  # one of the app's own pages
+    expected = {name: [page[name]] for name in SECURITY_HEADERS if name in page}
+    assert expected["Strict-Transport-Security"] == ["max-age=31536000; includeSubDomains"]
+    expected["Content-Security-Policy"] = [FLOWER_CSP]
+    assert len(expected) == len(SECURITY_HEADERS)
+    cookies = signed_in(staff)
+    for path, status in [
+        ("/flower/", 200),
+        ("/flower/static/js/flower.js", 200),
+        ("/flower/api/workers", 200),
+        ("/flower/worker/no-such-worker", 404),
+    ]:
+        answered, headers, _ = site.request("GET", path, cookies=cookies)
+        assert answered == status, path
+        assert {name: headers.get_all(name) for name in SECURITY_HEADERS} == expected, path
+
+
+@pytest.mark.browser
+def test_flowers_pages_work_under_its_csp(site, staff, browser):
+    context = browser.new_context(ignore_https_errors=True)
+    session = signed_in(staff)[settings.SESSION_COOKIE_NAME]
+    context.add_cookies(
+        [{"name": settings.SESSION_COOKIE_NAME, "value": session, "url": site.origin}]
+    )
+    page = context.new_page()
+    refused = []
+    page.on("console", lambda message: refused.append(message.text))
+    # Each page once its scripts have run: DataTables has built its table (the tasks page's from
+    # an XHR to Flower's API).
+    for path, built in [
+        ("/flower/", "#workers-table_wrapper"),
+        ("/flower/tasks", "#tasks-table_wrapper"),
+        ("/flower/broker", "#queue-table"),
+    ]:
+        response = page.goto(f"{site.origin}{path}")
+        assert response.status == 200
+        assert response.headers["content-security-policy"] == FLOWER_CSP
+        page.wait_for_selector(built)
+    page.wait_for_load_state("networkidle")
+    assert [text for text in refused if "Content Security Policy" in text] == []
+    context.close()
 
 
 def test_flower_actions_only_from_this_site(site, staff):

@@ -44,6 +44,16 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 # Never sent on to Flower: our session, credentials meant for us, Django's CSRF token.
 PRIVATE_HEADERS = frozenset({"cookie", "authorization", "proxy-authorization", "x-csrftoken"})
 
+# What Flower's pages (2.2) need: its own scripts, styles and API, inline script and style
+# (workers.html sets a variable in a <script>, pages carry style attributes) and the data: images
+# of Bootstrap's CSS. Sent by both ways in: this proxy, and nginx, which copies it from
+# auth_request's answer.
+FLOWER_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; object-src 'none'; base-uri 'self'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+
 # A hung Flower must not hold a web worker for long; Flower's own inspect calls take ~1 s.
 _POOL = urllib3.PoolManager(timeout=urllib3.Timeout(connect=2.0, read=30.0))
 
@@ -65,14 +75,17 @@ def is_same_origin(request: HttpRequest, method: str) -> bool:
 def auth_request(request: HttpRequest) -> HttpResponse:
     """nginx `auth_request` for /flower/: 204 lets the request through, 401/403 refuse it.
 
-    nginx's subrequest is always a GET, so the original method comes in X-Original-Method.
+    nginx's subrequest is always a GET, so the original method comes in X-Original-Method. nginx
+    puts this answer's security headers (the middleware's, and Flower's CSP) on Flower's.
     """
     if not request.user.is_authenticated:
         return HttpResponse(status=401)
     method = request.headers.get("X-Original-Method", request.method)
     if not request.user.is_staff or not is_same_origin(request, method):
         return HttpResponse(status=403)
-    return HttpResponse(status=204)
+    response = HttpResponse(status=204)
+    response["Content-Security-Policy"] = FLOWER_CSP
+    return response
 
 
 def _bad_gateway(message: str) -> HttpResponse:
@@ -116,6 +129,7 @@ class FlowerProxyView(ProxyView):
             )
         # Flower's _xsrf cookie is of no use here (no cookie is ever forwarded to Flower).
         response.cookies.clear()
+        response["Content-Security-Policy"] = FLOWER_CSP
         return response
 
     def get_proxy_request_headers(self, request: HttpRequest) -> dict[str, str]:
