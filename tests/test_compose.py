@@ -4,8 +4,11 @@ images can be pulled on the machines that run these tests, so the file is proven
 (nginx.conf itself runs for real in test_nginx.py)."""
 
 import ipaddress
+import os
 import re
 import runpy
+import subprocess
+import sys
 from pathlib import PurePosixPath
 
 import pytest
@@ -34,6 +37,9 @@ def test_the_same_services_as_the_procfile(compose):
         assert services[name]["command"] == procfile()[name], name
     assert services["web"]["command"].startswith("gunicorn parroter.wsgi")
     assert "--url_prefix=flower" in services["flower"]["command"][-1]
+    # Flower as parroter.flower runs it: its probe and metrics behind its login too.
+    assert "exec python -m parroter.flower " in procfile()["flower"]
+    assert "exec python -m parroter.flower " in services["flower"]["command"][-1]
     # One image for all the app's services.
     builds = {str(services[name]["build"]) for name in APP_SERVICES}
     assert len(builds) == 1
@@ -68,6 +74,23 @@ def test_no_secret_has_a_value_in_the_file():
 def test_the_web_healthcheck_sends_a_host_the_app_accepts(compose):
     check = " ".join(compose["services"]["web"]["healthcheck"]["test"])
     assert "/healthz" in check and "os.environ['ALLOWED_HOSTS'].split(',')[0]" in check
+
+
+@pytest.mark.integration
+def test_the_flower_healthcheck_passes_with_flowers_login_only(compose, flower):
+    test = compose["services"]["flower"]["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "python", "-c"]
+    code = test[3].replace("http://127.0.0.1:5555", flower.url)  # the session's Flower
+    assert code != test[3]
+
+    def check(credentials: str) -> int:
+        env = {**os.environ, "FLOWER_BASIC_AUTH": credentials}
+        return subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, timeout=30
+        ).returncode
+
+    assert check(flower.credentials) == 0
+    assert check("operator:wrong") != 0
 
 
 def test_the_image_gives_the_data_folder_to_the_apps_user():

@@ -5,6 +5,7 @@ The proxy needs a real HTTP upstream: these tests talk to the real Flower proces
 """
 
 import base64
+import http.client
 import json
 import os
 
@@ -118,6 +119,23 @@ def test_the_browsers_authorization_is_replaced_by_flowers_credentials(staff, vi
     client = staff_client(staff)
     response = client.get("/flower/api/workers", HTTP_AUTHORIZATION="Basic d3Jvbmc6d3Jvbmc=")
     assert response.status_code == 200
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("path", ["/flower/healthcheck", "/flower/metrics"])
+def test_flowers_probe_and_metrics_need_its_login_too(flower, path):
+    def status(**headers: str) -> int:
+        # Straight to Flower's port, as another container on the compose network could.
+        connection = http.client.HTTPConnection(flower.url.removeprefix("http://"), timeout=10)
+        try:
+            connection.request("GET", path, headers=headers)
+            return connection.getresponse().status
+        finally:
+            connection.close()
+
+    assert status() == 401
+    token = base64.b64encode(flower.credentials.encode()).decode()
+    assert status(Authorization=f"Basic {token}") == 200
 
 
 def test_the_session_and_credentials_never_reach_flower(settings):
