@@ -2,10 +2,13 @@
 believes are the app's, and each instance has a control socket of its own."""
 
 import http.client
+import os
 import secrets
+import time
 from pathlib import Path
 
 import pytest
+from gunicorn.ctl.client import ControlClient
 
 from parroter.local_redis import free_port
 from tests.conftest import (
@@ -73,3 +76,19 @@ def test_a_claim_of_https_is_believed_only_from_the_apps_trusted_proxies(start_w
     response = get(port, "/metrics", **{"X-Forwarded-Proto": "https"})
     assert response.status == 401
     assert "Strict-Transport-Security" in response.headers
+
+
+def test_each_instance_has_a_control_socket_of_its_own(start_web, tmp_path):
+    home = tmp_path / "home"  # one user's, as two checkouts (or make run and a test) share it
+    home.mkdir()
+    instances = [start_web(tmp_path / name, HOME=str(home))[0] for name in ("first", "second")]
+    for name, web in zip(("first", "second"), instances, strict=True):
+        path = tmp_path / name / "var" / "gunicorn.ctl"
+        deadline = time.monotonic() + 15
+        while not path.exists():  # the arbiter opens it once its workers are started
+            assert time.monotonic() < deadline, f"no {path}:\n{web.output()[-2000:]}"
+            time.sleep(0.1)
+        with ControlClient(str(path), timeout=10) as client:
+            arbiter = client.send_command("show stats")["pid"]
+        assert os.getpgid(arbiter) == web.process.pid  # this instance's master, not the other's
+    assert not (home / ".gunicorn").exists()

@@ -3,7 +3,7 @@ from the environment, and from the app's settings where both must agree."""
 
 import os
 
-from parroter.settings import PARROTER_TRUSTED_PROXIES
+from parroter.settings import PARROTER_TRUSTED_PROXIES, VAR_DIR
 
 bind = os.environ.get("WEB_BIND", "0.0.0.0:8000")
 workers = int(os.environ.get("WEB_WORKERS", 2 * (os.cpu_count() or 1) + 1))
@@ -12,4 +12,8 @@ timeout = int(os.environ.get("WEB_TIMEOUT", 60))
 # falls back on that scheme when the app drops the header (parroter.middleware): with
 # gunicorn's default (loopback), a client on this host could claim HTTPS with nginx elsewhere.
 forwarded_allow_ips = ",".join(str(network) for network in PARROTER_TRUSTED_PROXIES)
+# gunicornc's socket (gunicornc -s var/gunicorn.ctl): this instance's own. gunicorn's default,
+# ~/.gunicorn/gunicorn.ctl, is one file for every gunicorn of the user, taken over by the last to
+# start and removed by the first to stop, so gunicornc would reload or stop another instance.
+control_socket = str(VAR_DIR / "gunicorn.ctl")
 accesslog = "-"
