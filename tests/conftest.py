@@ -167,15 +167,19 @@ class Service:
         return self.log.read_text(errors="replace")
 
 
+def checkout_path() -> str:
+    """PYTHONPATH for a process of this checkout: its code first, never the copy that the
+    virtualenv's editable install points at (another worktree's)."""
+    return os.pathsep.join([str(settings.BASE_DIR), str(settings.BASE_DIR / "platform")])
+
+
 def app_env() -> dict[str, str]:
     """What an app process (worker, beat, gunicorn) needs to use the test database and media."""
     return {
         "DATABASE_URL": _database_url(),
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
         "FILE_UPLOAD_TEMP_DIR": str(settings.FILE_UPLOAD_TEMP_DIR),
-        "PYTHONPATH": os.pathsep.join(
-            [str(settings.BASE_DIR), str(settings.BASE_DIR / "platform")]
-        ),
+        "PYTHONPATH": checkout_path(),
     }
 
 
@@ -443,7 +447,12 @@ def flower(redis_url, tmp_path_factory):
 
     port = free_port()
     credentials = f"operator:{secrets.token_urlsafe(12)}"
-    env = service_env(REDIS_URL=redis_url, FLOWER_PORT=str(port), FLOWER_BASIC_AUTH=credentials)
+    env = service_env(
+        PYTHONPATH=checkout_path(),
+        REDIS_URL=redis_url,
+        FLOWER_PORT=str(port),
+        FLOWER_BASIC_AUTH=credentials,
+    )
     env.pop("FLOWER_ADDRESS", None)  # the Procfile's default: loopback
     log = tmp_path_factory.mktemp("flower") / "flower.log"
     process = start_service(["/bin/sh", "-c", procfile()["flower"]], log=log, env=env)

@@ -4,15 +4,18 @@ images can be pulled on the machines that run these tests, so the file is proven
 (nginx.conf itself runs for real in test_nginx.py)."""
 
 import ipaddress
+import os
 import re
 import runpy
+import subprocess
+import sys
 from pathlib import PurePosixPath
 
 import pytest
 import yaml
 from django.conf import settings
 
-from tests.conftest import procfile
+from tests.conftest import checkout_path, procfile
 
 COMPOSE = settings.BASE_DIR / "docker-compose.yml"
 NGINX_CONF = settings.BASE_DIR / "deploy" / "nginx.conf"
@@ -33,7 +36,13 @@ def test_the_same_services_as_the_procfile(compose):
     for name in ("worker", "housekeeping", "monitor", "beat"):
         assert services[name]["command"] == procfile()[name], name
     assert services["web"]["command"].startswith("gunicorn parroter.wsgi")
+    assert procfile()["web"].startswith(
+        "gunicorn parroter.wsgi --config python:parroter.gunicorn_conf "
+    )
     assert "--url_prefix=flower" in services["flower"]["command"][-1]
+    # Flower as parroter.flower runs it: its probe and metrics behind its login too.
+    assert "exec python -m parroter.flower " in procfile()["flower"]
+    assert "exec python -m parroter.flower " in services["flower"]["command"][-1]
     # One image for all the app's services.
     builds = {str(services[name]["build"]) for name in APP_SERVICES}
     assert len(builds) == 1
@@ -68,6 +77,23 @@ def test_no_secret_has_a_value_in_the_file():
 def test_the_web_healthcheck_sends_a_host_the_app_accepts(compose):
     check = " ".join(compose["services"]["web"]["healthcheck"]["test"])
     assert "/healthz" in check and "os.environ['ALLOWED_HOSTS'].split(',')[0]" in check
+
+
+@pytest.mark.integration
+def test_the_flower_healthcheck_passes_with_flowers_login_only(compose, flower):
+    test = compose["services"]["flower"]["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "python", "-c"]
+    code = test[3].replace("http://127.0.0.1:5555", flower.url)  # the session's Flower
+    assert code != test[3]
+
+    def check(credentials: str) -> int:
+        env = {**os.environ, "FLOWER_BASIC_AUTH": credentials}
+        return subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, timeout=30
+        ).returncode
+
+    assert check(flower.credentials) == 0
+    assert check("operator:wrong") != 0
 
 
 def test_the_image_gives_the_data_folder_to_the_apps_user():
@@ -131,12 +157,28 @@ def test_nginx_sees_the_apps_static_and_media_folders(compose):
     assert services["web"]["environment"]["PARROTER_X_ACCEL"] == "true"
 
 
-def test_the_app_believes_forwarded_headers_from_its_nginx_only(compose):
+def test_the_app_believes_forwarded_headers_from_its_nginx_only(compose, tmp_path):
     services = compose["services"]
     address = services["nginx"]["networks"]["proxy"]["ipv4_address"]
     environment = services["web"]["environment"]
     assert environment["PARROTER_TRUSTED_PROXIES"] == address
-    assert environment["FORWARDED_ALLOW_IPS"] == address
+    # ...and so does gunicorn, whose config makes forwarded_allow_ips from it (and ignores
+    # FORWARDED_ALLOW_IPS, which would only mislead here).
+    assert "FORWARDED_ALLOW_IPS" not in environment
+    assert "--config python:parroter.gunicorn_conf" in services["web"]["command"]
+    trusted = subprocess.run(
+        [sys.executable, "-c", "import parroter.gunicorn_conf as c; print(c.forwarded_allow_ips)"],
+        env={
+            **os.environ,
+            "PYTHONPATH": checkout_path(),
+            "PARROTER_VAR_DIR": str(tmp_path),
+            "PARROTER_TRUSTED_PROXIES": address,
+        },
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert trusted.stdout.strip() == f"{address}/32"
     assert set(services["web"]["networks"]) == {"default", "proxy"}
     subnet = compose["networks"]["proxy"]["ipam"]["config"][0]["subnet"]
     assert ipaddress.ip_address(address) in ipaddress.ip_network(subnet)

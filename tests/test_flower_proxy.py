@@ -5,6 +5,7 @@ The proxy needs a real HTTP upstream: these tests talk to the real Flower proces
 """
 
 import base64
+import http.client
 import json
 import os
 
@@ -12,7 +13,7 @@ import pytest
 from django.test import Client, RequestFactory
 from django.urls import reverse
 
-from dashboard.views.flower import FlowerProxyView
+from dashboard.views.flower import FLOWER_CSP, FlowerProxyView
 from parroter.local_redis import free_port
 
 pytestmark = pytest.mark.django_db
@@ -78,6 +79,33 @@ def test_staff_get_flowers_page(staff, via_flower):
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/flower/..%2f..%2fsecret",
+        "/flower/%2e%2e/%2E%2E/secret",
+        "/flower/static/..%2f..%2f..%2fsecret",
+        "/flower/./workers",  # stays inside, but no page of Flower's has such an address
+    ],
+)
+def test_paths_with_dot_segments_never_reach_flower(staff, via_flower, url):
+    response = staff_client(staff).get(url)
+    assert response.status_code == 404
+    assert not from_flower(response)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("url", ["/flower/", "/flower/static/js/flower.js"])
+def test_flowers_answers_carry_the_apps_security_headers_and_flowers_csp(staff, via_flower, url):
+    response = staff_client(staff).get(url)
+    assert from_flower(response) and response.status_code == 200
+    assert response["Content-Security-Policy"] == FLOWER_CSP
+    assert response["X-Frame-Options"] == "DENY"
+    assert response["Referrer-Policy"] == "same-origin"
+    assert response["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.integration
 def test_staff_get_flowers_api(staff, via_flower, celery_worker):
     response = staff_client(staff).get("/flower/api/workers", {"refresh": "1"})
     assert response.status_code == 200
@@ -91,6 +119,23 @@ def test_the_browsers_authorization_is_replaced_by_flowers_credentials(staff, vi
     client = staff_client(staff)
     response = client.get("/flower/api/workers", HTTP_AUTHORIZATION="Basic d3Jvbmc6d3Jvbmc=")
     assert response.status_code == 200
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("path", ["/flower/healthcheck", "/flower/metrics"])
+def test_flowers_probe_and_metrics_need_its_login_too(flower, path):
+    def status(**headers: str) -> int:
+        # Straight to Flower's port, as another container on the compose network could.
+        connection = http.client.HTTPConnection(flower.url.removeprefix("http://"), timeout=10)
+        try:
+            connection.request("GET", path, headers=headers)
+            return connection.getresponse().status
+        finally:
+            connection.close()
+
+    assert status() == 401
+    token = base64.b64encode(flower.credentials.encode()).decode()
+    assert status(Authorization=f"Basic {token}") == 200
 
 
 def test_the_session_and_credentials_never_reach_flower(settings):
@@ -192,3 +237,11 @@ def test_nginx_auth_request_lets_staff_through(client, staff, original_method, h
     response = client.get(reverse("flower_auth"), **headers)
     assert response.status_code == status
     assert "no-cache" in response["Cache-Control"]
+
+
+def test_nginx_auth_request_gives_nginx_flowers_csp(client, staff):
+    client.force_login(staff)
+    response = client.get(reverse("flower_auth"))
+    assert response.status_code == 204
+    assert response["Content-Security-Policy"] == FLOWER_CSP  # nginx adds it to Flower's answer
+    assert response["X-Frame-Options"] == "DENY"

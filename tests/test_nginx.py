@@ -22,6 +22,7 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
+from dashboard.views.flower import FLOWER_CSP
 from jobs.downloads import X_ACCEL_PREFIX
 from parroter.local_redis import free_port
 from tests.conftest import (
@@ -339,6 +340,60 @@ def test_flower_needs_staff(site, user, staff):
     assert b'<input type="hidden" value="flower" id="url_prefix">' in body
 
 
+SECURITY_HEADERS = [
+    "Strict-Transport-Security",
+    "Content-Security-Policy",
+    "X-Frame-Options",
+    "X-Content-Type-Options",
+    "Referrer-Policy",
+    "Cross-Origin-Opener-Policy",
+]
+
+
+def test_flower_gets_the_apps_security_headers(site, staff):
+    _, page, _ = site.request("GET", "/accounts/login/")  # one of the app's own pages
+    expected = {name: [page[name]] for name in SECURITY_HEADERS if name in page}
+    assert expected["Strict-Transport-Security"] == ["max-age=31536000; includeSubDomains"]
+    expected["Content-Security-Policy"] = [FLOWER_CSP]
+    assert len(expected) == len(SECURITY_HEADERS)
+    cookies = signed_in(staff)
+    for path, status in [
+        ("/flower/", 200),
+        ("/flower/static/js/flower.js", 200),
+        ("/flower/api/workers", 200),
+        ("/flower/worker/no-such-worker", 404),
+    ]:
+        answered, headers, _ = site.request("GET", path, cookies=cookies)
+        assert answered == status, path
+        assert {name: headers.get_all(name) for name in SECURITY_HEADERS} == expected, path
+
+
+@pytest.mark.browser
+def test_flowers_pages_work_under_its_csp(site, staff, browser):
+    context = browser.new_context(ignore_https_errors=True)
+    session = signed_in(staff)[settings.SESSION_COOKIE_NAME]
+    context.add_cookies(
+        [{"name": settings.SESSION_COOKIE_NAME, "value": session, "url": site.origin}]
+    )
+    page = context.new_page()
+    refused = []
+    page.on("console", lambda message: refused.append(message.text))
+    # Each page once its scripts have run: DataTables has built its table (the tasks page's from
+    # an XHR to Flower's API).
+    for path, built in [
+        ("/flower/", "#workers-table_wrapper"),
+        ("/flower/tasks", "#tasks-table_wrapper"),
+        ("/flower/broker", "#queue-table"),
+    ]:
+        response = page.goto(f"{site.origin}{path}")
+        assert response.status == 200
+        assert response.headers["content-security-policy"] == FLOWER_CSP
+        page.wait_for_selector(built)
+    page.wait_for_load_state("networkidle")
+    assert [text for text in refused if "Content Security Policy" in text] == []
+    context.close()
+
+
 def test_flower_actions_only_from_this_site(site, staff):
     control = "/flower/api/worker/pool/grow/no-such-worker"
     cookies = signed_in(staff)
@@ -351,6 +406,23 @@ def test_flower_actions_only_from_this_site(site, staff):
     )
     # Flower's own answer for a worker it does not know: past both checks.
     assert status == 404 and b"Unknown worker" in body
+
+
+def test_addresses_with_dot_segments_are_refused(site, staff):
+    cookies = signed_in(staff)
+    for path in [
+        "/flower/..%2fsecret",  # nginx: /secret, so the app's proxy, which made it Flower's /secret
+        "/flower/%2E%2E/secret",
+        "/%66lower/x/..%2f..%2fsecret",
+        "/flower/./workers",  # nginx: Flower's location; Flower: no such page
+        "/flower/..%2f..%2fsecret",  # climbs above /: nginx always refused it
+    ]:
+        status, _, _ = site.request("GET", path, cookies=cookies)
+        assert status == 400, path
+        assert site.app_never_saw(path), path
+    # Dots elsewhere are no business of nginx's.
+    assert site.request("GET", "/flower/static/js/flower.js", cookies=cookies)[0] == 200
+    assert site.request("GET", "/jobs/?q=..%2f..", cookies=cookies)[0] == 200
 
 
 # --- Limits and plain HTTP ---------------------------------------------------------------------

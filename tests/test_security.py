@@ -31,7 +31,7 @@ def run(command: list[str], tmp_path, **env: str) -> subprocess.CompletedProcess
     base = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("SECRET_KEY", "HTTPS", "DEBUG", "PARROTER_", "AXES_"))
+        if not key.startswith(("SECRET_KEY", "HTTPS", "DEBUG", "PARROTER_", "AXES_", "SECURE_"))
     }
     path = os.pathsep.join([str(settings.BASE_DIR), str(settings.BASE_DIR / "platform")])
     env = {**base, "PYTHONPATH": path, "PARROTER_VAR_DIR": str(tmp_path), **env}
@@ -48,17 +48,55 @@ def run(command: list[str], tmp_path, **env: str) -> subprocess.CompletedProcess
 # --- Production settings -----------------------------------------------------------------------
 
 
-def test_check_deploy_is_clean_in_production(tmp_path):
+@pytest.mark.parametrize(
+    "env, silenced",
+    [
+        ({}, 1),  # the nudge to preload HSTS (security.W021), which is only done when asked for
+        ({"SECURE_HSTS_PRELOAD": "true"}, 0),
+    ],
+)
+def test_check_deploy_is_clean_in_production(tmp_path, env, silenced):
     key = secrets.token_urlsafe(50)
     checked = run(
         ["manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         tmp_path,
         **PRODUCTION,
+        **env,
         SECRET_KEY=key,
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "System check identified no issues (0 silenced)." in checked.stdout
+    assert f"System check identified no issues ({silenced} silenced)." in checked.stdout
     assert "WARNING" not in checked.stdout + checked.stderr
+
+
+HSTS_HEADER = """
+import django
+django.setup()
+from django.test import Client
+client = Client(HTTP_HOST="parroter.example.com", HTTP_X_FORWARDED_PROTO="https")
+response = client.get("/healthz")
+print(response["Strict-Transport-Security"])
+"""
+
+
+@pytest.mark.parametrize(
+    "env, header",
+    [
+        ({}, "max-age=31536000; includeSubDomains"),
+        ({"SECURE_HSTS_PRELOAD": "true"}, "max-age=31536000; includeSubDomains; preload"),
+    ],
+)
+def test_hsts_lasts_a_year_and_asks_for_preload_only_when_told(tmp_path, env, header):
+    answered = run(
+        ["-c", HSTS_HEADER],
+        tmp_path,
+        **PRODUCTION,
+        **env,
+        SECRET_KEY=secrets.token_urlsafe(50),
+        DJANGO_SETTINGS_MODULE="parroter.settings",
+    )
+    assert answered.returncode == 0, answered.stderr
+    assert answered.stdout.strip() == header
 
 
 def test_check_deploy_fails_on_what_it_should(tmp_path):
@@ -82,6 +120,11 @@ def test_check_deploy_fails_on_what_it_should(tmp_path):
         (
             {"SECRET_KEY": "k" * 60, "PARROTER_TRUSTED_PROXIES": "127.0.0.1,nginx"},
             "PARROTER_TRUSTED_PROXIES: 'nginx' does not appear to be an IPv4 or IPv6 network",
+        ),
+        (
+            {"SECRET_KEY": "k" * 60, "SECURE_HSTS_PRELOAD": "true", "SECURE_HSTS_SECONDS": "3600"},
+            "SECURE_HSTS_PRELOAD=true needs SECURE_HSTS_SECONDS of at least 31536000 (a year) "
+            "and SECURE_HSTS_INCLUDE_SUBDOMAINS=true",
         ),
     ],
 )

@@ -15,6 +15,8 @@ Flower they are changed here (read in revproxy/views.py and utils.py of 0.13.0):
   session never leaves the app) and Flower's own basic-auth credentials are sent instead;
 - it drops Host, so Flower would see its loopback address: the browser's Host is sent, which
   Flower compares Origin with in its own cross-site check;
+- it passes dot segments on, which urllib3 resolves: /flower/..%2fsecret reached Flower's host as
+  /secret. A path with one is 404 here;
 - it sets no timeout, retries up to 3 times and lets an unreachable Flower raise (a 500):
   here a pool with timeouts and no retries, and a 502 that says what is wrong;
 - as_view() marks the view csrf_exempt because Flower's JS cannot send Django's CSRF token: an
@@ -29,7 +31,7 @@ import urllib3
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.views.decorators.cache import never_cache
 from revproxy.views import ProxyView
 
@@ -41,6 +43,16 @@ if logging.getLogger("revproxy").level == logging.NOTSET:
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 # Never sent on to Flower: our session, credentials meant for us, Django's CSRF token.
 PRIVATE_HEADERS = frozenset({"cookie", "authorization", "proxy-authorization", "x-csrftoken"})
+
+# What Flower's pages (2.2) need: its own scripts, styles and API, inline script and style
+# (workers.html sets a variable in a <script>, pages carry style attributes) and the data: images
+# of Bootstrap's CSS. Sent by both ways in: this proxy, and nginx, which copies it from
+# auth_request's answer.
+FLOWER_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; object-src 'none'; base-uri 'self'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
 
 # A hung Flower must not hold a web worker for long; Flower's own inspect calls take ~1 s.
 _POOL = urllib3.PoolManager(timeout=urllib3.Timeout(connect=2.0, read=30.0))
@@ -63,14 +75,17 @@ def is_same_origin(request: HttpRequest, method: str) -> bool:
 def auth_request(request: HttpRequest) -> HttpResponse:
     """nginx `auth_request` for /flower/: 204 lets the request through, 401/403 refuse it.
 
-    nginx's subrequest is always a GET, so the original method comes in X-Original-Method.
+    nginx's subrequest is always a GET, so the original method comes in X-Original-Method. nginx
+    puts this answer's security headers (the middleware's, and Flower's CSP) on Flower's.
     """
     if not request.user.is_authenticated:
         return HttpResponse(status=401)
     method = request.headers.get("X-Original-Method", request.method)
     if not request.user.is_staff or not is_same_origin(request, method):
         return HttpResponse(status=403)
-    return HttpResponse(status=204)
+    response = HttpResponse(status=204)
+    response["Content-Security-Policy"] = FLOWER_CSP
+    return response
 
 
 def _bad_gateway(message: str) -> HttpResponse:
@@ -92,6 +107,9 @@ class FlowerProxyView(ProxyView):
     def dispatch(self, request: HttpRequest, path: str) -> HttpResponse:
         if not request.user.is_staff:
             raise PermissionDenied
+        # Django decodes the path: /flower/..%2fx arrives as "../x".
+        if {".", ".."} & set(path.split("/")):
+            raise Http404
         if not is_same_origin(request, request.method):
             raise PermissionDenied("Cross-site request refused.")
         try:
@@ -111,6 +129,7 @@ class FlowerProxyView(ProxyView):
             )
         # Flower's _xsrf cookie is of no use here (no cookie is ever forwarded to Flower).
         response.cookies.clear()
+        response["Content-Security-Policy"] = FLOWER_CSP
         return response
 
     def get_proxy_request_headers(self, request: HttpRequest) -> dict[str, str]:

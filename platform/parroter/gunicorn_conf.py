@@ -1,10 +1,19 @@
-"""gunicorn settings for production (docker-compose, deploy/): all from the environment."""
+"""gunicorn's settings for every web process (the Procfile, docker-compose, deploy/Dockerfile):
+from the environment, and from the app's settings where both must agree."""
 
 import os
+
+from parroter.settings import PARROTER_TRUSTED_PROXIES, VAR_DIR
 
 bind = os.environ.get("WEB_BIND", "0.0.0.0:8000")
 workers = int(os.environ.get("WEB_WORKERS", 2 * (os.cpu_count() or 1) + 1))
 timeout = int(os.environ.get("WEB_TIMEOUT", 60))
-# Uploads of tens of MB: buffer them behind a proxy (deploy/nginx.conf) rather than in workers.
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# gunicorn sets the request's scheme from X-Forwarded-Proto sent from these addresses, and Django
+# falls back on that scheme when the app drops the header (parroter.middleware): with
+# gunicorn's default (loopback), a client on this host could claim HTTPS with nginx elsewhere.
+forwarded_allow_ips = ",".join(str(network) for network in PARROTER_TRUSTED_PROXIES)
+# gunicornc's socket (gunicornc -s var/gunicorn.ctl): this instance's own. gunicorn's default,
+# ~/.gunicorn/gunicorn.ctl, is one file for every gunicorn of the user, taken over by the last to
+# start and removed by the first to stop, so gunicornc would reload or stop another instance.
+control_socket = str(VAR_DIR / "gunicorn.ctl")
 accesslog = "-"

@@ -255,10 +255,22 @@ if HTTPS:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = True
     SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]  # probes call in plain HTTP
-    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 3600)
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600)
     # As cookiecutter-django: on unless the site's other subdomains cannot do HTTPS.
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
-    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
+    # Only when asked: the domain is then submitted to browsers' built-in lists, which takes
+    # months to undo. The lists take a year or more, subdomains included, and nothing less.
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD")
+    if SECURE_HSTS_PRELOAD and (
+        SECURE_HSTS_SECONDS < 365 * 24 * 3600 or not SECURE_HSTS_INCLUDE_SUBDOMAINS
+    ):
+        raise ImproperlyConfigured(
+            "SECURE_HSTS_PRELOAD=true needs SECURE_HSTS_SECONDS of at least 31536000 (a year) "
+            "and SECURE_HSTS_INCLUDE_SUBDOMAINS=true: browsers' preload lists refuse less."
+        )
+    if not SECURE_HSTS_PRELOAD:
+        # check --deploy's nudge to preload (W021): not preloading is the default, not a slip.
+        SILENCED_SYSTEM_CHECKS = ["security.W021"]
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
 
 # --- Sign-in lockout (django-axes) -------------------------------------------------------
