@@ -42,12 +42,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image
+ROOT = Path(__file__).resolve().parents[1]
+# Run as a script, this file's folder comes first on sys.path and `jobs` would come from the
+# virtualenv's editable install, another checkout's in a worktree: this checkout's instead.
+if sys.path and Path(sys.path[0] or ".").resolve() == ROOT / "bench":
+    sys.path[0] = str(ROOT)
 
-from jobs.kinds import thumbnails
-from jobs.kinds.thumbnails import DECODE_MEMORY_BUDGET, Box, Output, ThumbnailError
+from PIL import Image  # noqa: E402 - after the path set-up above
 
-CORPUS = Path(__file__).parent / "corpus" / "memory"
+from jobs.kinds import thumbnails  # noqa: E402
+from jobs.kinds.thumbnails import DECODE_MEMORY_BUDGET, Box, Output, ThumbnailError  # noqa: E402
+
+CORPUS = ROOT / "bench" / "corpus" / "memory"
 MAX_PIXELS = 120_000_000
 MIB = 1024 * 1024
 # The kind's own budget plus the interpreter's working margin; see the module docstring.
