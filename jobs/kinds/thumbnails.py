@@ -901,7 +901,10 @@ def _normalise_mode(img: Image.Image) -> Image.Image:
         return img.convert("RGBA" if mode == "PA" or transparent else "RGB")
     if mode.startswith("I;16") or mode == "I":
         # convert("L") would clip everything above 255 to white; scale 16 bits down instead.
-        return img.convert("I").point(lambda value: value / 256).convert("L")
+        # point() scales I and I;16 in their own width (I;16: 2 bytes a pixel, not I's 4);
+        # I;16B and the like go through I (their convert("I;16") clips at 255).
+        wide = img if mode in ("I", "I;16") else img.convert("I")
+        return wide.point(lambda value: value / 256).convert("L")
     if mode in ("1", "F"):
         return img.convert("L")
     # CMYK, YCbCr, LAB, RGBX, ...
