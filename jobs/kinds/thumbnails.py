@@ -675,7 +675,13 @@ def _open(
                 f"{_mebibytes(cost)} MB of memory to process; the limit is "
                 f"{_mebibytes(max_memory)} MB per image. A smaller image, or a JPEG, will work."
             )
-        yield img
+        try:
+            yield img
+        finally:
+            # Free the decoded pixels, which would stay while _render makes the thumbnails
+            # from its first one: leaving `with` closes no more than the file, and
+            # ImageFile.close() would close the caller's stream too.
+            Image.Image.close(img)
 
 
 def _identify(stream: BinaryIO) -> ImageFile.ImageFile:
