@@ -479,9 +479,12 @@ def _render(
                 return _in_box_order(encoded, plans), OUTPUT_EXTENSIONS[output_format], ""
         encoded = {}
         icc = first.info.get("icc_profile")
-        for done, (out, thumb) in enumerate(_cascade(first, plans, background), start=1):
+        # No enumerate(), which keeps the last item it gave: each thumbnail is freed before the
+        # next size is scaled (a crop can be most of the image).
+        for out, thumb in _cascade(first, plans, background):
             encoded[out] = _encode([thumb], output_format, output.quality, icc, background)
-            progress(0.1 + 0.9 * done / len(plans))
+            del thumb
+            progress(0.1 + 0.9 * len(encoded) / len(plans))
     note = f"This {FORMAT_LABELS[fmt]} is animated ({frames} frames): {refusal}" if refusal else ""
     return _in_box_order(encoded, plans), OUTPUT_EXTENSIONS[output_format], note
 
