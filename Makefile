@@ -48,7 +48,8 @@ bench: $(INSTALLED)
 
 bench-thumbnails: bench
 
-# Peak memory of one job per input format at a large but allowed size (bench/memory.py).
+# Peak memory of one job per input format and mode at a large but allowed size, against the
+# kind's estimate of it (bench/memory.py, about 1.5 minutes).
 bench-memory: $(INSTALLED)
 	$(BIN)/python bench/memory.py
 

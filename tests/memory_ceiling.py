@@ -12,14 +12,17 @@ import io
 import multiprocessing
 
 
-def run_jobs(memory: int, sources: list[bytes], results: multiprocessing.Queue) -> None:
-    """Put ("ok", width of the 64 px thumbnail) or ("refused", message) per source."""
+def run_jobs(
+    memory: int, sources: list[bytes], results: multiprocessing.Queue, max_memory: int = 0
+) -> None:
+    """Put ("ok", width of the 64 px thumbnail) or ("refused", message) per source; each job
+    with the decode budget `max_memory` (0: the kind's own)."""
     import django
 
     django.setup()
     from django.test.utils import override_settings
 
-    from jobs.kinds.thumbnails import Box, ThumbnailError, make_thumbnails
+    from jobs.kinds.thumbnails import DECODE_MEMORY_BUDGET, Box, ThumbnailError, make_thumbnails
     from parroter.celery_app import limit_job_memory
     from tests.test_hostile_input import MAX_PIXELS
 
@@ -28,7 +31,11 @@ def run_jobs(memory: int, sources: list[bytes], results: multiprocessing.Queue) 
     for data in sources:
         try:
             made = make_thumbnails(
-                io.BytesIO(data), [Box(64, 64)], io.BytesIO(), max_pixels=MAX_PIXELS
+                io.BytesIO(data),
+                [Box(64, 64)],
+                io.BytesIO(),
+                max_pixels=MAX_PIXELS,
+                max_memory=max_memory or DECODE_MEMORY_BUDGET,
             )
             results.put(("ok", made[0].width))
         except ThumbnailError as exc:

@@ -164,6 +164,14 @@ def png_with_size(
     )
 
 
+def gif_with_screen(width: int, height: int, transparent: bool = False) -> bytes:
+    """A 4x4 GIF whose logical screen, the size Pillow reports, says width x height."""
+    options = {"transparency": 0} if transparent else {}
+    gif = bytearray(saved(Image.new("P", (4, 4)), "GIF", **options))
+    gif[6:10] = struct.pack("<HH", width, height)
+    return bytes(gif)
+
+
 def black_rgb_png(width: int, height: int) -> bytes:
     """A whole RGB PNG, compressed row by row so that making it needs no large buffer."""
     packer = zlib.compressobj(9)
@@ -296,21 +304,57 @@ def test_an_animation_of_a_few_hundred_bytes_with_a_huge_canvas_is_refused(
 
 
 def test_a_sixteen_bit_png_over_the_memory_budget_is_refused_and_an_8_bit_one_is_not() -> None:
-    # 110 megapixels: within the pixel limit; 16-bit decoding costs 10 bytes per pixel.
-    message = refusal(inspect(png_with_size(10_500, 10_500)))
-    assert message.startswith("At 10500×10500 pixels this 16-bit PNG needs about 1,052 MB")
-    assert refusal(make(png_with_size(10_500, 10_500))) == message
-    assert inspect(png_with_size(10_500, 10_500, bits=8))().width == 10_500
+    # 110 megapixels: within the pixel limit; 16-bit decoding costs 5 bytes per pixel (2, a
+    # scaled copy in 2, the 8-bit result in 1), 8-bit 1.
+    message = refusal(inspect(png_with_size(10_500, 10_500), max_memory=512 << 20))
+    assert message.startswith("At 10500×10500 pixels this 16-bit PNG needs about 526 MB")
+    assert refusal(make(png_with_size(10_500, 10_500), max_memory=512 << 20)) == message
+    assert inspect(png_with_size(10_500, 10_500, bits=8), max_memory=512 << 20)().width == 10_500
 
 
 def test_the_memory_budget_follows_the_format() -> None:
     # A 100 MP GIF (1 + 4 bytes per pixel as RGB) fits a 1 GiB budget, not a 256 MiB one.
-    gif = bytearray(saved(Image.new("P", (4, 4)), "GIF"))
-    gif[6:10] = struct.pack("<HH", 10_000, 10_000)  # the logical screen Pillow reports
-    assert inspect(bytes(gif))().width == 10_000
-    assert "this GIF needs about 477 MB" in refusal(inspect(bytes(gif), max_memory=256 << 20))
-    # A still RGBA PNG of 100 MP fits (4 bytes per pixel), unlike the animated one above.
+    gif = gif_with_screen(10_000, 10_000)
+    assert inspect(gif)().width == 10_000
+    assert "this GIF needs about 477 MB" in refusal(inspect(gif, max_memory=256 << 20))
+    # A still RGBA PNG of 100 MP fits (8 bytes per pixel), unlike the animated one above.
     assert inspect(png_with_size(10_000, 10_000, bits=8, colour=6))().width == 10_000
+
+
+@pytest.mark.parametrize(
+    ("data", "needed"),
+    [  # bytes per pixel at the peak, as bench/memory.py measures them
+        (png_with_size(10_000, 10_000, bits=8, colour=2), "382"),  # RGB: 4
+        (gif_with_screen(10_000, 10_000), "477"),  # P: 1, as RGB 4
+        # With transparency a P image becomes RGBA, which resize() premultiplies: 1 + 4 + 4
+        # (the issue's GIF was estimated at 5 and took 9).
+        (gif_with_screen(10_000, 10_000, transparent=True), "859"),
+        (png_with_size(10_000, 10_000, bits=8, colour=6), "763"),  # RGBA: 4, premultiplied 4
+        (png_with_size(10_000, 10_000, bits=8, colour=4), "763"),  # LA: stored in 4, as RGBA
+        (png_with_size(10_000, 10_000, bits=16, colour=0), "477"),  # 16-bit grey: 2 + 2 + 1
+        (png_with_size(10_000, 10_000, bits=1, colour=0), "191"),  # 1-bit: 1, as L 1
+    ],
+    ids=["RGB", "P", "P-transparent", "RGBA", "LA", "16-bit", "1-bit"],
+)
+def test_the_memory_estimate_follows_the_mode(data: bytes, needed: str) -> None:
+    assert f"needs about {needed} MB of memory to process;" in refusal(
+        inspect(data, max_memory=128 << 20)
+    )
+
+
+def test_thumbnail_sizes_that_need_more_than_the_budget_are_refused_before_decoding() -> None:
+    # A 100 MP RGBA PNG (header only) fits at any size, but scaling it to 4096 px adds the
+    # resize's passes and results: 1.6 bytes for each of its pixels, 12 for each of the result.
+    data = png_with_size(10_000, 10_000, bits=8, colour=6)
+    assert inspect(data)().width == 10_000
+    big = [Box(4096, 4096), Box(512, 512)]
+    assert refusal(
+        lambda: make_thumbnails(io.BytesIO(data), big, io.BytesIO(), max_pixels=MAX_PIXELS)
+    ) == (
+        "At 10000×10000 pixels this PNG needs about 1,048 MB of memory to make a 4096x4096 "
+        "thumbnail; the limit is 1,024 MB per image. Smaller sizes will work."
+    )
+    assert refusal(make(data)) == thumbnails._CORRUPT  # 128 px fits; the stub data does not
 
 
 def marker_padded_jpeg(padding: int = 130_000) -> bytes:
@@ -447,6 +491,35 @@ def test_a_job_over_the_workers_memory_ceiling_fails_clearly_and_the_process_car
     child.join(60)
     assert child.exitcode == 0
     assert results.get(timeout=5) == ("refused", thumbnails._OUT_OF_MEMORY)
+    assert results.get(timeout=5) == ("ok", 64)
+
+
+def test_a_transparent_gif_the_budget_lets_through_fits_in_the_budget_plus_a_margin() -> None:
+    # The largest square GIF with transparency whose estimate a 160 MiB budget accepts, made
+    # under an address-space ceiling of the budget + 32 MiB: the estimate is the real bound.
+    # (Estimated at 5 bytes a pixel, it took 9: 290 MiB at the size that budget accepted.)
+    budget, margin = 160 << 20, 32 << 20
+    fits, too_big = 1, 20_000
+    while too_big - fits > 1:
+        side = (fits + too_big) // 2
+        try:
+            inspect_image(
+                io.BytesIO(gif_with_screen(side, side, True)),
+                max_pixels=MAX_PIXELS,
+                max_memory=budget,
+            )
+        except ThumbnailError:
+            too_big = side
+        else:
+            fits = side
+    side = fits * 99 // 100  # the 64 px thumbnail's own resize adds a little
+    data = saved(Image.new("P", (side, side), 3), "GIF", transparency=3)
+    context = multiprocessing.get_context("spawn")  # see tests/memory_ceiling.py
+    results = context.Queue()
+    child = context.Process(target=run_jobs, args=(budget + margin, [data], results, budget))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
     assert results.get(timeout=5) == ("ok", 64)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import random
 import statistics
+import struct
 import zipfile
 
 import pytest
@@ -14,6 +15,7 @@ from jobs.kinds.thumbnails import (
     ALLOWED_FORMATS,
     Box,
     ImageInfo,
+    Output,
     Thumbnail,
     ThumbnailError,
     inspect_image,
@@ -470,6 +472,25 @@ def test_sixteen_bit_grey_png_is_scaled_not_clipped() -> None:
     assert abs(thumb.getpixel((32, 32)) - 128) <= 8
     assert thumb.getpixel((32, 1)) < 16
     assert thumb.getpixel((32, 62)) > 240
+
+
+@pytest.mark.parametrize(
+    ("mode", "fmt"), [("I;16", "PNG"), ("I;16", "TIFF"), ("I;16B", "TIFF"), ("I", "TIFF")]
+)
+def test_every_sixteen_bit_value_keeps_its_high_byte(mode: str, fmt: str) -> None:
+    # Each of 0..65535 once, in each layout Pillow opens 16-bit grey as; not resized.
+    layout = {"I;16": "<65536H", "I;16B": ">65536H", "I": "<65536i"}[mode]
+    every = Image.frombytes(mode, (256, 256), struct.pack(layout, *range(65536)))
+    source = encode(every, fmt)
+    with Image.open(source) as opened:
+        assert opened.mode == mode
+    source.seek(0)
+    archive = io.BytesIO()
+    png = Output(format="PNG")
+    make_thumbnails(source, boxes("256"), archive, output=png, max_pixels=MAX_PIXELS)
+    with zipfile.ZipFile(archive) as zf, Image.open(io.BytesIO(zf.read(zf.namelist()[0]))) as thumb:
+        assert thumb.mode == "L"
+        assert thumb.tobytes() == bytes(value >> 8 for value in range(65536))
 
 
 def test_bilevel_image_becomes_grey() -> None:

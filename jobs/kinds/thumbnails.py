@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import logging
 import math
 import re
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import BinaryIO
 
-from PIL import Image, ImageFile, UnidentifiedImageError, features
+from PIL import Image, ImageFile, ImageMode, UnidentifiedImageError, features
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +149,8 @@ _OUT_OF_MEMORY = (
 )
 
 # What one job may spend decoding its image. Every format but JPEG is decoded whole, so the
-# cost is pixels x bytes per pixel (_decode_cost); bench/memory.py measures it per format.
+# cost is pixels x bytes per pixel for its format and mode, plus what the first thumbnail's
+# size adds (_decode_cost); bench/memory.py measures it per format and mode.
 # With two pool processes on a 2-core host that keeps a busy worker under about 2.5 GB.
 DECODE_MEMORY_BUDGET = 1024 * 1024 * 1024
 
@@ -469,19 +471,28 @@ def _render(
             size = _displayed_size(img.size, orientation)
             plans = [_plan(size, box, output.fit) for box in boxes]
             frames = getattr(img, "n_frames", 1) if fmt in ("GIF", "PNG", "WEBP") else 1
-            first = _decode(img, max(scaled for scaled, _ in plans), orientation)
-            progress(0.1)
-            output_format = output.format or _same_format(fmt, first.mode, animated=frames > 1)
+            decoded_mode = _normal_mode(img.mode, "transparency" in img.info)
+            output_format = output.format or _same_format(fmt, decoded_mode, animated=frames > 1)
             background = _background(output, output_format)
             refusal = _animation_refusal(frames, img.size, output_format, plans, max_frames)
-            if frames > 1 and refusal is None:  # every frame is read while the file is open
+            animated = frames > 1 and refusal is None
+            # The sizes _decode and _cascade scale the image to, largest first.
+            steps = sorted({scaled for scaled, _ in plans}, reverse=True)
+            stored_steps = [_displayed_size(step, orientation) for step in steps]
+            _check_memory(img, max_memory, stored_steps, animated, boxes)
+            first = _decode(img, steps[0], orientation)
+            progress(0.1)
+            if animated:  # every frame is read while the file is open
                 encoded = _render_animation(img, first, plans, orientation, output, output_format)
                 return _in_box_order(encoded, plans), OUTPUT_EXTENSIONS[output_format], ""
         encoded = {}
         icc = first.info.get("icc_profile")
-        for done, (out, thumb) in enumerate(_cascade(first, plans, background), start=1):
+        # No enumerate(), which keeps the last item it gave: each thumbnail is freed before the
+        # next size is scaled (a crop can be most of the image).
+        for out, thumb in _cascade(first, plans, background):
             encoded[out] = _encode([thumb], output_format, output.quality, icc, background)
-            progress(0.1 + 0.9 * done / len(plans))
+            del thumb
+            progress(0.1 + 0.9 * len(encoded) / len(plans))
     note = f"This {FORMAT_LABELS[fmt]} is animated ({frames} frames): {refusal}" if refusal else ""
     return _in_box_order(encoded, plans), OUTPUT_EXTENSIONS[output_format], note
 
@@ -668,14 +679,16 @@ def _open(
                 f"({_megapixels(width * height, math.ceil)} megapixels); "
                 f"the limit is {_megapixels(max_pixels, math.floor)} megapixels."
             )
-        cost = _decode_cost(img)
-        if cost > max_memory:
-            raise ThumbnailError(
-                f"At {width}×{height} pixels this {_describe(img)} needs about "
-                f"{_mebibytes(cost)} MB of memory to process; the limit is "
-                f"{_mebibytes(max_memory)} MB per image. A smaller image, or a JPEG, will work."
-            )
-        yield img
+        # Before the sizes are known (the upload check): as if far smaller than the image, and
+        # animated if the header says so, as it is by default; _render checks again with both.
+        _check_memory(img, max_memory, animated=_animated_header(img))
+        try:
+            yield img
+        finally:
+            # Free the decoded pixels, which would stay while _render makes the thumbnails
+            # from its first one: leaving `with` closes no more than the file, and
+            # ImageFile.close() would close the caller's stream too.
+            Image.Image.close(img)
 
 
 def _identify(stream: BinaryIO) -> ImageFile.ImageFile:
@@ -800,33 +813,178 @@ def _check_tiff_directory(stream: BinaryIO, head: bytes) -> None:
         )
 
 
-def _decode_cost(img: Image.Image) -> int:
-    """Bytes decoding `img` for make_thumbnails takes at most (measured by bench/memory.py)."""
-    pixels = img.size[0] * img.size[1]
-    if img.format in ("JPEG", "MPO"):
-        return pixels  # drafted to >= the largest box (<= 4096 px): 1/2 scale or smaller, RGBX
-    if img.format == "WEBP":
-        return 16 * pixels  # libwebp's animation decoder: two RGBA canvases, plus Pillow's copy
-    mode = img.mode
-    stored = 1 if mode in ("1", "L", "P") else 2 if mode.startswith("I;16") else 4
-    if mode.startswith("I"):
-        converted = 8  # I;16 -> I -> point(): two 32-bit copies (see _normalise_mode)
-    elif mode in ("L", "RGB", "LA", "RGBA") and "transparency" not in img.info:
+def _check_memory(
+    img: Image.Image,
+    max_memory: int,
+    steps: Sequence[tuple[int, int]] = (),
+    animated: bool = False,
+    boxes: Sequence[Box] = (),
+) -> None:
+    """Refuse `img` if making its thumbnails would take more than `max_memory` (_decode_cost);
+    the message names the largest of `boxes` when smaller ones would fit."""
+    cost = _decode_cost(img, steps, animated)
+    if cost <= max_memory:
+        return
+    purpose, advice = "to process", "A smaller image, or a JPEG, will work."
+    if boxes and _decode_cost(img, (), animated) <= max_memory:
+        largest = max(boxes, key=lambda box: box.width * box.height)
+        purpose, advice = f"to make a {largest.label} thumbnail", "Smaller sizes will work."
+    width, height = img.size
+    raise ThumbnailError(
+        f"At {width}×{height} pixels this {_describe(img)} needs about {_mebibytes(cost)} MB "
+        f"of memory {purpose}; the limit is {_mebibytes(max_memory)} MB per image. {advice}"
+    )
+
+
+def _decode_cost(
+    img: Image.Image, steps: Sequence[tuple[int, int]] = (), animated: bool = False
+) -> int:
+    """Bytes making thumbnails of `img` takes at most, scaled to each of `steps` in turn
+    (largest first, in its stored orientation; none: all far smaller than the image), every
+    frame if `animated`.
+
+    That is the decoded image, and beside it what Pillow holds while decoding or else the
+    copies _normalise_mode and the first resize() make of it, whichever is more; or, if more,
+    what _cascade holds. bench/memory.py measures every format and mode against this: with
+    thumbnails far smaller than the image, bytes a pixel at the peak are
+      L 1; 1-bit 2 (+ L); RGB 4; P 5 (+ RGB); 16-bit grey 5 (+ 8-bit scaled in 16, + L);
+      RGBA, LA (stored in 4) and CMYK 8 (+ premultiplied RGBa / La, + RGB); P or L with
+      transparency 9 and RGB with it 12 (+ RGBA or LA, + premultiplied); APNG + its canvas
+      again; GIF animated 9, as with transparency; WebP 16 (libwebp's two canvases and the
+      frame's bytes); JPEG 1/64 of those (1/8 scale) + 2 a DCT coefficient if progressive
+      (3 at 4:2:0, 8 for CMYK); TIFF + its largest strip or tile; RLE BMP + 2."""
+    width, height = img.size
+    transparent = "transparency" in img.info
+    if img.format == "GIF" and animated:
+        # Every frame after the first is drawn on an RGB or RGBA canvas from a converted copy
+        # of the frame: 9 bytes a pixel at the peak, as a still GIF with transparency.
+        transparent = True
+    normal = _normal_mode(img.mode, transparent)
+    size = _decoded_size(img, steps[0] if steps else None)
+    pixels = size[0] * size[1]
+    stored = _bytes_per_pixel(img.mode)
+    if normal == img.mode:
         converted = 0
+    elif img.mode.startswith("I"):  # scaled to 8 bits (in 2 or 4 bytes a pixel), then L
+        converted = (stored if img.mode in ("I", "I;16") else 8) + 1
     else:
-        converted = 4
-    # An APNG's frames are drawn over the canvas kept from the frame before, and its
-    # thumbnails cut from RGBA copies (measured: 3.4 to 7.1 bytes a pixel more than a still).
-    animated = 8 if img.format == "PNG" and getattr(img, "n_frames", 1) > 1 else 0
-    return (stored + converted + animated) * pixels
+        converted = _bytes_per_pixel(normal)
+    held = decoding = 0
+    if img.format in ("JPEG", "MPO") and img.info.get("progressive"):
+        # libjpeg keeps every DCT coefficient of a progressive JPEG whatever the scale it
+        # decodes at: 2 bytes each, 64 per 8x8 block of each component at its sampling.
+        h_max = max(h for _, h, _, _ in img.layer)
+        v_max = max(v for _, _, v, _ in img.layer)
+        sampled = sum(h * v for _, h, v, _ in img.layer) / (h_max * v_max)
+        decoding = math.ceil(2 * width * height * sampled)
+    elif img.format == "WEBP":
+        # Pillow reads every WebP with libwebp's animation decoder, which keeps two RGBA
+        # canvases, and hands each frame over as bytes before copying it into the image.
+        held, decoding = 8 * pixels, 4 * pixels
+    elif img.format == "TIFF" and img.tile and img.tile[0].codec_name == "libtiff":
+        # libtiff decodes a strip or tile at a time into a buffer of its own.
+        decoding = _tiff_block_bytes(img)
+    elif img.format == "BMP" and img.tile and img.tile[0].codec_name == "bmp_rle":
+        # Pillow's RLE decoder grows the image in a bytearray, then copies it in.
+        decoding = 2 * pixels
+    elif img.format == "PNG" and animated:
+        # Pillow draws an APNG's frames over a copy of the canvas it keeps from the one before.
+        held = stored * pixels
+    source = stored * pixels + held
+    first = _resize_cost(size, steps[0] if steps else None, normal, _REDUCING_GAP)
+    # The image itself is freed before _cascade, unless every frame is to be read.
+    cascade = _cascade_cost(steps, normal, animated) + (source if animated else 0)
+    return max(source + max(decoding, converted * pixels + first), cascade)
+
+
+def _cascade_cost(steps: Sequence[tuple[int, int]], mode: str, animated: bool) -> int:
+    """Bytes _cascade holds at most: the first thumbnail (and, animated, its RGBA copy), and
+    the thumbnail each smaller size is scaled from, with what scaling it allocates."""
+    if not steps:
+        return 0
+    kept = _bytes_per_pixel(mode) * math.prod(steps[0])
+    if animated:
+        mode = "RGBA"
+        kept += 4 * math.prod(steps[0])
+    depth = _bytes_per_pixel(mode)
+    return kept + max(
+        (
+            (depth * math.prod(before) if before != steps[0] else 0)
+            + _resize_cost(before, after, mode, _CASCADE_REDUCING_GAP)
+            for before, after in itertools.pairwise(steps)
+        ),
+        default=0,
+    )
+
+
+def _decoded_size(img: Image.Image, first_step: tuple[int, int] | None) -> tuple[int, int]:
+    """The size `img` is decoded at: a JPEG's DCT scaling (draft(), as Pillow picks it) is the
+    smallest of 1/8, 1/4, 1/2 and 1/1 still covering the first step (None: 1/8)."""
+    width, height = img.size
+    if img.format not in ("JPEG", "MPO"):
+        return width, height
+    fits = 8 if first_step is None else min(width // first_step[0], height // first_step[1])
+    scale = next((scale for scale in (8, 4, 2) if fits >= scale), 1)
+    return -(-width // scale), -(-height // scale)
+
+
+def _bytes_per_pixel(mode: str) -> int:
+    """How Pillow stores a pixel of `mode`: 1, L and P in a byte, I;16 in 2, the rest (LA, PA
+    included) in 4."""
+    if mode in ("1", "L", "P"):
+        return 1
+    return 2 if mode.startswith("I;16") else 4
+
+
+def _resize_cost(
+    size: tuple[int, int], target: tuple[int, int] | None, mode: str, gap: float
+) -> int:
+    """Bytes resize(target, reducing_gap=gap) of an image of `size` in `mode` (L, LA, RGB or
+    RGBA) allocates: a copy if that is its size; else, for LA and RGBA, a premultiplied copy
+    (resize() works in La and RGBa), reduce()'s result (by an integer factor), the horizontal
+    pass at the new width, and the result and its copy converted back from premultiplied or
+    turned upright (_decode). None: a target far smaller than the image."""
+    width, height = size
+    depth = _bytes_per_pixel(mode)
+    if target == size:
+        return depth * width * height
+    premultiplied = 4 * width * height if mode in ("LA", "RGBA") else 0
+    if target is None:
+        return premultiplied
+    x_factor = max(1, int(width / target[0] / gap))
+    y_factor = max(1, int(height / target[1] / gap))
+    reduced = 0
+    if x_factor > 1 or y_factor > 1:
+        width, height = -(-width // x_factor), -(-height // y_factor)
+        reduced = width * height
+    return premultiplied + depth * (reduced + target[0] * height + 2 * math.prod(target))
+
+
+def _tiff_block_bytes(img: Image.Image) -> int:
+    """The size of a TIFF's largest strip or tile, decoded: what libtiff reads it into."""
+    tags = img.tag_v2
+    width, height = img.size
+    bits = tags.get(258, 1)
+    bits = sum(bits) if isinstance(bits, tuple) else bits
+    if 322 in tags:  # TileWidth, TileLength
+        width, rows = tags[322], tags.get(323, height)
+    else:
+        rows = min(tags.get(278, height), height)  # RowsPerStrip
+    return rows * math.ceil(width * bits / 8)
 
 
 def _describe(img: Image.Image) -> str:
     if img.mode.startswith("I;16"):
         return f"16-bit {img.format}"
-    if img.format in ("PNG", "WEBP") and getattr(img, "n_frames", 1) > 1:
+    if _animated_header(img):
         return f"animated {FORMAT_LABELS[img.format]}"
     return str(img.format)
+
+
+def _animated_header(img: Image.Image) -> bool:
+    """Whether the header says `img` is animated: an APNG's or a WebP's does (a GIF's frames
+    are known only once the whole file is read)."""
+    return img.format in ("PNG", "WEBP") and getattr(img, "n_frames", 1) > 1
 
 
 def _mebibytes(size: int) -> str:
@@ -892,20 +1050,30 @@ def _decode(img: Image.Image, largest: tuple[int, int], orientation: int) -> Ima
 def _normalise_mode(img: Image.Image) -> Image.Image:
     """`img` itself if it is L, LA, RGB or RGBA, else a converted copy in one of those."""
     mode = img.mode
-    transparent = "transparency" in img.info
-    if mode in ("L", "RGB"):
-        return img.convert(mode + "A") if transparent else img
-    if mode in ("LA", "RGBA"):
+    normal = _normal_mode(mode, "transparency" in img.info)
+    if normal == mode:
         return img
-    if mode in ("P", "PA"):
-        return img.convert("RGBA" if mode == "PA" or transparent else "RGB")
     if mode.startswith("I;16") or mode == "I":
         # convert("L") would clip everything above 255 to white; scale 16 bits down instead.
-        return img.convert("I").point(lambda value: value / 256).convert("L")
-    if mode in ("1", "F"):
-        return img.convert("L")
+        # point() scales I and I;16 in their own width (I;16: 2 bytes a pixel, not I's 4);
+        # I;16B and the like go through I (their convert("I;16") clips at 255).
+        wide = img if mode in ("I", "I;16") else img.convert("I")
+        return wide.point(lambda value: value / 256).convert("L")
+    return img.convert(normal)
+
+
+def _normal_mode(mode: str, transparent: bool) -> str:
+    """What _normalise_mode makes of an image of `mode`: L, LA, RGB or RGBA."""
+    if mode in ("L", "RGB"):
+        return mode + "A" if transparent else mode
+    if mode in ("LA", "RGBA"):
+        return mode
+    if mode in ("P", "PA"):
+        return "RGBA" if mode == "PA" or transparent else "RGB"
+    if mode.startswith("I;16") or mode in ("I", "1", "F"):
+        return "L"
     # CMYK, YCbCr, LAB, RGBX, ...
-    return img.convert("RGBA" if "A" in img.getbands() else "RGB")
+    return "RGBA" if "A" in ImageMode.getmode(mode).bands else "RGB"
 
 
 def _matching_icc(profile: bytes | None, mode: str) -> bytes | None:
