@@ -12,6 +12,7 @@ urlpatterns = [
     path("jobs/<uuid:job_id>/download", owner.download, name="download"),
     path("jobs/<uuid:job_id>/retry", owner.retry, name="retry"),
     path("jobs/<uuid:job_id>/delete", owner.delete, name="delete"),
+    path("jobs/<uuid:job_id>/rerun", owner.rerun, name="rerun"),
     path("jobs/<uuid:job_id>/thumbnails/<path:name>", owner.thumbnail, name="thumbnail"),
     path("accounts/settings/", account.preferences, name="preferences"),
     path("accounts/presets/<int:preset_id>/delete", account.delete_preset, name="delete_preset"),

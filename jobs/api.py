@@ -35,7 +35,7 @@ from redis.exceptions import RedisError
 
 from jobs import selectors, services, tokens
 from jobs.downloads import archive_response
-from jobs.forms import ThumbnailJobForm
+from jobs.forms import RerunJobForm, ThumbnailJobForm
 from jobs.models import Job
 from jobs.schemas import Error, JobDetails, JobPage, JobStatus
 
@@ -252,12 +252,11 @@ def _visible_job(request: HttpRequest, job_id: uuid.UUID) -> Job:
     return job
 
 
-def _submit_body() -> dict:
-    """POST /api/jobs's multipart body in the OpenAPI schema: the upload form's fields, which the
-    form (jobs.forms.ThumbnailJobForm) checks. Keep this in step with the form."""
+def _submit_body(*, rerun: bool = False) -> dict:
+    """POST /api/jobs's multipart body in the OpenAPI schema (or a re-run's): the upload form's
+    fields, which the form (jobs.forms.ThumbnailJobForm) checks. Keep this in step with it."""
     form = ThumbnailJobForm()
     fields = {
-        "images": {"type": "array", "items": {"type": "string", "format": "binary"}},
         "sizes": {
             "type": "array",
             "items": {"type": "string", "enum": settings.PARROTER_DEFAULT_SIZES},
@@ -273,8 +272,36 @@ def _submit_body() -> dict:
     }
     for name, schema in fields.items():
         schema["description"] = str(form.fields[name].help_text or form.fields[name].label)
-    body = {"type": "object", "properties": fields, "required": ["images"]}
+    if rerun:
+        fields["only_failed"] = {"type": "boolean", "description": "Only the images that failed."}
+        patterns = {
+            "^replace_[0-9]+$": {
+                "type": "string",
+                "format": "binary",
+                "description": "A new file for failed image n (counted from 0 in `params.images`).",
+            },
+            "^focus_[0-9]+$": {
+                "type": "string",
+                "description": "The point a crop of image n keeps: percent across, then down "
+                "(`30, 40`).",
+            },
+        }
+        body = {"type": "object", "properties": fields, "patternProperties": patterns}
+    else:
+        images = {"type": "array", "items": {"type": "string", "format": "binary"}}
+        fields = {"images": images, **fields}
+        body = {"type": "object", "properties": fields, "required": ["images"]}
     return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": body}}}}
+
+
+def _refusal(form: ThumbnailJobForm) -> Status:
+    """A form's errors as the API answers them: 413 when all that is wrong is files' size."""
+    errors = {field: list(messages) for field, messages in form.errors.items()}
+    summary = " ".join(f"{field}: {' '.join(messages)}" for field, messages in errors.items())
+    refusals = [error for errors in form.errors.as_data().values() for error in errors]
+    too_large = all(error.code == "too_large" for error in refusals)
+    status = 413 if too_large else 400
+    return Status(status, Error(message=f"The job was not submitted. {summary}", errors=errors))
 
 
 @api.post(
@@ -290,16 +317,37 @@ def submit_job(request: HttpRequest):
     with the same messages. 413 when all that is wrong is size: files over the limit."""
     form = ThumbnailJobForm(request.POST, request.FILES, owner=request.user)
     if not form.is_valid():
-        errors = {field: list(messages) for field, messages in form.errors.items()}
-        summary = " ".join(f"{field}: {' '.join(messages)}" for field, messages in errors.items())
-        refusals = form.errors.as_data()
-        too_large = set(refusals) == {"images"} and all(
-            error.code == "too_large" for error in refusals["images"]
-        )
-        status = 413 if too_large else 400
-        return Status(status, Error(message=f"The job was not submitted. {summary}", errors=errors))
-    job = form.submit()
-    return Status(201, selectors.job_details(job=job))
+        return _refusal(form)
+    return Status(201, selectors.job_details(job=form.submit()))
+
+
+@api.post(
+    "/jobs/{uuid:job_id}/rerun",
+    response={201: JobDetails, 400: Error, 413: Error, **ACTION_ERRORS},
+    throttle=[API_RATE, SUBMIT_RATE],
+    openapi_extra=_submit_body(rerun=True),
+    url_name="job_rerun",
+    summary="Re-run a job with new settings",
+)
+def rerun_job(request: HttpRequest, job_id: uuid.UUID):
+    """A new job, linked to this finished one (`rerun_of`), from its stored images: multipart
+    with POST /jobs's fields but no images. Settings left out are the job's own (after a named
+    preset's); `only_failed`, `replace_<n>` and `focus_<n>` as on the job's re-run page."""
+    job = _visible_job(request, job_id)
+    if job.owner_id != request.user.pk:
+        raise HttpError(403, "Only the job's owner can re-run it.")
+    if not job.is_finished:
+        raise HttpError(409, f"The job's status is {job.status}: re-run it once it has finished.")
+    form = RerunJobForm(
+        request.POST,
+        request.FILES,
+        job=job,
+        sources=selectors.rerun_images(job=job),
+        fallback=selectors.job_choices(job=job),
+    )
+    if not form.is_valid():
+        return _refusal(form)
+    return Status(201, selectors.job_details(job=form.submit()))
 
 
 # selectors.Cursor as text: microseconds since 1970 (up to year 5138) and a job id in hex.

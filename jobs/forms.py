@@ -47,6 +47,7 @@ FIT_CHOICES = [
 # The settings of a job, as the form takes them: remembered as a person's last and kept in
 # presets (jobs.models.Preset).
 CHOICE_FIELDS = ("sizes", "custom_sizes", "fit", "format", "quality", "background", "opaque")
+SIZE_FIELDS = frozenset({"sizes", "custom_sizes"})
 MAX_PRESETS = 50
 
 
@@ -106,26 +107,41 @@ class ThumbnailJobForm(forms.Form):
         widget=forms.TextInput(attrs={"placeholder": "e.g. Web gallery"}),
     )
 
-    def __init__(self, data=None, files=None, *, owner: AbstractBaseUser | None = None, **kwargs):
+    def __init__(
+        self,
+        data=None,
+        files=None,
+        *,
+        owner: AbstractBaseUser | None = None,
+        fallback: dict | None = None,
+        **kwargs,
+    ):
+        """What the request leaves out comes from the preset it names, then from `fallback`
+        (a re-run through the API: the job's own settings), then the fields' defaults."""
         self.owner = owner
         self.missing_preset = ""
-        if data is not None and (name := data.get("preset", "").strip()) and owner is not None:
-            chosen = Preset.objects.filter(owner=owner, name=name).first()
-            if chosen is None:
+        if data is not None:
+            name = data.get("preset", "").strip()
+            chosen = Preset.objects.filter(owner=owner, name=name).first() if name else None
+            if name and chosen is None:
                 self.missing_preset = name
-            else:  # what the request leaves out comes from the preset
-                data = data.copy()
-                for field, value in chosen.choices.items():
-                    if field in CHOICE_FIELDS and field not in data:
+            # The two size fields are one choice: a request that sends either sends its sizes.
+            sends_sizes = not SIZE_FIELDS.isdisjoint(data)
+            data = data.copy()
+            for choices in (chosen.choices if chosen else {}, fallback or {}):
+                for field, value in choices.items():
+                    sent = field in data or (field in SIZE_FIELDS and sends_sizes)
+                    if field in CHOICE_FIELDS and not sent:
                         data.setlist(field, value if isinstance(value, list) else [value])
         super().__init__(data, files, **kwargs)
         presets = settings.PARROTER_DEFAULT_SIZES
-        self.fields["images"].help_text = (
-            f"JPEG, PNG, GIF, WebP, BMP or TIFF: up to {settings.PARROTER_MAX_IMAGES} images, "
-            f"each up to {byte_size(settings.PARROTER_MAX_UPLOAD_BYTES)} and "
-            f"{settings.PARROTER_MAX_PIXELS / 1e6:g} megapixels, "
-            f"{byte_size(settings.PARROTER_MAX_JOB_BYTES)} in all."
-        )
+        if "images" in self.fields:  # a re-run's images are the job's own
+            self.fields["images"].help_text = (
+                f"JPEG, PNG, GIF, WebP, BMP or TIFF: up to {settings.PARROTER_MAX_IMAGES} images, "
+                f"each up to {byte_size(settings.PARROTER_MAX_UPLOAD_BYTES)} and "
+                f"{settings.PARROTER_MAX_PIXELS / 1e6:g} megapixels, "
+                f"{byte_size(settings.PARROTER_MAX_JOB_BYTES)} in all."
+            )
         self.fields["sizes"].choices = [(size, f"{size} px") for size in presets]
         self.fields["sizes"].initial = presets
         self.fields["custom_sizes"].help_text = (
@@ -279,19 +295,95 @@ class ThumbnailJobForm(forms.Form):
 
     def submit(self) -> Job:
         """Queue the job this valid form describes for its owner, and keep its settings as their
-        last (and as a preset, if named); the upload page and the API both call it."""
-        owner = self.owner
-        job = services.submit_job(
-            owner=owner,
+        last (and as a preset, if named); the pages and the API all call it."""
+        job = self.queue()
+        services.remember_choices(
+            owner=self.owner, choices=self.choices(), save_as=self.cleaned_data["save_as"]
+        )
+        return job
+
+    def queue(self) -> Job:
+        return services.submit_job(
+            owner=self.owner,
             uploads=self.accepted,
             boxes=self.cleaned_data["boxes"],
             output=self.output(),
             refused=self.refused,
         )
-        services.remember_choices(
-            owner=owner, choices=self.choices(), save_as=self.cleaned_data["save_as"]
+
+
+class RerunJobForm(ThumbnailJobForm):
+    """A finished job made again from its stored images with new settings, as a new job linked
+    to it (the job page and the API): every image or only those that failed, each failed one
+    replaced by a new file if one is given, each with the point a crop keeps if one is given."""
+
+    images = None  # the job's own stored images
+    only_failed = forms.BooleanField(required=False, label="Only the images that failed")
+
+    def __init__(self, data=None, files=None, *, job: Job, sources: list[dict], **kwargs):
+        """`sources`: the job's images as selectors.rerun_images gives them."""
+        super().__init__(data, files, owner=job.owner, **kwargs)
+        self.job = job
+        self.sources = sources
+        for image in sources:
+            index = image["index"]
+            self.fields[f"focus_{index}"] = forms.CharField(
+                required=False,
+                max_length=20,
+                label=f"Focus of {image['name']}",
+                widget=forms.TextInput(attrs={"placeholder": "centre", "class": "focus"}),
+            )
+            if image["failed"]:
+                self.fields[f"replace_{index}"] = forms.FileField(
+                    required=False,
+                    label=f"Replace {image['name']}",
+                    widget=forms.FileInput(attrs={"accept": "image/*"}),
+                )
+
+    def clean(self):
+        cleaned = super().clean()
+        chosen = [
+            image for image in self.sources if image["failed"] or not cleaned.get("only_failed")
+        ]
+        if not chosen:
+            self.add_error(None, "None of this job's images failed.")
+        budget = thumbnails.CheckBudget(settings.PARROTER_UPLOAD_CHECK_SECONDS)
+        self.chosen: list[services.Upload | services.StoredImage] = []
+        for image in chosen:
+            focus = self._focus(image["index"])
+            replacement = cleaned.get(f"replace_{image['index']}")
+            if not replacement:
+                self.chosen.append(services.StoredImage(image["file"], image["name"], focus))
+                continue
+            try:
+                info = self._inspect(replacement, budget)
+            except ValidationError as exc:
+                self.add_error(f"replace_{image['index']}", exc)
+            else:
+                self.chosen.append(
+                    services.Upload(replacement, replacement.name, info.extension, focus)
+                )
+        return cleaned
+
+    def _focus(self, index: int) -> tuple[float, float] | None:
+        """'30, 40': 30 % across and 40 % down the image; empty: the fit mode decides."""
+        text = self.cleaned_data.get(f"focus_{index}", "").strip()
+        if not text:
+            return None
+        match = re.fullmatch(r"(\d{1,3}(?:\.\d+)?)\s*%?\s*,\s*(\d{1,3}(?:\.\d+)?)\s*%?", text)
+        if match is None or not all(0 <= float(part) <= 100 for part in match.groups()):
+            self.add_error(
+                f"focus_{index}",
+                "Give the focus as two percentages, across then down: 30, 40 for a point "
+                "30 % from the left and 40 % from the top.",
+            )
+            return None
+        return (float(match[1]) / 100, float(match[2]) / 100)
+
+    def queue(self) -> Job:
+        return services.rerun_job(
+            job=self.job, images=self.chosen, boxes=self.cleaned_data["boxes"], output=self.output()
         )
-        return job
 
 
 # The console's history ranges: name -> (window, slot). Per-minute bars for an hour,

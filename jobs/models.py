@@ -81,6 +81,10 @@ class Job(models.Model):
     # broker: never published, or published to a Redis that has restarted since.
     published_at = models.DateTimeField(null=True, blank=True)
     broker_run_id = models.CharField(max_length=64, blank=True)
+    # The job this one re-ran with new settings, on copies of its stored images.
+    rerun_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns"
+    )
 
     objects = JobQuerySet.as_manager()
 

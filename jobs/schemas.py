@@ -53,6 +53,7 @@ class JobDetails(JobStatus):
     owner: str = Field(description="The owner's username.")
     source_name: str = Field(description="The (first) uploaded file's name, as sent.")
     params: dict[str, Any] = Field(description="What the job was asked to make.")
+    rerun_of: uuid.UUID | None = Field(description="The job this one re-ran with new settings.")
     attempts: int
     created_at: datetime
     queued_at: datetime = Field(description="When the job last entered the queue.")

@@ -7,6 +7,7 @@ import zipfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
@@ -18,6 +19,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from jobs import housekeeping, rollups, storage
+from jobs.kinds import thumbnails
 from jobs.models import (
     DURATION_BUCKETS,
     RUN_BUCKET_FIELDS,
@@ -54,6 +56,45 @@ def starting_choices(*, user: AbstractBaseUser, preset: str | None = None) -> di
     )
 
 
+def job_choices(*, job: Job) -> dict:
+    """The settings a job was submitted with, as the upload form takes them: what its re-run
+    starts from."""
+    labels = [str(w) if w == h else f"{w}x{h}" for w, h in job.params.get("sizes", [])]
+    offered = settings.PARROTER_DEFAULT_SIZES
+    output = job.params.get("output") or {}  # jobs from before output choices: the defaults
+    default = thumbnails.DEFAULT_OUTPUT
+    return {
+        "sizes": [label for label in labels if label in offered],
+        "custom_sizes": ", ".join(label for label in labels if label not in offered),
+        "fit": output.get("fit", default.fit),
+        "format": output.get("format") or "",
+        "quality": output.get("quality", default.quality),
+        "background": output.get("background", "#ffffff"),
+        "opaque": not output.get("transparent", default.transparent),
+    }
+
+
+def rerun_images(*, job: Job) -> list[dict]:
+    """A finished job's stored images for its re-run, in upload order: each with its stored
+    file, its focus, whether it failed (the job's error covers them all when no image got an
+    outcome of its own) and, if it made thumbnails, its preview tile (see job_gallery)."""
+    outcomes = job_gallery(job=job) if job.result.get("images") else []
+    every_one_failed = job.status == Job.Status.FAILED and not outcomes
+    images = []
+    for index, image in enumerate(job.images):
+        outcome = outcomes[index] if index < len(outcomes) else {"thumbnails": []}
+        images.append(
+            {
+                **outcome,
+                **image,
+                "index": index,
+                "failed": every_one_failed or bool(outcome.get("error")),
+                "error": outcome.get("error") or (job.error if every_one_failed else ""),
+            }
+        )
+    return images
+
+
 def job_status(*, job: Job) -> JobStatus:
     """The status document of /jobs/<id>/status.json and of the API."""
     return JobStatus(**_status_fields(job))
@@ -69,8 +110,12 @@ def job_details(*, job: Job) -> JobDetails:
         # What was asked, without where the files are stored (names only).
         params={
             **job.params,
-            "images": [{"name": image["name"]} for image in job.images],
+            "images": [
+                {key: image[key] for key in ("name", "focus") if key in image}
+                for image in job.images
+            ],
         },
+        rerun_of=job.rerun_of_id,
         attempts=job.attempts,
         created_at=job.created_at,
         queued_at=job.queued_at,

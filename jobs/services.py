@@ -7,10 +7,11 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
@@ -49,11 +50,14 @@ class JobFailed(Exception):
 @dataclass(frozen=True)
 class Upload:
     """One uploaded image of a job: the file, its name as the client sent it (shown only) and
-    the extension of its real format (stored names are chosen here, never the client's)."""
+    the extension of its real format (stored names are chosen here, never the client's); and
+    the point of it a crop keeps, as fractions of its width and height (None: the kind
+    chooses)."""
 
     file: File
     name: str
     extension: str
+    focus: tuple[float, float] | None = None
 
 
 def submit_job(
@@ -63,10 +67,12 @@ def submit_job(
     boxes: Sequence[thumbnails.Box],
     output: thumbnails.Output = thumbnails.DEFAULT_OUTPUT,
     refused: Sequence[tuple[str, str]] = (),
+    rerun_of: Job | None = None,
 ) -> Job:
     """Store the uploads and a queued Job together; the worker is told only once both exist.
 
-    `refused` are (name, reason) of files the upload left out, listed with the job's outcome.
+    `refused` are (name, reason) of files the upload left out, listed with the job's outcome;
+    `rerun_of` is the job whose images these are again (copies: each job owns its files).
     """
     first = uploads[0]
     job = Job(
@@ -74,6 +80,7 @@ def submit_job(
         kind=Job.Kind.THUMBNAILS,
         source_name=first.name[:255],
         task_id=str(uuid.uuid4()),
+        rerun_of=rerun_of,
     )
     storage = job.source.storage
     try:
@@ -87,6 +94,7 @@ def submit_job(
             "output": _output_params(output),
             "images": [
                 {"name": upload.name[:255], "file": name}
+                | ({"focus": list(upload.focus)} if upload.focus else {})
                 for upload, name in zip(uploads, stored, strict=True)
             ],
             "refused": [{"name": name[:255], "error": error} for name, error in refused],
@@ -105,6 +113,43 @@ def submit_job(
             )
         raise
     return job
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    """One of a job's stored images, copied into its re-run: the stored file, the name it was
+    uploaded as, and its focus (see Upload)."""
+
+    file: str
+    name: str
+    focus: tuple[float, float] | None = None
+
+
+def rerun_job(
+    *,
+    job: Job,
+    images: Sequence[Upload | StoredImage],
+    boxes: Sequence[thumbnails.Box],
+    output: thumbnails.Output,
+) -> Job:
+    """Queue a new job of `job`'s owner, linked to it, made from its stored images (copied,
+    so that deleting either job leaves the other whole) and new files that replace some."""
+    storage = job.source.storage
+    with ExitStack() as opened:
+        uploads = [
+            image
+            if isinstance(image, Upload)
+            else Upload(
+                file=opened.enter_context(storage.open(image.file, "rb")),
+                name=image.name,
+                extension=PurePath(image.file).suffix.lstrip("."),
+                focus=image.focus,
+            )
+            for image in images
+        ]
+        return submit_job(
+            owner=job.owner, uploads=uploads, boxes=boxes, output=output, rerun_of=job
+        )
 
 
 def _output_params(output: thumbnails.Output) -> dict:

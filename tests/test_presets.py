@@ -90,6 +90,11 @@ def test_the_api_takes_a_preset_by_name_and_what_the_request_sends_wins(client, 
         "/api/jobs", {"images": photo(), "preset": "Web gallery", "fit": "pad"}, **auth
     )
     assert Job.objects.get(pk=mixed.json()["id"]).params["output"]["fit"] == "pad"
+    # Either size field sends the sizes: none of the preset's are added to them.
+    custom = client.post(
+        "/api/jobs", {"images": photo(), "preset": "Web gallery", "custom_sizes": "64"}, **auth
+    )
+    assert Job.objects.get(pk=custom.json()["id"]).params["sizes"] == [[64, 64]]
 
     unknown = client.post("/api/jobs", {"images": photo(), "preset": "Print"}, **auth)
     assert unknown.status_code == 400

@@ -35,6 +35,7 @@ THUMB = "thumb_128x128.jpg"
 # Admin is one entry (its URLs are Django's); keys not in the resolver: WhiteNoise's static
 # files and a path that matches nothing.
 ADMIN, STATIC, NO_ROUTE = "admin/", "static", "no route"
+SIZE = {"sizes": ["128"]}  # a re-run's form
 
 
 def everyone(status):
@@ -52,6 +53,11 @@ def job_rule(owner_and_staff=200):
 
 def api_action_rule():
     return {"anonymous": 401, "owner": 200, "other": 404, "staff": 409}
+
+
+def api_rerun_rule(owner):
+    # Staff see the job but may not re-run someone else's.
+    return {"anonymous": 401, "owner": owner, "other": 404, "staff": 403}
 
 
 def staff_rule(staff, others=403):
@@ -152,6 +158,12 @@ TABLE = [
     Row("dashboard:delete", "/jobs/{failed}/delete", job_rule(302) | {"staff": 404}, "post"),
     Row("dashboard:delete", "/jobs/{failed}/delete", everyone(403), "post", csrf=False),
     Row("dashboard:delete", f"/jobs/{UNKNOWN}/delete", signed_in(404), method="post"),
+    # The owner alone re-runs a finished job, as a new job (a redirect to it); staff retry.
+    Row("dashboard:rerun", "/jobs/{job}/rerun", job_rule() | {"staff": 404}),
+    Row("dashboard:rerun", "/jobs/{queued}/rerun", job_rule(302) | {"staff": 404}),
+    Row("dashboard:rerun", "/jobs/{job}/rerun", job_rule(302) | {"staff": 404}, "post", data=SIZE),
+    Row("dashboard:rerun", "/jobs/{job}/rerun", everyone(403), "post", csrf=False, data=SIZE),
+    Row("dashboard:rerun", f"/jobs/{UNKNOWN}/rerun", signed_in(404), method="post"),
     Row("dashboard:retry", "/jobs/{failed}/retry", job_rule(302), method="post"),
     Row("dashboard:retry", "/jobs/{failed}/retry", everyone(403), "post", csrf=False),
     Row("dashboard:retry", "/jobs/{failed}/retry", signed_in(405)),
@@ -222,6 +234,11 @@ TABLE = [
     Row("api:job_retry", "/api/jobs/{failed}/retry", api_action_rule(), method="post"),
     Row("api:job_retry", "/api/jobs/{failed}/retry", signed_in(403, 401), "post", csrf=False),
     Row("api:job_retry", "/api/jobs/{failed}/retry", everyone(405)),
+    Row("api:job_rerun", "/api/jobs/{job}/rerun", api_rerun_rule(201), "post", data=SIZE),
+    Row("api:job_rerun", "/api/jobs/{queued}/rerun", api_rerun_rule(409), "post", data=SIZE),
+    Row("api:job_rerun", "/api/jobs/{job}/rerun", signed_in(403, 401), "post", csrf=False),
+    Row("api:job_rerun", f"/api/jobs/{UNKNOWN}/rerun", signed_in(404, 401), method="post"),
+    Row("api:job_rerun", "/api/jobs/{job}/rerun", everyone(405)),
     Row("api:job_cancel", "/api/jobs/{queued}/cancel", api_action_rule(), method="post"),
     Row("api:job_cancel", "/api/jobs/{queued}/cancel", signed_in(403, 401), "post", csrf=False),
     Row("api:job_cancel", f"/api/jobs/{UNKNOWN}/cancel", signed_in(404, 401), method="post"),

@@ -14,7 +14,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from dashboard.forms import JobSearchForm
 from jobs import monitoring, selectors, services
 from jobs.downloads import archive_response
-from jobs.forms import ThumbnailJobForm
+from jobs.forms import RerunJobForm, ThumbnailJobForm
 from jobs.kinds import thumbnails
 from jobs.models import Job, Preset
 from jobs.schemas import Error
@@ -96,9 +96,39 @@ def delete(request: HttpRequest, job_id) -> HttpResponse:
     return render(request, "dashboard/delete.html", {"job": job})
 
 
+@require_http_methods(["GET", "POST"])
+def rerun(request: HttpRequest, job_id) -> HttpResponse:
+    """One's own finished job made again with new settings (and focal points, and failed images
+    replaced), as a new job linked to it."""
+    job = get_object_or_404(Job, pk=job_id, owner=request.user)
+    if not job.is_finished:
+        messages.info(request, "A job can be re-run once it has finished.")
+        return redirect("dashboard:job", job.pk)
+    sources = selectors.rerun_images(job=job)
+    if request.method == "POST":
+        form = RerunJobForm(request.POST, request.FILES, job=job, sources=sources)
+        if form.is_valid():
+            rerun_job = form.submit()
+            messages.success(request, f"Re-running {job.title} with the new settings.")
+            return redirect("dashboard:job", rerun_job.pk)
+    else:
+        form = RerunJobForm(job=job, sources=sources, initial=selectors.job_choices(job=job))
+    context = {
+        "form": form,
+        "job": job,
+        "sources": [(image, form[f"focus_{image['index']}"]) for image in sources],
+        "replacements": [
+            (image, form[f"replace_{image['index']}"]) for image in sources if image["failed"]
+        ],
+    }
+    return render(request, "dashboard/rerun.html", context, status=400 if form.errors else 200)
+
+
 @require_GET
 def job_page(request: HttpRequest, job_id) -> HttpResponse:
-    context = _panel_context(_visible_job(request, job_id), page=request.GET.get("page"))
+    job = _visible_job(request, job_id)
+    context = _panel_context(job, page=request.GET.get("page"))
+    context["reruns"] = job.reruns.order_by("-created_at")[:5]  # the newest few
     return render(request, "dashboard/job.html", context)
 
 
