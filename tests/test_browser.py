@@ -293,3 +293,50 @@ def test_times_are_shown_in_the_browsers_zone(live_server, user, browser):
     )
     snapshot(page, "settings")
     context.close()
+
+
+def test_a_job_is_rerun_with_a_focal_point_picked_on_its_picture(live_server, user, browser):
+    from django.core.files.base import ContentFile
+
+    from jobs import services
+    from jobs.kinds import thumbnails
+    from tests.conftest import run_in_process
+
+    photo = image_bytes((600, 400), color=(40, 90, 160))
+    cut = photo[: len(photo) // 2]
+    job = services.submit_job(
+        owner=user,
+        uploads=[
+            services.Upload(ContentFile(data, name=name), name, "jpg")
+            for name, data in (("harbour.jpg", photo), ("cut.jpg", cut), ("boats.jpg", photo))
+        ],
+        boxes=[thumbnails.Box(256, 256)],
+    )
+    run_in_process(job)
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    sign_in(page, live_server.url, "alice")
+    page.goto(f"{live_server.url}/jobs/{job.pk}/")
+    page.click("text=Re-run with new settings")
+    expect(page.locator("h1")).to_have_text("Re-run with new settings")
+    expect(page.locator(".replacements")).to_contain_text("cut.jpg")
+    picture = page.locator(".focus-pick img").first
+    box = picture.bounding_box()
+    picture.click(position={"x": box["width"] * 0.25, "y": box["height"] * 0.75})
+    expect(page.locator("#id_focus_0")).to_have_value("25, 75")
+    expect(page.locator(".focus-mark").first).to_be_visible()
+    page.check("input[name=fit][value=crop]")
+    snapshot(page, "rerun")
+
+    page.click("text=Re-run as a new job")
+    expect(page.locator(".meta").filter(has_text="Re-run of")).to_contain_text("harbour.jpg")
+    snapshot(page, "rerun-queued")
+    page.click(
+        ".meta a:has-text('harbour.jpg and 2 more')"
+    )  # back to the first job, which lists its re-run
+    expect(page.locator(".meta").filter(has_text="Re-run as")).to_be_visible()
+    snapshot(page, "job-with-rerun")
+    rerun = Job.objects.get(rerun_of=job)
+    assert rerun.params["output"]["fit"] == "crop"
+    assert rerun.images[0]["focus"] == [0.25, 0.75]
+    assert [image["name"] for image in rerun.images] == ["harbour.jpg", "cut.jpg", "boats.jpg"]
