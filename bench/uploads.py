@@ -160,7 +160,7 @@ def main() -> int:
                 web_bind=f"127.0.0.1:{port}",
                 web_workers=1,
                 worker_concurrency=1,
-                extra={"PARROTER_API_RATE": "1000/m", "PARROTER_API_SUBMIT_RATE": "1000/m"},
+                extra={"PARROTER_API_RATE": "1000/m", "PARROTER_SUBMIT_RATE": "1000/m"},
             )
             prepare_database(env, Path(work) / "static", LOG_DIR / "prepare.log")
             seeded = subprocess.run(

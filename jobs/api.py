@@ -29,18 +29,16 @@ from ninja import Field, NinjaAPI, Query, Router, Schema, Swagger
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.responses import Status
 from ninja.security import APIKeyCookie, HttpBearer
-from ninja.throttling import SimpleRateThrottle
+from ninja.throttling import BaseThrottle
 from ninja.utils import check_csrf
-from redis.exceptions import RedisError
 
-from jobs import selectors, services, tokens
+from jobs import limits, selectors, services, tokens
 from jobs.downloads import archive_response
 from jobs.forms import RerunJobForm, ThumbnailJobForm
 from jobs.models import Job
 from jobs.schemas import Error, JobDetails, JobPage, JobStatus
 
 logger = logging.getLogger("django.request")  # where Django reports a view's exception
-rate_logger = logging.getLogger(__name__)
 
 NOT_AUTHENTICATED = "Send `Authorization: Bearer <token>` (an API token) or sign in."
 
@@ -81,34 +79,28 @@ class SessionAuth(APIKeyCookie):
         return request.user
 
 
-class UserRate(SimpleRateThrottle):
-    """Requests per user at the rate a setting holds ("600/m"), counted in the shared cache so
-    that every web process counts together. Read at each request, so a change applies at once.
+class UserRate(BaseThrottle):
+    """Requests per user at the rate a setting holds ("600/m"), counted by jobs.limits: in the
+    shared cache, atomically, by every web process together, failing open when the cache fails
+    (the README says why). Read at each request, so a change applies at once."""
 
-    Fails open: with the cache's Redis down or hung the request is let through uncounted, as the
-    upload page takes jobs then too (they wait as queued); the rate guards capacity, not access,
-    and refusing would turn a Redis outage into an outage of reads the database alone answers.
-    The cache fails fast after one timeout (parroter.cache), so this costs a request little."""
-
-    def __init__(self, setting: str) -> None:
+    def __init__(self, setting: str, scope: str) -> None:
         self.setting = setting
-        self.scope = setting.lower()
-        self.parse_rate(getattr(settings, setting))  # a malformed rate fails at startup
+        self.scope = scope
+        self.waiting: float | None = None
+        limits.Rate.parse(getattr(settings, setting))  # a malformed rate fails at startup
 
     def allow_request(self, request: HttpRequest) -> bool:
-        self.num_requests, self.duration = self.parse_rate(getattr(settings, self.setting))
-        try:
-            return super().allow_request(request)
-        except RedisError as error:
-            rate_logger.warning("%s not counted: the cache failed (%s)", self.setting, error)
-            return True
+        rate = limits.Rate.parse(getattr(settings, self.setting))
+        self.waiting = limits.take(scope=self.scope, user_id=request.user.pk, rate=rate)
+        return self.waiting is None
 
-    def get_cache_key(self, request: HttpRequest) -> str:
-        return self.cache_format % {"scope": self.scope, "ident": request.user.pk}
+    def wait(self) -> float | None:
+        return self.waiting
 
 
-API_RATE = UserRate("PARROTER_API_RATE")
-SUBMIT_RATE = UserRate("PARROTER_API_SUBMIT_RATE")
+API_RATE = UserRate("PARROTER_API_RATE", "api")
+SUBMIT_RATE = UserRate("PARROTER_SUBMIT_RATE", limits.SUBMIT)
 
 
 def _authenticated(view: Callable) -> Callable:

@@ -7,6 +7,7 @@ from django import forms
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
+from django.forms.utils import ErrorDict
 
 from jobs import services
 from jobs.kinds import thumbnails
@@ -114,11 +115,14 @@ class ThumbnailJobForm(forms.Form):
         *,
         owner: AbstractBaseUser | None = None,
         fallback: dict | None = None,
+        refusal: str = "",
         **kwargs,
     ):
         """What the request leaves out comes from the preset it names, then from `fallback`
-        (a re-run through the API: the job's own settings), then the fields' defaults."""
+        (a re-run through the API: the job's own settings), then the fields' defaults. A
+        `refusal` (over the person's submit rate) refuses it before anything is checked."""
         self.owner = owner
+        self.refusal = refusal
         self.missing_preset = ""
         if data is not None:
             name = data.get("preset", "").strip()
@@ -154,6 +158,14 @@ class ThumbnailJobForm(forms.Form):
             ].help_text = "AVIF is not available: this server's Pillow lacks it."
         self.accepted: list[services.Upload] = []
         self.refused: list[tuple[str, str]] = []
+
+    def full_clean(self):
+        if not self.refusal:
+            super().full_clean()
+            return
+        self._errors = ErrorDict()
+        self.cleaned_data = {}
+        self.add_error(None, ValidationError(self.refusal, code="rate"))
 
     @property
     def limits(self) -> dict[str, int]:

@@ -95,12 +95,12 @@ def _no_cached_rollup_totals():
 
 
 @pytest.fixture(autouse=True)
-def _no_api_throttle_history():
-    """The API's throttles count each user's requests in the session's shared Redis, and users
-    of different tests share ids: every test starts with none counted."""
+def _no_rate_history():
+    """The rates (jobs.limits) count each user's requests in the session's shared Redis, and
+    users of different tests share ids: every test starts with none counted."""
     with contextlib.suppress(Exception):
         client = django_cache._cache.get_client(write=True)
-        for key in client.scan_iter(match="*throttle_*"):
+        for key in client.scan_iter(match="*:rate:*"):
             client.delete(key)
 
 

@@ -420,7 +420,7 @@ def test_bodies_django_refuses_are_413_and_400_json(callers, settings):
 
 
 def test_requests_past_the_rates_are_429_with_retry_after(callers, settings):
-    settings.PARROTER_API_SUBMIT_RATE = "2/m"
+    settings.PARROTER_SUBMIT_RATE = "2/m"
     settings.PARROTER_API_RATE = "5/m"  # refused submits count against it too
     owner = callers["owner"]
     assert [owner.post("/api/jobs", upload()).status_code for _ in range(3)] == [201, 201, 429]

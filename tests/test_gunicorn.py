@@ -5,14 +5,17 @@ import http.client
 import os
 import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from gunicorn.ctl.client import ControlClient
 
+from jobs import tokens
 from parroter.local_redis import free_port
 from tests.conftest import (
     Service,
+    app_env,
     checkout_path,
     procfile,
     service_env,
@@ -31,16 +34,16 @@ def start_web(tmp_path):
     def start(folder: Path, **env: str) -> tuple[Service, int]:
         folder.mkdir(exist_ok=True)
         port = free_port()
-        environment = service_env(
-            PYTHONPATH=checkout_path(),
-            PARROTER_VAR_DIR=str(folder / "var"),
-            WEB_BIND=f"127.0.0.1:{port}",
-            WEB_WORKERS="1",
-            HTTPS="true",
-            SECRET_KEY=secrets.token_urlsafe(50),
-            ALLOWED_HOSTS="127.0.0.1",
-            **env,
-        )
+        defaults = {
+            "PYTHONPATH": checkout_path(),
+            "PARROTER_VAR_DIR": str(folder / "var"),
+            "WEB_BIND": f"127.0.0.1:{port}",
+            "WEB_WORKERS": "1",
+            "HTTPS": "true",
+            "SECRET_KEY": secrets.token_urlsafe(50),
+            "ALLOWED_HOSTS": "127.0.0.1",
+        }
+        environment = service_env(**{**defaults, **env})
         # gunicorn's own default for its control socket would be there instead of ~/.gunicorn.
         environment.pop("XDG_RUNTIME_DIR", None)
         web = start_service(
@@ -92,3 +95,23 @@ def test_each_instance_has_a_control_socket_of_its_own(start_web, tmp_path):
             arbiter = client.send_command("show stats")["pid"]
         assert os.getpgid(arbiter) == web.process.pid  # this instance's master, not the other's
     assert not (home / ".gunicorn").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_four_workers_under_sixteen_threads_let_exactly_the_rate_through(
+    start_web, tmp_path, user, redis_url
+):
+    # Counted with a read, then a write, 16 threads on 4 workers got 39 and 44 of 80 through.
+    _, plain = tokens.create_api_token(user=user, name="load")
+    _, port = start_web(
+        tmp_path / "rate",
+        **app_env(),
+        REDIS_URL=redis_url,
+        WEB_WORKERS="4",
+        PARROTER_TRUSTED_PROXIES="127.0.0.1",
+        PARROTER_API_RATE="20/h",
+    )
+    headers = {"Authorization": f"Bearer {plain}", "X-Forwarded-Proto": "https"}
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda _: get(port, "/api/jobs", **headers).status, range(80)))
+    assert (answers.count(200), answers.count(429)) == (20, 60)

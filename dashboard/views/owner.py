@@ -1,5 +1,7 @@
+import math
 from pathlib import PurePath
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.core.paginator import Paginator
@@ -12,7 +14,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseClientRedirect
 
 from dashboard.forms import JobSearchForm
-from jobs import monitoring, selectors, services
+from jobs import limits, monitoring, selectors, services
 from jobs.downloads import archive_response
 from jobs.forms import RerunJobForm, ThumbnailJobForm
 from jobs.kinds import thumbnails
@@ -30,7 +32,9 @@ def _visible_job(request: HttpRequest, job_id) -> Job:
 @require_http_methods(["GET", "POST"])
 def upload(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
-        form = ThumbnailJobForm(request.POST, request.FILES, owner=request.user)
+        form = ThumbnailJobForm(
+            request.POST, request.FILES, owner=request.user, refusal=_over_submit_rate(request)
+        )
     else:  # the settings of the chosen preset, or of the person's last job
         form = ThumbnailJobForm(
             owner=request.user,
@@ -48,7 +52,7 @@ def upload(request: HttpRequest) -> HttpResponse:
         # An XHR would follow a redirect itself (using up the message above); htmx turns this
         # header into a page load instead.
         return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
-    status = 400 if form.is_bound else 200
+    status = (429 if form.refusal else 400) if form.is_bound else 200
     if request.htmx:  # only the errors go back: the chosen files stay in the page's input
         return render(request, "dashboard/_upload_errors.html", {"form": form}, status=status)
     context = {
@@ -58,6 +62,19 @@ def upload(request: HttpRequest) -> HttpResponse:
         "preset": request.GET.get("preset", ""),
     }
     return render(request, "dashboard/upload.html", context, status=status)
+
+
+def _over_submit_rate(request: HttpRequest) -> str:
+    """Why this submit is refused when the person started too many jobs lately (on this page
+    and through the API together), else ""."""
+    rate = limits.Rate.parse(settings.PARROTER_SUBMIT_RATE)
+    wait = limits.take(scope=limits.SUBMIT, user_id=request.user.pk, rate=rate)
+    if wait is None:
+        return ""
+    return (
+        f"You can start at most {rate.requests} jobs {rate.per}; wait {math.ceil(wait)} seconds "
+        "and start this one again."
+    )
 
 
 @require_GET

@@ -389,11 +389,13 @@ CELERY_RESULT_EXPIRES = PARROTER_RETENTION_DAYS * 86400
 # A job interrupted this many times (worker killed mid-run) is failed instead of retried.
 PARROTER_MAX_ATTEMPTS = env_int("PARROTER_MAX_ATTEMPTS", 3)
 
-# --- The JSON API (jobs/api.py) ------------------------------------------------------------
-# Requests per user ("count/period": s, m, h or d), counted in the shared cache; beyond them the
-# API answers 429 with Retry-After. Submitting a job counts against both.
+# --- Rates (jobs/limits.py) -------------------------------------------------------------------
+# Per user ("count/period": s, m, h or d), counted atomically in the shared cache: the API's
+# requests (past them 429 with Retry-After), and jobs started on the upload page or the API
+# together (the page refuses with a message, the API with 429). A submit through the API counts
+# against both.
 PARROTER_API_RATE = os.environ.get("PARROTER_API_RATE", "600/m")
-PARROTER_API_SUBMIT_RATE = os.environ.get("PARROTER_API_SUBMIT_RATE", "60/m")
+PARROTER_SUBMIT_RATE = os.environ.get("PARROTER_SUBMIT_RATE", "60/m")
 
 LOGGING = {
     "version": 1,
