@@ -6,6 +6,7 @@ value as the template did, they cost about one. The markup is what _jobs.html ha
 """
 
 import uuid
+from urllib.parse import urlencode
 
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -36,24 +37,27 @@ PROGRESS = (
     '<span class="progress mini" role="progressbar" aria-valuemin="0" aria-valuemax="100" '
     'aria-valuenow="{0}" title="{0}%"><span class="bar" style="width: {0}%"></span></span>'
 )
-# Buttons of the table's one form, each posting to its own URL (formaction).
+# Retry is a button of the table's one form, posting to its own URL (formaction); Cancel opens
+# its question first (what a running job loses), which returns to this page.
 RETRY = '<button class="small" formaction="{}">Retry</button>'
-CANCEL = '<button class="small danger" formaction="{}">Cancel</button>'
+CANCEL = '<a class="button small danger" href="{}?{}">Cancel…</a>'
 _PLACEHOLDER = uuid.UUID(int=0)
 
 
-def job_rows(jobs: list[Job]) -> SafeString:
+def job_rows(jobs: list[Job], *, back: str) -> SafeString:
+    """The rows; `back`: the console's URL as shown, where a cancel returns."""
     urls = {name: _url_of_each_job(name) for name in ("ops_job", "ops_retry", "ops_cancel")}
     console = reverse("dashboard:ops")
-    return format_html_join("", "{}", ((_row(job, urls, console),) for job in jobs))
+    next_query = urlencode({"next": back})
+    return format_html_join("", "{}", ((_row(job, urls, console, next_query),) for job in jobs))
 
 
-def _row(job: Job, urls: dict, console: str) -> SafeString:
+def _row(job: Job, urls: dict, console: str, next_query: str) -> SafeString:
     action = mark_safe("")  # noqa: S308 (empty)
     if job.status in (Job.Status.FAILED, Job.Status.CANCELLED):
         action = format_html(RETRY, urls["ops_retry"](job.pk))
     elif job.status in (Job.Status.QUEUED, Job.Status.RUNNING):
-        action = format_html(CANCEL, urls["ops_cancel"](job.pk))
+        action = format_html(CANCEL, urls["ops_cancel"](job.pk), next_query)
     worker_link = (
         format_html(
             '<a href="{}#{}">{}</a>', console, worker_anchor(job.worker), worker_name(job.worker)

@@ -11,6 +11,7 @@ urlpatterns = [
     path("jobs/<uuid:job_id>/status.json", owner.job_status, name="job_status"),
     path("jobs/<uuid:job_id>/download", owner.download, name="download"),
     path("jobs/<uuid:job_id>/retry", owner.retry, name="retry"),
+    path("jobs/<uuid:job_id>/cancel", owner.cancel, name="cancel"),
     path("jobs/<uuid:job_id>/delete", owner.delete, name="delete"),
     path("jobs/<uuid:job_id>/rerun", owner.rerun, name="rerun"),
     path("jobs/<uuid:job_id>/thumbnails/<path:name>", owner.thumbnail, name="thumbnail"),

@@ -500,3 +500,16 @@ def browser(monkeypatch):
         browser.close()
         # That connection is closed here, or PostgreSQL refuses to drop the test database.
         connections.close_all()
+
+
+def confirm_bulk(client, action: str, query: dict, **post):
+    """A bulk action as an operator does it: its confirmation page, then the POST with what
+    that page showed (its moment and count)."""
+    import re
+
+    from django.urls import reverse
+
+    url = reverse("dashboard:ops_bulk", args=[action])
+    page = client.get(url, query).content.decode()
+    shown = dict(re.findall(r'<input type="hidden" name="(as_of|count)" value="(\d+)">', page))
+    return client.post(url, {**query, **shown}, **post)

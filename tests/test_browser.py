@@ -340,3 +340,28 @@ def test_a_job_is_rerun_with_a_focal_point_picked_on_its_picture(live_server, us
     assert rerun.params["output"]["fit"] == "crop"
     assert rerun.images[0]["focus"] == [0.25, 0.75]
     assert [image["name"] for image in rerun.images] == ["harbour.jpg", "cut.jpg", "boats.jpg"]
+
+
+def test_an_owner_is_asked_before_a_running_job_is_cancelled(live_server, user, browser):
+    job = Job.objects.create(
+        owner=user,
+        source_name="harbour.jpg",
+        status=Job.Status.RUNNING,
+        started_at=timezone.now(),
+        progress=47,
+        params={"sizes": [[128, 128]], "images": [{"name": f"{n}.jpg"} for n in range(30)]},
+        result={"images_done": 14},
+    )
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    sign_in(page, live_server.url, "alice")
+    page.goto(f"{live_server.url}/jobs/{job.pk}/")
+    page.click("text=Cancel…")
+    expect(page.locator(".warning")).to_contain_text("14 of 30 images are done")
+    snapshot(page, "cancel-question")
+    page.click("text=Keep it running")
+    expect(page).to_have_url(f"{live_server.url}/jobs/{job.pk}/")
+    page.click("text=Cancel…")
+    page.click("text=Cancel the job")
+    expect(page.locator(".badge.cancelled")).to_be_visible()
+    job.refresh_from_db()
+    assert job.error == "Cancelled by alice."

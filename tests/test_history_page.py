@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from jobs import rollups
 from jobs.models import Job, JobRollup
+from tests.conftest import confirm_bulk
 
 pytestmark = pytest.mark.django_db
 
@@ -59,7 +60,7 @@ def test_a_bulk_retry_leaves_the_failures_and_the_rate_and_adds_the_retries(clie
     assert tile(before, "Failure rate · 24h") == "5.5 %"
     assert tile(before, "Retried · 24h") == "0"
 
-    response = client.post(reverse("dashboard:ops_bulk", args=["retry"]), {"status": "failed"})
+    response = confirm_bulk(client, "retry", {"status": "failed"})
     assert response.status_code == 302
     assert Job.objects.filter(status=Job.Status.QUEUED).count() == 17
     after = stats(client)

@@ -17,9 +17,7 @@ pytestmark = pytest.mark.django_db
 def test_concurrent_requests_get_exactly_the_rate_through():
     rate = limits.Rate.parse("20/h")
     with ThreadPoolExecutor(16) as pool:
-        waits = list(
-            pool.map(lambda _: limits.take(scope="test", user_id=7, rate=rate), range(80))
-        )
+        waits = list(pool.map(lambda _: limits.take(scope="test", user_id=7, rate=rate), range(80)))
     assert waits.count(None) == 20
     assert all(0 < wait <= 3600 for wait in waits if wait is not None)
     assert limits.take(scope="test", user_id=8, rate=rate) is None  # per person

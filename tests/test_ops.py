@@ -77,12 +77,14 @@ def test_actions_refuse_a_post_without_the_csrf_token(staff, user):
     assert failed.status == Job.Status.FAILED
 
 
-def test_actions_are_post_only(client, staff, user):
-    queued = make_job(user)
+def test_a_get_never_acts(client, staff, user):
+    queued, failed = make_job(user), make_job(user, status=Job.Status.FAILED)
     client.force_login(staff)
-    assert client.get(reverse("dashboard:ops_cancel", args=[queued.pk])).status_code == 405
-    queued.refresh_from_db()
-    assert queued.status == Job.Status.QUEUED
+    asked = client.get(reverse("dashboard:ops_cancel", args=[queued.pk]))
+    assert asked.status_code == 200 and "Cancel this job?" in asked.content.decode()
+    assert client.get(reverse("dashboard:ops_retry", args=[failed.pk])).status_code == 405
+    statuses = set(Job.objects.values_list("status", flat=True))
+    assert statuses == {Job.Status.QUEUED, Job.Status.FAILED}
 
 
 # --- the table -------------------------------------------------------------------------------

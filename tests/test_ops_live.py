@@ -16,6 +16,7 @@ from jobs.models import Job
 from parroter.local_redis import LocalRedis, free_port
 from tests.conftest import (
     JOB_TIMEOUT,
+    confirm_bulk,
     consumers,
     finished_task_result,
     image_bytes,
@@ -108,22 +109,20 @@ def test_bulk_actions_confirm_then_change_exactly_the_matching_jobs(
     url = reverse("dashboard:ops_bulk", args=["retry"])
     confirm = client.get(url, {"owner": "alice"}).content.decode()
     assert "2 failed jobs" in confirm
-    done = client.post(url, {"owner": "alice"}, follow=True).content.decode()
+    done = confirm_bulk(client, "retry", {"owner": "alice"}, follow=True).content.decode()
     assert "Retry: 2 jobs changed." in done
     for job in alice_failed:
         assert wait_for_job(job).status == Job.Status.SUCCEEDED
     bob_failed.refresh_from_db()
     assert bob_failed.status == Job.Status.FAILED
-    assert (
-        "Retry: 0 jobs changed."
-        in client.post(url, {"owner": "alice"}, follow=True).content.decode()
-    )
+    again = confirm_bulk(client, "retry", {"owner": "alice"}, follow=True).content.decode()
+    assert "Retry: 0 jobs changed." in again
 
     url = reverse("dashboard:ops_bulk", args=["cancel"])
     assert "2 queued jobs" in client.get(url, {"owner": "bob"}).content.decode()
     # The console shows failed jobs: "cancel every queued job" among them matches none.
     assert "nothing to cancel" in client.get(url, {"status": "failed"}).content.decode()
-    done = client.post(url, {"owner": "bob"}, follow=True).content.decode()
+    done = confirm_bulk(client, "cancel", {"owner": "bob"}, follow=True).content.decode()
     assert "Cancel: 2 jobs changed." in done
     statuses = dict(Job.objects.values_list("pk", "status"))
     assert {statuses[job.pk] for job in bob_queued} == {Job.Status.CANCELLED}

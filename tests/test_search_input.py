@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from jobs import tokens
 from jobs.models import Job
+from tests.conftest import confirm_bulk
 
 pytestmark = pytest.mark.django_db
 
@@ -199,5 +200,5 @@ def test_nul_is_refused_with_a_message(signed_in, url, field):
 def test_a_bulk_action_never_drops_a_filter_it_cannot_use(signed_in, query):
     queued = set(Job.objects.filter(status=Job.Status.QUEUED).values_list("pk", flat=True))
     assert "These filters are not valid" in signed_in.get("/ops/bulk/cancel", query).text
-    signed_in.post("/ops/bulk/cancel", query)
+    confirm_bulk(signed_in, "cancel", query)
     assert set(Job.objects.filter(status=Job.Status.QUEUED).values_list("pk", flat=True)) == queued

@@ -164,6 +164,12 @@ TABLE = [
     Row("dashboard:rerun", "/jobs/{job}/rerun", job_rule(302) | {"staff": 404}, "post", data=SIZE),
     Row("dashboard:rerun", "/jobs/{job}/rerun", everyone(403), "post", csrf=False, data=SIZE),
     Row("dashboard:rerun", f"/jobs/{UNKNOWN}/rerun", signed_in(404), method="post"),
+    # The owner alone cancels from the job's page, asked first; staff use the console's.
+    Row("dashboard:cancel", "/jobs/{queued}/cancel", job_rule() | {"staff": 404}),
+    Row("dashboard:cancel", "/jobs/{job}/cancel", job_rule(302) | {"staff": 404}),
+    Row("dashboard:cancel", "/jobs/{queued}/cancel", job_rule(302) | {"staff": 404}, "post"),
+    Row("dashboard:cancel", "/jobs/{queued}/cancel", everyone(403), "post", csrf=False),
+    Row("dashboard:cancel", f"/jobs/{UNKNOWN}/cancel", signed_in(404), method="post"),
     Row("dashboard:retry", "/jobs/{failed}/retry", job_rule(302), method="post"),
     Row("dashboard:retry", "/jobs/{failed}/retry", everyone(403), "post", csrf=False),
     Row("dashboard:retry", "/jobs/{failed}/retry", signed_in(405)),
@@ -191,7 +197,7 @@ TABLE = [
     Row("dashboard:ops_retry", f"/ops/jobs/{UNKNOWN}/retry", staff_rule(404), "post"),
     Row("dashboard:ops_cancel", "/ops/jobs/{queued}/cancel", staff_rule(302), method="post"),
     Row("dashboard:ops_cancel", "/ops/jobs/{queued}/cancel", everyone(403), "post", csrf=False),
-    Row("dashboard:ops_cancel", "/ops/jobs/{queued}/cancel", signed_in(405)),
+    Row("dashboard:ops_cancel", "/ops/jobs/{queued}/cancel", staff_rule(200)),  # the question
     Row("dashboard:ops_cancel", "/ops/jobs/not-a-uuid/cancel", everyone(404), method="post"),
     Row("dashboard:ops_cancel", f"/ops/jobs/{UNKNOWN}/cancel", staff_rule(404), "post"),
     Row("dashboard:ops_bulk", "/ops/bulk/retry", staff_rule(200)),

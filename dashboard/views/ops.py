@@ -1,12 +1,15 @@
 """The operator console at /ops/: staff only, read through jobs.selectors, act through
 jobs.services (the same functions Django admin's actions call)."""
 
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import wraps
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -23,14 +26,55 @@ from jobs.models import Job
 RECENT_MINUTES = 5
 
 BULK_ACTIONS = {
-    # action -> (the status of the jobs it changes, verb, how)
-    "retry": (Job.Status.FAILED, "Retry", lambda jobs, user: services.retry_jobs(jobs=jobs)),
+    # action -> (the status of the jobs it changes, when a job entered it, verb, how)
+    "retry": (
+        Job.Status.FAILED,
+        "finished_at",
+        "Retry",
+        lambda jobs, user: services.retry_jobs(jobs=jobs),
+    ),
     "cancel": (
         Job.Status.QUEUED,
+        "queued_at",
         "Cancel",
         lambda jobs, user: services.cancel_jobs(jobs=jobs, by=user),
     ),
 }
+
+
+@dataclass(frozen=True)
+class BulkConfirmation:
+    """What a bulk action's confirmation showed: the moment, and how many jobs matched."""
+
+    as_of: datetime
+    count: int
+
+    @staticmethod
+    def stamp(moment: datetime) -> str:
+        return str(int(moment.timestamp() * 1_000_000))
+
+    @classmethod
+    def parse(cls, data) -> "BulkConfirmation | None":
+        try:
+            moment = datetime.fromtimestamp(int(data.get("as_of", "")) / 1_000_000, tz=UTC)
+            return cls(moment, int(data.get("count", "")))
+        except (ValueError, OverflowError, OSError):
+            return None
+
+    def outcome(self, verb: str, changed: int, since: int) -> str:
+        text = f"{verb}: {changed} job{pluralize(changed)} changed"
+        if changed < self.count:
+            gone = self.count - changed
+            text += (
+                f" of the {self.count} confirmed; {gone} had changed meanwhile "
+                "(finished, retried or cancelled)"
+            )
+        if since:
+            text += (
+                f". {since} job{pluralize(since)} that matched since you confirmed "
+                f"{pluralize(since, 'was,were')} left as they are"
+            )
+        return text + "."
 
 
 def staff_only(view):
@@ -116,10 +160,13 @@ def retry(request: HttpRequest, job_id) -> HttpResponse:
     return _back(request, job_id)
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 @staff_only
 def cancel(request: HttpRequest, job_id) -> HttpResponse:
-    get_object_or_404(Job, pk=job_id)  # an unknown id is a 404, like its page
+    """GET: what cancelling this job loses, asked first; POST: cancel it."""
+    job = get_object_or_404(Job.objects.select_related("owner"), pk=job_id)
+    if request.method == "GET":
+        return cancel_confirmation(request, job, back=_next_url(request, job_id))
     if services.cancel_job(job_id=job_id, by=request.user):
         messages.success(request, "The job is cancelled.")
     else:
@@ -127,13 +174,23 @@ def cancel(request: HttpRequest, job_id) -> HttpResponse:
     return _back(request, job_id)
 
 
+def cancel_confirmation(request: HttpRequest, job: Job, *, back: str) -> HttpResponse:
+    """The question before a cancel, for operators and owners alike; a finished job goes back."""
+    if job.is_finished:
+        messages.info(request, "Nothing to cancel: the job has finished.")
+        return redirect(back)
+    return render(request, "dashboard/cancel.html", {"job": job, "back": back})
+
+
 @require_http_methods(["GET", "POST"])
 @staff_only
 def bulk(request: HttpRequest, action: str) -> HttpResponse:
-    """GET: how many jobs the action would change (the confirmation); POST: change them."""
+    """GET: how many jobs the action would change (the confirmation); POST: change those, and
+    only those: jobs in the status that entered it by the moment the confirmation was shown
+    (`as_of`), at most the `count` it showed. Jobs that matched since are left as they are."""
     if action not in BULK_ACTIONS:
         raise Http404("No such action.")
-    status, verb, service = BULK_ACTIONS[action]
+    status, entered, verb, service = BULK_ACTIONS[action]
     params = request.POST if request.method == "POST" else request.GET
     form = JobFilterForm(params)
     filters = form.job_filters()
@@ -144,14 +201,20 @@ def bulk(request: HttpRequest, action: str) -> HttpResponse:
     if not form.is_valid() or filters["status"] not in ("", status):
         jobs = jobs.none()
     if request.method == "POST":
-        changed = service(jobs, request.user)
-        messages.success(request, f"{verb}: {changed} job{'s' if changed != 1 else ''} changed.")
+        confirmed = BulkConfirmation.parse(request.POST)
+        if confirmed is None:
+            messages.error(request, "That confirmation was incomplete; nothing was changed.")
+        else:
+            changed = service(jobs.filter(**{f"{entered}__lte": confirmed.as_of}), request.user)
+            since = jobs.filter(**{f"{entered}__gt": confirmed.as_of}).count()
+            messages.success(request, confirmed.outcome(verb, changed, since))
         return redirect(f"{reverse('dashboard:ops')}?{form.query()}")
     context = {
         "form": form,
         "action": action,
         "verb": verb,
         "status": Job.Status(status),
+        "as_of": BulkConfirmation.stamp(timezone.now()),  # before the count: none missed
         "count": jobs.count(),
         "query": form.query(),
     }
@@ -172,7 +235,9 @@ def _jobs_context(request: HttpRequest, version: str | None = None) -> dict:
     return {
         "form": form,
         "page": page,
-        "rows": tables.job_rows(page.jobs),
+        "rows": tables.job_rows(
+            page.jobs, back=f"{reverse('dashboard:ops')}?{form.query(**position)}"
+        ),
         "filtered": any(form.job_filters().values()),
         "version": version,
         "here": form.query(**position),
@@ -252,9 +317,14 @@ def _timeline(job: Job) -> list[tuple[str, object, float | None]]:
 
 
 def _back(request: HttpRequest, job_id) -> HttpResponse:
-    target = request.POST.get("next", "")
+    return redirect(_next_url(request, job_id))
+
+
+def _next_url(request: HttpRequest, job_id) -> str:
+    """Where an action returns: the page it came from (next, of this site), else the job's."""
+    target = request.POST.get("next") or request.GET.get("next", "")
     if not url_has_allowed_host_and_scheme(
         target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     ):
         target = reverse("dashboard:ops_job", args=[job_id])
-    return redirect(target)
+    return target

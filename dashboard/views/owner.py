@@ -14,6 +14,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseClientRedirect
 
 from dashboard.forms import JobSearchForm
+from dashboard.views import ops
 from jobs import limits, monitoring, selectors, services
 from jobs.downloads import archive_response
 from jobs.forms import RerunJobForm, ThumbnailJobForm
@@ -188,6 +189,20 @@ def job_status(request: HttpRequest, job_id) -> JsonResponse:
         return JsonResponse(error.model_dump(), status=401)
     status = selectors.job_status(job=_visible_job(request, job_id))
     return JsonResponse(status.model_dump(mode="json"))  # as the API renders it
+
+
+@require_http_methods(["GET", "POST"])
+def cancel(request: HttpRequest, job_id) -> HttpResponse:
+    """One's own queued or running job: the question (what is lost), then the cancel."""
+    job = get_object_or_404(Job, pk=job_id, owner=request.user)
+    back = reverse("dashboard:job", args=[job.pk])
+    if request.method == "GET":
+        return ops.cancel_confirmation(request, job, back=back)
+    if services.cancel_job(job_id=job.pk, by=request.user):
+        messages.success(request, "Your job is cancelled.")
+    else:
+        messages.info(request, "Nothing to cancel: the job had already finished.")
+    return redirect(back)
 
 
 @require_POST
