@@ -93,12 +93,12 @@ class Job(models.Model):
         indexes = [
             # Keyset pages of "all jobs", "my jobs" and "jobs in a state", newest first.
             models.Index(fields=["-created_at", "-id"], name="job_recent_idx"),
-            # Name prefixes, with each match's time for the page's order from the index alone
-            # (jobs.selectors._name_prefix); the operator class lets PostgreSQL use it for
-            # LIKE 'x%' (other databases ignore it).
+            # Name prefixes, with each match's time and id: a page of matches is sorted from
+            # the index alone (jobs.selectors._name_prefix, _page_rows); the operator class lets
+            # PostgreSQL use it for LIKE 'x%' (other databases ignore it).
             models.Index(
-                fields=["search_name", "created_at"],
-                opclasses=["varchar_pattern_ops", "timestamptz_ops"],
+                fields=["search_name", "created_at", "id"],
+                opclasses=["varchar_pattern_ops", "timestamptz_ops", "uuid_ops"],
                 name="job_search_idx",
             ),
             models.Index(fields=["owner", "-created_at", "-id"], name="job_owner_recent_idx"),
