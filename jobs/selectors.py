@@ -270,7 +270,7 @@ def _search_condition(text: str) -> Q:
 def _name_prefix(prefix: str) -> Q:
     """The file name starts with prefix, ignoring case, planned well on either database.
 
-    Names are compared case-folded, on the index job_search_idx (search_name, created_at).
+    Names are compared case-folded, on the index job_search_idx (search_name, created_at, id).
     Which way is fast depends on the matches, which the planners misjudge, so this counts them
     first, in that index alone. Up to COMMON_PREFIX are best found through it and sorted;
     both planners would rather walk the newest-first index checking names, which is long when
@@ -342,7 +342,8 @@ def _page_rows(jobs: QuerySet[Job], order: tuple[str, str]) -> list[Job]:
     created_at and id): the few thousand matches of a rare name prefix, spread over weeks, are
     then sorted without reading each one's row from the table."""
     ids = list(jobs.order_by(*order).values_list("pk", flat=True)[: PAGE_SIZE + 1])
-    rows = {job.pk: job for job in jobs.filter(pk__in=ids).order_by()}
+    # By id alone: given the page's conditions again, PostgreSQL walked the name index anew.
+    rows = Job.objects.select_related("owner").in_bulk(ids)
     return [rows[pk] for pk in ids if pk in rows]  # one deleted in between is left out
 
 
