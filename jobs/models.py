@@ -83,7 +83,12 @@ class Job(models.Model):
     broker_run_id = models.CharField(max_length=64, blank=True)
     # The job this one re-ran with new settings, on copies of its stored images.
     rerun_of = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns"
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="reruns",
+        db_index=False,  # job_rerun_of_idx: the few jobs that are re-runs
     )
 
     objects = JobQuerySet.as_manager()
@@ -110,6 +115,14 @@ class Job(models.Model):
                 fields=["queued_at"],
                 condition=models.Q(status="queued"),
                 name="job_waiting_idx",
+            ),
+            # A job's re-runs, and retention's SET NULL of them: only re-runs are indexed, so
+            # SQLite's statistics do not take the column for one value held by every job (an
+            # index of all rows had it scan the table for each batch deleted: 272 ms of 452).
+            models.Index(
+                fields=["rerun_of"],
+                condition=models.Q(rerun_of__isnull=False),
+                name="job_rerun_of_idx",
             ),
             # Retention walks the jobs that finished longest ago.
             models.Index(
