@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 from django import forms
 from django.utils import timezone
 
-from jobs.models import Job, Preferences
+from jobs.models import AuditEntry, Job, Preferences
 from parroter.middleware import zone_names
 
 HISTORY_RANGES = {
@@ -45,6 +45,28 @@ class JobSearchForm(forms.Form):
     def query(self) -> str:
         """The chosen filters as a query string, for links to other pages of the list."""
         return urlencode(self.chosen)
+
+
+class AuditFilterForm(JobSearchForm):
+    """The audit log's filters: an action, who did it (a username), a job it changed."""
+
+    q = None
+    status = None
+    action = forms.ChoiceField(
+        required=False, choices=[("", "Any action"), *AuditEntry.Action.choices], label="Action"
+    )
+    actor = forms.CharField(
+        required=False,
+        max_length=150,
+        label="By",
+        widget=forms.TextInput(attrs={"placeholder": "Username"}),
+    )
+    job = forms.UUIDField(
+        required=False,
+        label="Job",
+        widget=forms.TextInput(attrs={"placeholder": "Job id"}),
+        error_messages={"invalid": "Give a whole job id, as its page shows it."},
+    )
 
 
 class JobFilterForm(forms.Form):

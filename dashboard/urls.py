@@ -28,4 +28,5 @@ urlpatterns = [
     path("ops/jobs/<uuid:job_id>/retry", ops.retry, name="ops_retry"),
     path("ops/jobs/<uuid:job_id>/cancel", ops.cancel, name="ops_cancel"),
     path("ops/bulk/<str:action>", ops.bulk, name="ops_bulk"),
+    path("ops/audit/", ops.audit, name="ops_audit"),
 ]

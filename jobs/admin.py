@@ -21,7 +21,8 @@ from django_celery_results.admin import TaskResultAdmin as CeleryTaskResultAdmin
 from django_celery_results.models import TaskResult
 
 from jobs import selectors, services, tokens
-from jobs.models import ApiToken, Job
+from jobs.audit import Actor
+from jobs.models import ApiToken, AuditEntry, Job
 from jobs.units import byte_size
 
 
@@ -46,6 +47,10 @@ class CappedPaginator(Paginator):
         # No ORDER BY inside the count: SQLite would sort every match before the LIMIT.
         counted = self.object_list.order_by()[: self.cap + 1].count()
         return AtLeast(self.cap) if counted > self.cap else counted
+
+
+# What the audit log says of an action taken from admin's job list.
+ADMIN_ACTION = {"filter": "selected in admin"}
 
 
 @admin.register(Job)
@@ -162,12 +167,12 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry selected failed or cancelled jobs", permissions=["change"])
     def retry_selected(self, request, queryset):
-        changed = services.retry_jobs(jobs=queryset)
+        changed = services.retry_jobs(jobs=queryset, actor=Actor.of(request), details=ADMIN_ACTION)
         self._report(request, changed, "queued again", "only failed or cancelled jobs are retried")
 
     @admin.action(description="Cancel selected queued or running jobs", permissions=["change"])
     def cancel_selected(self, request, queryset):
-        changed = services.cancel_jobs(jobs=queryset, by=request.user)
+        changed = services.cancel_jobs(jobs=queryset, actor=Actor.of(request), details=ADMIN_ACTION)
         self._report(request, changed, "cancelled", "only queued or running jobs are cancelled")
 
     @admin.action(description="Delete selected jobs and their files", permissions=["delete"])
@@ -238,7 +243,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke selected API tokens", permissions=["change"])
     def revoke_selected(self, request, queryset):
-        revoked = tokens.revoke_api_tokens(tokens=queryset)
+        revoked = tokens.revoke_api_tokens(tokens=queryset, actor=Actor.of(request))
         self.message_user(request, f"{revoked} token{pluralize(revoked)} revoked.")
 
 
@@ -323,3 +328,22 @@ class TaskResultAdmin(CeleryTaskResultAdmin):
         return format_html(
             '<a href="{}"><code>{}</code> {}</a>{}', url, job[0].hex[:8], job[1], note
         )
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    """The audit log, read-only: nobody adds, changes or deletes an entry, superusers included."""
+
+    list_display = ["at", "actor_name", "action", "summary", "jobs", "reason", "address"]
+    list_filter = ["action"]
+    search_fields = ["=actor_name"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

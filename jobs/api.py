@@ -33,6 +33,7 @@ from ninja.throttling import BaseThrottle
 from ninja.utils import check_csrf
 
 from jobs import limits, selectors, services, tokens
+from jobs.audit import Actor
 from jobs.downloads import archive_response
 from jobs.forms import RerunJobForm, ThumbnailJobForm
 from jobs.models import Job
@@ -404,7 +405,7 @@ def get_job_status(request: HttpRequest, job_id: uuid.UUID):
 def retry_job(request: HttpRequest, job_id: uuid.UUID):
     return _act(
         _visible_job(request, job_id),
-        lambda job: services.retry_job(job_id=job.pk),
+        lambda job: services.retry_job(job_id=job.pk, actor=Actor.of(request)),
         refused="only a failed or cancelled job is retried",
     )
 
@@ -418,7 +419,7 @@ def retry_job(request: HttpRequest, job_id: uuid.UUID):
 def cancel_job(request: HttpRequest, job_id: uuid.UUID):
     return _act(
         _visible_job(request, job_id),
-        lambda job: services.cancel_job(job_id=job.pk, by=request.user),
+        lambda job: services.cancel_job(job_id=job.pk, actor=Actor.of(request)),
         refused="only a queued or running job is cancelled",
     )
 

@@ -356,3 +356,64 @@ class Preset(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class AuditEntry(models.Model):
+    """One action a person took: on jobs (retry, cancel, delete, one or a whole filter's set),
+    on API tokens, or in admin. Append-only: rows are never changed or deleted here or in
+    admin."""
+
+    class Action(models.TextChoices):
+        RETRY = "retry", "Retry"
+        CANCEL = "cancel", "Cancel"
+        DELETE = "delete", "Delete"
+        TOKEN_CREATE = "token_create", "API token made"
+        TOKEN_REVOKE = "token_revoke", "API token revoked"
+        ADMIN = "admin", "Admin change"
+
+    id = models.BigAutoField(primary_key=True)
+    at = models.DateTimeField(default=timezone.now)
+    # The name is kept as it was: the account may be renamed or deleted later.
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_name = models.CharField(max_length=150)
+    action = models.CharField(max_length=16, choices=Action.choices)
+    summary = models.CharField(max_length=500, help_text="What was done, as people read it.")
+    details = models.JSONField(default=dict, blank=True)
+    address = models.GenericIPAddressField(null=True, blank=True, help_text="Where from.")
+    reason = models.CharField(max_length=500, blank=True, help_text="Why, as the person typed it.")
+    jobs = models.PositiveIntegerField(default=0, help_text="How many jobs it changed.")
+
+    class Meta:
+        # Newest first by id, which grows with time: the primary key pages the whole log.
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["action", "-id"], name="audit_action_idx"),
+            models.Index(fields=["actor_name", "-id"], name="audit_actor_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.actor_name}: {self.summary}"
+
+    def save(self, *args, **kwargs) -> None:
+        if not self._state.adding:
+            raise ValueError("The audit log is append-only: an entry is never changed.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValueError("The audit log is append-only: an entry is never deleted.")
+
+
+class AuditedJob(models.Model):
+    """A job an audit entry changed: a job's page lists its entries through this (a job id,
+    not a foreign key, so that the record outlives a deleted job)."""
+
+    entry = models.ForeignKey(AuditEntry, on_delete=models.CASCADE, related_name="+")
+    job_id = models.UUIDField()
+
+    class Meta:
+        indexes = [models.Index(fields=["job_id", "-entry"], name="audited_job_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.job_id} in entry {self.entry_id}"

@@ -24,6 +24,8 @@ from jobs.models import (
     DURATION_BUCKETS,
     RUN_BUCKET_FIELDS,
     WAIT_BUCKET_FIELDS,
+    AuditedJob,
+    AuditEntry,
     Chore,
     Job,
     JobRollup,
@@ -640,3 +642,33 @@ def _outcome_words(outcome: dict[str, int]) -> str:
         if count
     ]
     return " · ".join(done) or "nothing to do"
+
+
+# --- The audit log ------------------------------------------------------------------------------
+
+AUDIT_PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    entries: list[AuditEntry]
+    older: str | None  # `after` for the next (older) page, if any
+
+
+def audit_page(
+    *, action: str = "", actor: str = "", job: uuid.UUID | None = None, after: str = ""
+) -> AuditPage:
+    """The audit log newest first, filtered by action, by who (a username) and by a job it
+    changed, a keyset page at a time (`after`: an entry's id; ids grow with time)."""
+    entries = AuditEntry.objects.all()
+    if action:
+        entries = entries.filter(action=action)
+    if actor:
+        entries = entries.filter(actor_name=actor)
+    if job is not None:
+        entries = entries.filter(pk__in=AuditedJob.objects.filter(job_id=job).values("entry"))
+    if after.isdigit():
+        entries = entries.filter(pk__lt=int(after))
+    rows = list(entries.order_by("-pk")[: AUDIT_PAGE_SIZE + 1])
+    older = str(rows[AUDIT_PAGE_SIZE - 1].pk) if len(rows) > AUDIT_PAGE_SIZE else None
+    return AuditPage(entries=rows[:AUDIT_PAGE_SIZE], older=older)

@@ -23,9 +23,10 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
-from jobs import broker, rollups
+from jobs import audit, broker, rollups
+from jobs.audit import Actor
 from jobs.kinds import thumbnails
-from jobs.models import Job, Preferences, Preset, job_file_path
+from jobs.models import AuditEntry, Job, Preferences, Preset, job_file_path
 
 logger = logging.getLogger(__name__)
 
@@ -297,9 +298,12 @@ def release_interrupted_job(*, job_id: str, task_id: str, message_kept: bool) ->
     )
 
 
-def retry_jobs(*, jobs: QuerySet[Job]) -> int:
-    """Queue failed and cancelled jobs again; returns how many. Others are left as they are."""
-    count = 0
+def retry_jobs(
+    *, jobs: QuerySet[Job], actor: Actor | None = None, details: dict | None = None
+) -> int:
+    """Queue failed and cancelled jobs again; returns how many. Others are left as they are.
+    A person's retry is recorded in the audit log, once, with the jobs it changed."""
+    changed = []
     for batch in _locked_batches(jobs.filter(status__in=RETRYABLE)):
         # History keeps the outcome they leave and counts the retry beside it, in this minute.
         rollups.record_retries(batch, at=timezone.now())
@@ -307,15 +311,19 @@ def retry_jobs(*, jobs: QuerySet[Job]) -> int:
             if job.attempts >= job.max_attempts:  # a person asked: give it a fresh allowance
                 job.max_attempts = job.attempts + settings.PARROTER_MAX_ATTEMPTS
             _requeue(job)
-        count += len(batch)
-    return count
+        changed += [job.pk for job in batch]
+    _audit(actor, AuditEntry.Action.RETRY, "Retried", changed, details)
+    return len(changed)
 
 
-def cancel_jobs(*, jobs: QuerySet[Job], by: AbstractBaseUser | None = None) -> int:
+def cancel_jobs(
+    *, jobs: QuerySet[Job], actor: Actor | None = None, details: dict | None = None
+) -> int:
     """Cancel queued and running jobs; returns how many. Their tasks are revoked, running
-    ones terminated on their worker, whose main process then removes what they left."""
-    count = 0
-    reason = f"Cancelled by {by.get_username()}." if by else "Cancelled."
+    ones terminated on their worker, whose main process then removes what they left. A
+    person's cancel is recorded in the audit log, once, with the jobs it changed."""
+    changed = []
+    reason = f"Cancelled by {actor.name}." if actor else "Cancelled."
     for batch in _locked_batches(jobs.filter(status__in=CANCELLABLE)):
         now = timezone.now()
         for job in batch:
@@ -323,16 +331,34 @@ def cancel_jobs(*, jobs: QuerySet[Job], by: AbstractBaseUser | None = None) -> i
             job.save(update_fields=["status", "finished_at", "error", "updated_at"])
         rollups.record(batch)
         after_commit(_revoke, [job.task_id for job in batch])
-        count += len(batch)
-    return count
+        changed += [job.pk for job in batch]
+    _audit(actor, AuditEntry.Action.CANCEL, "Cancelled", changed, details)
+    return len(changed)
 
 
-def retry_job(*, job_id: uuid.UUID | str) -> bool:
-    return retry_jobs(jobs=Job.objects.filter(pk=job_id)) == 1
+def retry_job(*, job_id: uuid.UUID | str, actor: Actor | None = None) -> bool:
+    return retry_jobs(jobs=Job.objects.filter(pk=job_id), actor=actor) == 1
 
 
-def cancel_job(*, job_id: uuid.UUID | str, by: AbstractBaseUser | None = None) -> bool:
-    return cancel_jobs(jobs=Job.objects.filter(pk=job_id), by=by) == 1
+def cancel_job(*, job_id: uuid.UUID | str, actor: Actor | None = None) -> bool:
+    return cancel_jobs(jobs=Job.objects.filter(pk=job_id), actor=actor) == 1
+
+
+def _audit(
+    actor: Actor | None, action: AuditEntry.Action, verb: str, job_ids: list, details: dict | None
+) -> None:
+    """One entry for an action of a person on jobs (none when it changed nothing)."""
+    if actor is None or not job_ids:
+        return
+    what = f"job {job_ids[0].hex[:8]}" if len(job_ids) == 1 else f"{len(job_ids):,} jobs"
+    where = f" matching {details['filter']}" if details and details.get("filter") else ""
+    audit.record(
+        actor=actor,
+        action=action,
+        summary=f"{verb} {what}{where}",
+        job_ids=job_ids,
+        details=details,
+    )
 
 
 def _revoke(task_ids: list[str]) -> None:
@@ -372,13 +398,15 @@ def remember_choices(*, owner: AbstractBaseUser, choices: dict, save_as: str = "
         Preset.objects.update_or_create(owner=owner, name=save_as, defaults={"choices": choices})
 
 
-def delete_job(*, job_id: uuid.UUID | str) -> bool:
+def delete_job(*, job_id: uuid.UUID | str, actor: Actor | None = None) -> bool:
     """Delete a finished job with its task results; its files go once that is committed
     (jobs.signals). False if it is gone or not finished (a retry may have queued it again)."""
     with transaction.atomic():
         job = Job.objects.select_for_update().filter(pk=job_id, status__in=Job.FINISHED).first()
         if job is None:
             return False
+        details = {"title": job.title, "owner": job.owner.get_username()}
+        _audit(actor, AuditEntry.Action.DELETE, "Deleted", [job.pk], details)
         TaskResult.objects.filter(task_id=job.task_id).delete()
         job.delete()
     return True

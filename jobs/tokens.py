@@ -13,9 +13,12 @@ from datetime import timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import F, QuerySet
+from django.template.defaultfilters import pluralize
 from django.utils import timezone
 
-from jobs.models import ApiToken
+from jobs import audit
+from jobs.audit import Actor
+from jobs.models import ApiToken, AuditEntry
 
 # Says what a string is when it turns up in a log, a config file or a secret scanner.
 TOKEN_PREFIX = "prt_"  # noqa: S105 (not a secret)
@@ -49,14 +52,23 @@ class TooManyTokens(Exception):
     pass
 
 
-def create_own_api_token(*, user: AbstractBaseUser, name: str) -> tuple[ApiToken, str]:
-    """A token a person makes for themselves, up to MAX_ACTIVE_TOKENS not revoked."""
+def create_own_api_token(
+    *, user: AbstractBaseUser, name: str, actor: Actor
+) -> tuple[ApiToken, str]:
+    """A token a person makes for themselves, up to MAX_ACTIVE_TOKENS not revoked; recorded in
+    the audit log (admin's own log records those made there for others)."""
     if ApiToken.objects.filter(user=user, revoked_at__isnull=True).count() >= MAX_ACTIVE_TOKENS:
         raise TooManyTokens(
             f"You have {MAX_ACTIVE_TOKENS} tokens in use, the most one person may have; "
             "revoke one you no longer need first."
         )
-    return create_api_token(user=user, name=name)
+    token, plain = create_api_token(user=user, name=name)
+    audit.record(
+        actor=actor,
+        action=AuditEntry.Action.TOKEN_CREATE,
+        summary=f"Made API token {token.prefix}… “{name}” for {user.get_username()}",
+    )
+    return token, plain
 
 
 def api_tokens_of(*, user: AbstractBaseUser) -> QuerySet[ApiToken]:
@@ -66,10 +78,20 @@ def api_tokens_of(*, user: AbstractBaseUser) -> QuerySet[ApiToken]:
     )
 
 
-def revoke_api_tokens(*, tokens: QuerySet[ApiToken]) -> int:
-    """Revoke the tokens not revoked yet; returns how many. Kept, so admin still shows when
-    each was last used."""
-    return tokens.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+def revoke_api_tokens(*, tokens: QuerySet[ApiToken], actor: Actor | None = None) -> int:
+    """Revoke the tokens not revoked yet; returns how many, recorded in the audit log when a
+    person did it. Kept, so admin still shows when each was last used."""
+    active = tokens.filter(revoked_at__isnull=True)
+    named = active.values_list("prefix", "user__username")
+    shown = [f"{prefix}… ({owner})" for prefix, owner in named]
+    revoked = active.update(revoked_at=timezone.now())
+    if actor is not None and revoked:
+        audit.record(
+            actor=actor,
+            action=AuditEntry.Action.TOKEN_REVOKE,
+            summary=f"Revoked API token{pluralize(revoked)} {', '.join(shown)}",
+        )
+    return revoked
 
 
 def find_api_tokens(*, text: str) -> QuerySet[ApiToken]:

@@ -365,3 +365,28 @@ def test_an_owner_is_asked_before_a_running_job_is_cancelled(live_server, user, 
     expect(page.locator(".badge.cancelled")).to_be_visible()
     job.refresh_from_db()
     assert job.error == "Cancelled by alice."
+
+
+def test_an_operator_retries_with_a_reason_and_finds_it_in_the_audit_log(
+    live_server, user, staff, browser
+):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    sign_in(page, live_server.url, "olivia")
+    page.goto(f"{live_server.url}/ops/audit/")
+    expect(page.locator(".empty")).to_contain_text("Nothing recorded yet")
+    snapshot(page, "audit-empty")
+
+    for name in ("harbour.jpg", "boats.jpg"):
+        Job.objects.create(
+            owner=user, source_name=name, status=Job.Status.FAILED,
+            finished_at=timezone.now(), error="Broken.", params={"sizes": [[128, 128]]},
+        )  # fmt: skip
+    page.goto(f"{live_server.url}/ops/bulk/retry?status=failed")
+    page.fill("#id_reason", "storage was full until 14:05")
+    page.click("button:has-text('Retry 2 jobs')")
+    expect(page.locator(".messages")).to_contain_text("Retry: 2 jobs changed.")
+    page.click("text=Audit log")
+    row = page.locator(".audit-table tbody tr").first
+    expect(row).to_contain_text("Retried 2 jobs matching status=failed")
+    expect(row).to_contain_text("storage was full until 14:05")
+    snapshot(page, "audit-log")

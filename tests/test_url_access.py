@@ -200,6 +200,8 @@ TABLE = [
     Row("dashboard:ops_cancel", "/ops/jobs/{queued}/cancel", staff_rule(200)),  # the question
     Row("dashboard:ops_cancel", "/ops/jobs/not-a-uuid/cancel", everyone(404), method="post"),
     Row("dashboard:ops_cancel", f"/ops/jobs/{UNKNOWN}/cancel", staff_rule(404), "post"),
+    Row("dashboard:ops_audit", "/ops/audit/", staff_rule(200)),
+    Row("dashboard:ops_audit", "/ops/audit/", signed_in(405), method="post"),
     Row("dashboard:ops_bulk", "/ops/bulk/retry", staff_rule(200)),
     Row("dashboard:ops_bulk", "/ops/bulk/cancel", staff_rule(200)),
     Row("dashboard:ops_bulk", "/ops/bulk/delete", staff_rule(404)),

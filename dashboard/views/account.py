@@ -12,6 +12,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from dashboard.forms import ApiTokenForm, PreferencesForm
 from jobs import tokens
+from jobs.audit import Actor
 from jobs.models import ApiToken, Preferences, Preset
 from parroter.middleware import BROWSER_ZONE_COOKIE, CHOSEN_ZONE_SESSION_KEY, zone_named
 
@@ -50,7 +51,7 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
     if form.is_valid():
         try:
             token, plain = tokens.create_own_api_token(
-                user=request.user, name=form.cleaned_data["name"]
+                user=request.user, name=form.cleaned_data["name"], actor=Actor.of(request)
             )
         except tokens.TooManyTokens as exc:
             form.add_error(None, str(exc))
@@ -70,7 +71,7 @@ def revoke_api_token(request: HttpRequest, token_id: int) -> HttpResponse:
     own = ApiToken.objects.filter(pk=token_id, user=request.user)
     if not own.exists():
         raise Http404("No such token.")  # someone else's too: it is not theirs to know about
-    if tokens.revoke_api_tokens(tokens=own):
+    if tokens.revoke_api_tokens(tokens=own, actor=Actor.of(request)):
         messages.success(request, "The token is revoked: requests that send it are refused.")
     return redirect("dashboard:tokens")
 

@@ -18,8 +18,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_celery_results.models import TaskResult
 
 from dashboard import charts, tables
-from dashboard.forms import HISTORY_RANGES, JobFilterForm
+from dashboard.forms import HISTORY_RANGES, AuditFilterForm, JobFilterForm
 from jobs import monitoring, rollups, selectors, services
+from jobs.audit import Actor
 from jobs.models import Job
 
 # The Throughput tile's rate is over this many minutes, whatever the history's range.
@@ -31,13 +32,13 @@ BULK_ACTIONS = {
         Job.Status.FAILED,
         "finished_at",
         "Retry",
-        lambda jobs, user: services.retry_jobs(jobs=jobs),
+        services.retry_jobs,
     ),
     "cancel": (
         Job.Status.QUEUED,
         "queued_at",
         "Cancel",
-        lambda jobs, user: services.cancel_jobs(jobs=jobs, by=user),
+        services.cancel_jobs,
     ),
 }
 
@@ -145,15 +146,35 @@ def job_detail(request: HttpRequest, job_id) -> HttpResponse:
         "task": TaskResult.objects.filter(task_id=job.task_id).first(),
         "version": str(int(job.updated_at.timestamp() * 1_000_000)),
         "timeline": _timeline(job),
+        "audit": selectors.audit_page(job=job.pk).entries[:10],
     }
     return render(request, "dashboard/ops/job.html", context)
+
+
+@require_GET
+@staff_only
+def audit(request: HttpRequest) -> HttpResponse:
+    """Who did what, newest first: filtered by action, person or job, a page at a time."""
+    form = AuditFilterForm(request.GET)
+    chosen = form.chosen
+    page = selectors.audit_page(
+        action=chosen.get("action", ""),
+        actor=chosen.get("actor", ""),
+        job=chosen.get("job"),
+        after=request.GET.get("after", ""),
+    )
+    return render(
+        request,
+        "dashboard/ops/audit.html",
+        {"form": form, "page": page, "filtered": bool(chosen), "query": form.query},
+    )
 
 
 @require_POST
 @staff_only
 def retry(request: HttpRequest, job_id) -> HttpResponse:
     get_object_or_404(Job, pk=job_id)  # an unknown id is a 404, like its page
-    if services.retry_job(job_id=job_id):
+    if services.retry_job(job_id=job_id, actor=_actor(request)):
         messages.success(request, "The job is queued again.")
     else:
         messages.info(request, "Nothing to retry: only failed or cancelled jobs can be retried.")
@@ -167,7 +188,7 @@ def cancel(request: HttpRequest, job_id) -> HttpResponse:
     job = get_object_or_404(Job.objects.select_related("owner"), pk=job_id)
     if request.method == "GET":
         return cancel_confirmation(request, job, back=_next_url(request, job_id))
-    if services.cancel_job(job_id=job_id, by=request.user):
+    if services.cancel_job(job_id=job_id, actor=_actor(request)):
         messages.success(request, "The job is cancelled.")
     else:
         messages.info(request, "Nothing to cancel: the job had already finished.")
@@ -205,7 +226,11 @@ def bulk(request: HttpRequest, action: str) -> HttpResponse:
         if confirmed is None:
             messages.error(request, "That confirmation was incomplete; nothing was changed.")
         else:
-            changed = service(jobs.filter(**{f"{entered}__lte": confirmed.as_of}), request.user)
+            changed = service(
+                jobs=jobs.filter(**{f"{entered}__lte": confirmed.as_of}),
+                actor=_actor(request),
+                details={"filter": form.query() or "every job", "confirmed": confirmed.count},
+            )
             since = jobs.filter(**{f"{entered}__gt": confirmed.as_of}).count()
             messages.success(request, confirmed.outcome(verb, changed, since))
         return redirect(f"{reverse('dashboard:ops')}?{form.query()}")
@@ -314,6 +339,11 @@ def _timeline(job: Job) -> list[tuple[str, object, float | None]]:
         (name, when, (when - events[index - 1][1]).total_seconds() if index else None)
         for index, (name, when) in enumerate(events)
     ]
+
+
+def _actor(request: HttpRequest) -> Actor:
+    """The operator, with the reason they typed on the action's confirmation (if any)."""
+    return Actor.of(request, reason=request.POST.get("reason", ""))
 
 
 def _back(request: HttpRequest, job_id) -> HttpResponse:

@@ -16,6 +16,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from dashboard.forms import JobSearchForm
 from dashboard.views import ops
 from jobs import limits, monitoring, selectors, services
+from jobs.audit import Actor
 from jobs.downloads import archive_response
 from jobs.forms import RerunJobForm, ThumbnailJobForm
 from jobs.kinds import thumbnails
@@ -108,7 +109,7 @@ def delete(request: HttpRequest, job_id) -> HttpResponse:
         messages.info(request, "Only a finished job can be deleted.")
         return redirect("dashboard:job", job.pk)
     if request.method == "POST":
-        if services.delete_job(job_id=job.pk):
+        if services.delete_job(job_id=job.pk, actor=Actor.of(request)):
             messages.success(request, f"Deleted {job.title} and its thumbnails.")
         return redirect("dashboard:jobs")
     return render(request, "dashboard/delete.html", {"job": job})
@@ -198,7 +199,7 @@ def cancel(request: HttpRequest, job_id) -> HttpResponse:
     back = reverse("dashboard:job", args=[job.pk])
     if request.method == "GET":
         return ops.cancel_confirmation(request, job, back=back)
-    if services.cancel_job(job_id=job.pk, by=request.user):
+    if services.cancel_job(job_id=job.pk, actor=Actor.of(request)):
         messages.success(request, "Your job is cancelled.")
     else:
         messages.info(request, "Nothing to cancel: the job had already finished.")
@@ -209,7 +210,7 @@ def cancel(request: HttpRequest, job_id) -> HttpResponse:
 def retry(request: HttpRequest, job_id) -> HttpResponse:
     """The owner runs a failed or cancelled job again (the console's service)."""
     job = _visible_job(request, job_id)
-    if services.retry_job(job_id=job.pk):
+    if services.retry_job(job_id=job.pk, actor=Actor.of(request)):
         messages.success(request, "Your job is queued again.")
     else:
         messages.info(request, "Only a failed or cancelled job can be tried again.")
