@@ -74,7 +74,7 @@ def seed() -> None:
 
     django_setup()
     from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
-    from django.contrib.auth.models import User
+    from django.contrib.auth.models import Group, User
     from django.contrib.sessions.backends.db import SessionStore
     from django.utils import timezone
 
@@ -89,6 +89,7 @@ def seed() -> None:
         return store.session_key
 
     staff = User.objects.create_user("operator", password="x", is_staff=True)  # noqa: S106
+    staff.groups.add(Group.objects.get(name="operator"))  # the role the console asks for
     owner = User.objects.create_user("owner", password="x")  # noqa: S106
     job = Job.objects.create(owner=owner, source_name="waiting.jpg", params={"sizes": [[64, 64]]})
     now = int(timezone.now().timestamp() // 60)

@@ -44,19 +44,21 @@ CANCEL = '<a class="button small danger" href="{}?{}">Cancel…</a>'
 _PLACEHOLDER = uuid.UUID(int=0)
 
 
-def job_rows(jobs: list[Job], *, back: str) -> SafeString:
-    """The rows; `back`: the console's URL as shown, where a cancel returns."""
+def job_rows(jobs: list[Job], *, back: str, actions: bool) -> SafeString:
+    """The rows; `back`: the console's URL as shown, where a cancel returns; `actions`: whether
+    the viewer may retry and cancel (the operator role)."""
     urls = {name: _url_of_each_job(name) for name in ("ops_job", "ops_retry", "ops_cancel")}
     console = reverse("dashboard:ops")
     next_query = urlencode({"next": back})
-    return format_html_join("", "{}", ((_row(job, urls, console, next_query),) for job in jobs))
+    rows = ((_row(job, urls, console, next_query if actions else None),) for job in jobs)
+    return format_html_join("", "{}", rows)
 
 
-def _row(job: Job, urls: dict, console: str, next_query: str) -> SafeString:
-    action = mark_safe("")  # noqa: S308 (empty)
-    if job.status in (Job.Status.FAILED, Job.Status.CANCELLED):
+def _row(job: Job, urls: dict, console: str, next_query: str | None) -> SafeString:
+    action = mark_safe("")  # noqa: S308 (empty): also for viewers, who may not act
+    if next_query is not None and job.status in (Job.Status.FAILED, Job.Status.CANCELLED):
         action = format_html(RETRY, urls["ops_retry"](job.pk))
-    elif job.status in (Job.Status.QUEUED, Job.Status.RUNNING):
+    elif next_query is not None and job.status in (Job.Status.QUEUED, Job.Status.RUNNING):
         action = format_html(CANCEL, urls["ops_cancel"](job.pk), next_query)
     worker_link = (
         format_html(

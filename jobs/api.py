@@ -32,7 +32,7 @@ from ninja.security import APIKeyCookie, HttpBearer
 from ninja.throttling import BaseThrottle
 from ninja.utils import check_csrf
 
-from jobs import limits, selectors, services, tokens
+from jobs import limits, roles, selectors, services, tokens
 from jobs.audit import Actor
 from jobs.downloads import archive_response
 from jobs.forms import RerunJobForm, ThumbnailJobForm
@@ -404,6 +404,7 @@ def get_job_status(request: HttpRequest, job_id: uuid.UUID):
 )
 def retry_job(request: HttpRequest, job_id: uuid.UUID):
     return _act(
+        request,
         _visible_job(request, job_id),
         lambda job: services.retry_job(job_id=job.pk, actor=Actor.of(request)),
         refused="only a failed or cancelled job is retried",
@@ -418,14 +419,20 @@ def retry_job(request: HttpRequest, job_id: uuid.UUID):
 )
 def cancel_job(request: HttpRequest, job_id: uuid.UUID):
     return _act(
+        request,
         _visible_job(request, job_id),
         lambda job: services.cancel_job(job_id=job.pk, actor=Actor.of(request)),
         refused="only a queued or running job is cancelled",
     )
 
 
-def _act(job: Job, action: Callable[[Job], bool], *, refused: str) -> JobDetails:
-    """The job after an action, or 409 when its state did not allow it."""
+def _act(
+    request: HttpRequest, job: Job, action: Callable[[Job], bool], *, refused: str
+) -> JobDetails:
+    """The job after an action, or 409 when its state did not allow it; another's job needs
+    the operator role (its viewers see it but may not act)."""
+    if job.owner_id != request.user.pk and not roles.can_operate(request.user):
+        raise HttpError(403, "Acting on other people's jobs is for the operator and admin roles.")
     if not action(job):
         raise HttpError(409, f"The job's status is {job.status}: {refused}.")
     job.refresh_from_db()

@@ -95,6 +95,12 @@ class Job(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        # The console's permissions (jobs.roles): held through the viewer, operator and admin
+        # groups.
+        permissions = [
+            ("view_console", "Can see the operator console, every job, Flower and metrics"),
+            ("operate_jobs", "Can retry and cancel anyone's jobs"),
+        ]
         indexes = [
             # Keyset pages of "all jobs", "my jobs" and "jobs in a state", newest first.
             models.Index(fields=["-created_at", "-id"], name="job_recent_idx"),

@@ -18,7 +18,7 @@ from django.db.models.lookups import Exact
 from django.urls import reverse
 from django.utils import timezone
 
-from jobs import housekeeping, rollups, storage
+from jobs import housekeeping, roles, rollups, storage
 from jobs.kinds import thumbnails
 from jobs.models import (
     DURATION_BUCKETS,
@@ -39,9 +39,9 @@ BUCKET_FIELDS = [*RUN_BUCKET_FIELDS, *WAIT_BUCKET_FIELDS]
 
 
 def visible_jobs(*, user: AbstractBaseUser) -> QuerySet[Job]:
-    """Staff see every job; everyone else only their own."""
+    """The console's roles see every job (jobs.roles); everyone else only their own."""
     jobs = Job.objects.all()
-    return jobs if user.is_staff else jobs.filter(owner=user)
+    return jobs if roles.can_view(user) else jobs.filter(owner=user)
 
 
 def recent_jobs(*, user: AbstractBaseUser, limit: int = 10) -> list[Job]:

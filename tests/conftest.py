@@ -407,12 +407,29 @@ def other_user(django_user_model):
     return django_user_model.objects.create_user(username="bob", password=PASSWORDS["bob"])
 
 
+def person_with_role(django_user_model, username: str, role: str | None, *, is_staff: bool):
+    """A user in one of the roles' groups (jobs.roles; None: none): made by a migration, and
+    made again here after a transactional test's flush removed them."""
+    from django.contrib.auth.models import Group
+
+    from jobs import roles
+
+    if role and not Group.objects.filter(name=role).exists():
+        roles.sync_roles()
+
+    person = django_user_model.objects.create_user(
+        username=username, password=PASSWORDS.get(username, f"{username}-password-1"),
+        is_staff=is_staff,
+    )  # fmt: skip
+    if role:
+        person.groups.add(Group.objects.get(name=role))
+    return person
+
+
 @pytest.fixture
 def staff(django_user_model):
-    """An operator: staff, so the console and Flower open, but not a superuser."""
-    return django_user_model.objects.create_user(
-        username="olivia", password=PASSWORDS["olivia"], is_staff=True
-    )
+    """An operator (the role), and staff, so admin's door opens too; not a superuser."""
+    return person_with_role(django_user_model, "olivia", "operator", is_staff=True)
 
 
 # --- Flower, as `make run` starts it (shared by test_services and test_flower_proxy) -----------

@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import Group
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django.utils import timezone
@@ -60,11 +61,10 @@ def test_someone_elses_job_is_not_found(client, other_user, finished_job, view):
 
 
 @pytest.mark.parametrize("view", JOB_VIEWS)
-def test_owner_and_staff_see_the_job(client, user, other_user, finished_job, view):
+def test_owner_and_the_consoles_roles_see_the_job(client, user, other_user, finished_job, view):
     client.force_login(user)
     assert client.get(reverse(view, args=[finished_job.pk])).status_code == 200
-    other_user.is_staff = True
-    other_user.save()
+    other_user.groups.add(Group.objects.get(name="viewer"))
     client.force_login(other_user)
     assert client.get(reverse(view, args=[finished_job.pk])).status_code == 200
 

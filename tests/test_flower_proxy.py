@@ -1,4 +1,5 @@
-"""Flower at /flower/ through the web app: staff only, Flower's own login added by the proxy.
+"""Flower at /flower/ through the web app: for the roles (jobs.roles), viewers reading only;
+Flower's own login added by the proxy.
 
 The proxy needs a real HTTP upstream: these tests talk to the real Flower process of the shared
 `flower` fixture (started from the Procfile's line) on the test Redis.
@@ -15,6 +16,7 @@ from django.urls import reverse
 
 from dashboard.views.flower import FLOWER_CSP, FlowerProxyView
 from parroter.local_redis import free_port
+from tests.conftest import person_with_role
 
 pytestmark = pytest.mark.django_db
 
@@ -245,3 +247,34 @@ def test_nginx_auth_request_gives_nginx_flowers_csp(client, staff):
     assert response.status_code == 204
     assert response["Content-Security-Policy"] == FLOWER_CSP  # nginx adds it to Flower's answer
     assert response["X-Frame-Options"] == "DENY"
+
+
+@pytest.fixture
+def viewer(django_user_model):
+    return person_with_role(django_user_model, "vera", "viewer", is_staff=False)
+
+
+@pytest.fixture
+def bare_staff(django_user_model):
+    return person_with_role(django_user_model, "sam", None, is_staff=True)
+
+
+@pytest.mark.integration
+def test_a_viewer_reads_flower_but_may_not_change_anything(viewer, via_flower):
+    client = staff_client(viewer)
+    assert client.get("/flower/").status_code == 200
+    # Growing a worker's pool, revoking, shutting down: refused here, never sent to Flower.
+    refused = client.post(CONTROL_URL, HTTP_SEC_FETCH_SITE="same-origin")
+    assert refused.status_code == 403 and not from_flower(refused)
+    client.force_login(viewer)
+    nginx = client.get(
+        reverse("flower_auth"), HTTP_X_ORIGINAL_METHOD="POST", HTTP_SEC_FETCH_SITE="same-origin"
+    )
+    assert nginx.status_code == 403
+    assert client.get(reverse("flower_auth")).status_code == 204
+
+
+@pytest.mark.integration
+def test_is_staff_without_a_role_opens_no_flower(bare_staff, via_flower):
+    response = staff_client(bare_staff).get("/flower/")
+    assert response.status_code == 403 and not from_flower(response)

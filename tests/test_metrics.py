@@ -102,7 +102,7 @@ def test_a_scrapers_refusals_are_json_in_one_shape(client, user):
         assert response.status_code == status
         assert response["Content-Type"] == "application/json"
         assert set(response.json()) == {"message", "errors"}
-    assert "staff" in refusals[403].json()["message"]
+    assert "viewer, operator and admin roles" in refusals[403].json()["message"]
 
 
 def test_a_scraper_authenticates_with_a_staff_users_api_token(client, user, staff):

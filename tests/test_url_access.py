@@ -1,8 +1,9 @@
-"""Who may do what at every URL the project serves: one table, checked for four people.
+"""Who may do what at every URL the project serves: one table, checked for seven people.
 
 The table has a row for every pattern in the URL resolver (Django admin as one entry, checked
 with a few of its pages): a new URL without a row fails `test_every_url_has_a_row`. Each row
-says what anonymous people, the job's owner, another signed-in user and staff get, so a view
+says what anonymous people, the job's owner, another signed-in user, staff with no role and
+each role (viewer, operator, admin: jobs.roles) get, so a view
 that forgets its check shows up here. Someone else's job answers 404 like a job that does not
 exist (never 403, which would say it exists); ids that are unknown or not UUIDs answer 404,
 never 500. POSTs carry a valid CSRF token (clients enforce CSRF as browsers do), and each action
@@ -15,7 +16,6 @@ import zipfile
 from dataclasses import dataclass, field
 
 import pytest
-from django.contrib.auth.models import Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
@@ -24,11 +24,15 @@ from django.utils.crypto import get_random_string
 from jobs import tokens
 from jobs.models import ApiToken, Job, Preset
 from parroter.local_redis import free_port
-from tests.conftest import image_bytes
+from tests.conftest import image_bytes, person_with_role
 
 pytestmark = pytest.mark.django_db
 
-ROLES = ("anonymous", "owner", "other", "staff")
+# staff: is_staff and no role (admin's door opens, nothing else); the roles (jobs.roles): a
+# viewer without is_staff, an operator and an admin with it. Last, as they act on jobs that the
+# others tried first.
+ROLES = ("anonymous", "owner", "other", "staff", "viewer", "operator", "admin")
+READERS = ("viewer", "operator", "admin")  # the roles, which see every job and the console
 LOGIN = "login"  # 302 to /accounts/login/?next=<the path asked for>
 UNKNOWN = "0b7d2a4e-7d44-4c1e-9a36-000000000000"  # a well-formed id of no job
 THUMB = "thumb_128x128.jpg"
@@ -36,6 +40,7 @@ THUMB = "thumb_128x128.jpg"
 # files and a path that matches nothing.
 ADMIN, STATIC, NO_ROUTE = "admin/", "static", "no route"
 SIZE = {"sizes": ["128"]}  # a re-run's form
+ADMIN_LOGIN = "/admin/login/?next="
 
 
 def everyone(status):
@@ -46,22 +51,43 @@ def signed_in(status, anonymous=LOGIN):
     return {"anonymous": anonymous, **dict.fromkeys(ROLES[1:], status)}
 
 
-def job_rule(owner_and_staff=200):
-    # Other people's jobs are not found, exactly like jobs that do not exist.
-    return {"anonymous": LOGIN, "owner": owner_and_staff, "other": 404, "staff": owner_and_staff}
+def job_rule(owner_and_readers=200):
+    # Other people's jobs are not found, exactly like jobs that do not exist; the roles see all.
+    return {
+        "anonymous": LOGIN, "owner": owner_and_readers, "other": 404, "staff": 404,
+        **dict.fromkeys(READERS, owner_and_readers),
+    }  # fmt: skip
+
+
+def own_rule(owner=200):
+    # What the owner alone does with their own things; everyone else finds nothing.
+    return {**signed_in(404), "owner": owner}
 
 
 def api_action_rule():
-    return {"anonymous": 401, "owner": 200, "other": 404, "staff": 409}
+    # Viewers see the job but may not act on it; operators come after the owner acted: 409.
+    return {
+        "anonymous": 401, "owner": 200, "other": 404, "staff": 404, "viewer": 403,
+        "operator": 409, "admin": 409,
+    }  # fmt: skip
 
 
 def api_rerun_rule(owner):
-    # Staff see the job but may not re-run someone else's.
-    return {"anonymous": 401, "owner": owner, "other": 404, "staff": 403}
+    # The roles see the job but may not re-run someone else's.
+    return {**job_rule(403), "anonymous": 401, "owner": owner}
 
 
-def staff_rule(staff, others=403):
-    return {"anonymous": LOGIN, "owner": others, "other": others, "staff": staff}
+def console_rule(readers, others=403, *, act=False):
+    # The console: the roles read it; acting needs the operator role (viewers 403).
+    rule = {**signed_in(others), **dict.fromkeys(READERS, readers)}
+    return rule | {"viewer": 403} if act else rule
+
+
+def admin_rule(allowed, staff=403, login=ADMIN_LOGIN, anonymous=LOGIN):
+    # Admin: is_staff opens its door (a viewer without it gets admin's login), its own model
+    # permissions decide the rest.
+    rule = {**everyone(login), "anonymous": anonymous or login}
+    return rule | {"staff": staff, "operator": allowed, "admin": allowed}
 
 
 @dataclass(frozen=True)
@@ -81,8 +107,8 @@ TABLE = [
     # Open to everyone.
     Row("healthz", "/healthz", everyone(200)),
     Row("readyz", "/readyz", everyone(200)),  # the session's real Redis: the broker answers
-    # Prometheus' scrape: staff only, and a 401 (not a login page) for whoever is not signed in.
-    Row("metrics", "/metrics", {**staff_rule(200), "anonymous": 401}),
+    # Prometheus' scrape: the roles, and a 401 (not a login page) for whoever is not signed in.
+    Row("metrics", "/metrics", {**console_rule(200), "anonymous": 401}),
     Row("metrics", "/metrics", everyone(405), method="post"),
     Row("login", "/accounts/login/", everyone(200)),
     Row(STATIC, "/static/dashboard/style.css", everyone(200)),
@@ -105,7 +131,7 @@ TABLE = [
     Row(
         "dashboard:delete_preset",
         "/accounts/presets/{preset}/delete",
-        job_rule(302) | {"staff": 404},
+        own_rule(302),
         method="post",
     ),  # fmt: skip
     Row(
@@ -123,7 +149,7 @@ TABLE = [
     Row(
         "dashboard:revoke_token",
         "/accounts/tokens/{token}/revoke",
-        job_rule(302) | {"staff": 404},
+        own_rule(302),
         method="post",
     ),  # fmt: skip
     Row(
@@ -150,27 +176,27 @@ TABLE = [
     Row("dashboard:job_status", "/jobs/{job}x/status.json", everyone(404)),
     Row("dashboard:download", "/jobs/{job}/download", job_rule()),
     Row("dashboard:jobs", "/jobs/", signed_in(200)),
-    Row("dashboard:download", "/jobs/{failed}/download", job_rule(owner_and_staff=404)),
-    # The owner (and staff) try a failed job again; someone else's is not found.
-    # The owner alone deletes a finished job (staff through admin); others find nothing.
-    Row("dashboard:delete", "/jobs/{job}/delete", job_rule() | {"staff": 404}),
-    Row("dashboard:delete", "/jobs/{queued}/delete", job_rule(302) | {"staff": 404}),
-    Row("dashboard:delete", "/jobs/{failed}/delete", job_rule(302) | {"staff": 404}, "post"),
+    Row("dashboard:download", "/jobs/{failed}/download", job_rule(404)),
+    # The owner and operators try a failed job again; viewers see it but may not act on it.
+    # The owner alone deletes a finished job (admins through admin); others find nothing.
+    Row("dashboard:delete", "/jobs/{job}/delete", own_rule()),
+    Row("dashboard:delete", "/jobs/{queued}/delete", own_rule(302)),
+    Row("dashboard:delete", "/jobs/{failed}/delete", own_rule(302), "post"),
     Row("dashboard:delete", "/jobs/{failed}/delete", everyone(403), "post", csrf=False),
     Row("dashboard:delete", f"/jobs/{UNKNOWN}/delete", signed_in(404), method="post"),
-    # The owner alone re-runs a finished job, as a new job (a redirect to it); staff retry.
-    Row("dashboard:rerun", "/jobs/{job}/rerun", job_rule() | {"staff": 404}),
-    Row("dashboard:rerun", "/jobs/{queued}/rerun", job_rule(302) | {"staff": 404}),
-    Row("dashboard:rerun", "/jobs/{job}/rerun", job_rule(302) | {"staff": 404}, "post", data=SIZE),
+    # The owner alone re-runs a finished job, as a new job (a redirect to it).
+    Row("dashboard:rerun", "/jobs/{job}/rerun", own_rule()),
+    Row("dashboard:rerun", "/jobs/{queued}/rerun", own_rule(302)),
+    Row("dashboard:rerun", "/jobs/{job}/rerun", own_rule(302), "post", data=SIZE),
     Row("dashboard:rerun", "/jobs/{job}/rerun", everyone(403), "post", csrf=False, data=SIZE),
     Row("dashboard:rerun", f"/jobs/{UNKNOWN}/rerun", signed_in(404), method="post"),
-    # The owner alone cancels from the job's page, asked first; staff use the console's.
-    Row("dashboard:cancel", "/jobs/{queued}/cancel", job_rule() | {"staff": 404}),
-    Row("dashboard:cancel", "/jobs/{job}/cancel", job_rule(302) | {"staff": 404}),
-    Row("dashboard:cancel", "/jobs/{queued}/cancel", job_rule(302) | {"staff": 404}, "post"),
+    # The owner alone cancels from the job's page, asked first; operators use the console's.
+    Row("dashboard:cancel", "/jobs/{queued}/cancel", own_rule()),
+    Row("dashboard:cancel", "/jobs/{job}/cancel", own_rule(302)),
+    Row("dashboard:cancel", "/jobs/{queued}/cancel", own_rule(302), "post"),
     Row("dashboard:cancel", "/jobs/{queued}/cancel", everyone(403), "post", csrf=False),
     Row("dashboard:cancel", f"/jobs/{UNKNOWN}/cancel", signed_in(404), method="post"),
-    Row("dashboard:retry", "/jobs/{failed}/retry", job_rule(302), method="post"),
+    Row("dashboard:retry", "/jobs/{failed}/retry", job_rule(302) | {"viewer": 403}, "post"),
     Row("dashboard:retry", "/jobs/{failed}/retry", everyone(403), "post", csrf=False),
     Row("dashboard:retry", "/jobs/{failed}/retry", signed_in(405)),
     Row("dashboard:retry", f"/jobs/{UNKNOWN}/retry", signed_in(404), method="post"),
@@ -178,42 +204,42 @@ TABLE = [
     Row("dashboard:download", f"/jobs/{UNKNOWN}/download", signed_in(404)),
     Row("dashboard:download", "/jobs/%00/download", everyone(404)),
     Row("dashboard:thumbnail", f"/jobs/{{job}}/thumbnails/{THUMB}", job_rule()),
-    Row("dashboard:thumbnail", "/jobs/{job}/thumbnails/other.jpg", job_rule(owner_and_staff=404)),
+    Row("dashboard:thumbnail", "/jobs/{job}/thumbnails/other.jpg", job_rule(404)),
     Row("dashboard:thumbnail", f"/jobs/{UNKNOWN}/thumbnails/{THUMB}", signed_in(404)),
     Row("dashboard:thumbnail", f"/jobs/not-a-uuid/thumbnails/{THUMB}", everyone(404)),
-    # The operator console: staff only (others 403).
-    Row("dashboard:ops", "/ops/", staff_rule(200)),
-    Row("dashboard:ops_jobs", "/ops/jobs", staff_rule(200)),
-    Row("dashboard:ops_stats", "/ops/stats", staff_rule(200)),
-    Row("dashboard:ops_workers", "/ops/workers", staff_rule(200)),
-    Row("dashboard:ops_job", "/ops/jobs/{job}/", staff_rule(200)),
-    Row("dashboard:ops_job", f"/ops/jobs/{UNKNOWN}/", staff_rule(404)),
+    # The operator console: the roles only (others 403, staff without a role too).
+    Row("dashboard:ops", "/ops/", console_rule(200)),
+    Row("dashboard:ops_jobs", "/ops/jobs", console_rule(200)),
+    Row("dashboard:ops_stats", "/ops/stats", console_rule(200)),
+    Row("dashboard:ops_workers", "/ops/workers", console_rule(200)),
+    Row("dashboard:ops_job", "/ops/jobs/{job}/", console_rule(200)),
+    Row("dashboard:ops_job", f"/ops/jobs/{UNKNOWN}/", console_rule(404)),
     Row("dashboard:ops_job", "/ops/jobs/not-a-uuid/", everyone(404)),
-    # Actions: POST only, with CSRF, staff only. The owner may not act on their own job here.
-    Row("dashboard:ops_retry", "/ops/jobs/{failed}/retry", staff_rule(302), method="post"),
+    # Actions: POST only, with CSRF, for operators. The owner may not act on their own job here.
+    Row("dashboard:ops_retry", "/ops/jobs/{failed}/retry", console_rule(302, act=True), "post"),
     Row("dashboard:ops_retry", "/ops/jobs/{failed}/retry", everyone(403), "post", csrf=False),
     Row("dashboard:ops_retry", "/ops/jobs/{failed}/retry", signed_in(405)),
     Row("dashboard:ops_retry", "/ops/jobs/not-a-uuid/retry", everyone(404), method="post"),
-    Row("dashboard:ops_retry", f"/ops/jobs/{UNKNOWN}/retry", staff_rule(404), "post"),
-    Row("dashboard:ops_cancel", "/ops/jobs/{queued}/cancel", staff_rule(302), method="post"),
+    Row("dashboard:ops_retry", f"/ops/jobs/{UNKNOWN}/retry", console_rule(404, act=True), "post"),
+    Row("dashboard:ops_cancel", "/ops/jobs/{queued}/cancel", console_rule(302, act=True), "post"),
     Row("dashboard:ops_cancel", "/ops/jobs/{queued}/cancel", everyone(403), "post", csrf=False),
-    Row("dashboard:ops_cancel", "/ops/jobs/{queued}/cancel", staff_rule(200)),  # the question
+    # Its question first: only for those who may then cancel.
+    Row("dashboard:ops_cancel", "/ops/jobs/{queued}/cancel", console_rule(200, act=True)),
     Row("dashboard:ops_cancel", "/ops/jobs/not-a-uuid/cancel", everyone(404), method="post"),
-    Row("dashboard:ops_cancel", f"/ops/jobs/{UNKNOWN}/cancel", staff_rule(404), "post"),
-    Row("dashboard:ops_audit", "/ops/audit/", staff_rule(200)),
+    Row("dashboard:ops_cancel", f"/ops/jobs/{UNKNOWN}/cancel", console_rule(404, act=True), "post"),
+    Row("dashboard:ops_audit", "/ops/audit/", console_rule(200)),
     Row("dashboard:ops_audit", "/ops/audit/", signed_in(405), method="post"),
-    Row("dashboard:ops_bulk", "/ops/bulk/retry", staff_rule(200)),
-    Row("dashboard:ops_bulk", "/ops/bulk/cancel", staff_rule(200)),
-    Row("dashboard:ops_bulk", "/ops/bulk/delete", staff_rule(404)),
-    Row("dashboard:ops_bulk", "/ops/bulk/retry", staff_rule(302), method="post"),
+    Row("dashboard:ops_bulk", "/ops/bulk/retry", console_rule(200, act=True)),
+    Row("dashboard:ops_bulk", "/ops/bulk/cancel", console_rule(200, act=True)),
+    Row("dashboard:ops_bulk", "/ops/bulk/delete", console_rule(404, act=True)),
+    Row("dashboard:ops_bulk", "/ops/bulk/retry", console_rule(302, act=True), method="post"),
     Row("dashboard:ops_bulk", "/ops/bulk/cancel", everyone(403), method="post", csrf=False),
-    # Flower: staff only. No Flower listens in this test, so staff get the proxy's 502.
-    Row("flower", "/flower/", staff_rule(502)),
-    Row("flower", "/flower/api/workers", staff_rule(502)),
+    # Flower: the roles (a viewer's POST is refused: tests/test_flower_proxy.py). No Flower
+    # listens in this test, so they get the proxy's 502.
+    Row("flower", "/flower/", console_rule(502)),
+    Row("flower", "/flower/api/workers", console_rule(502)),
     # nginx's auth_request answer: never a redirect.
-    Row(
-        "flower_auth", "/flower-auth", {"anonymous": 401, "owner": 403, "other": 403, "staff": 204}
-    ),
+    Row("flower_auth", "/flower-auth", {**console_rule(204), "anonymous": 401}),
     # The JSON API: 401 JSON without a login (never the login page), someone else's job not
     # found, and everything it does not have a JSON 404 or 405. Its own tests (test_api.py) try
     # API tokens as well; here the session, whose POSTs need CSRF.
@@ -250,15 +276,18 @@ TABLE = [
     Row("api:job_cancel", "/api/jobs/{queued}/cancel", api_action_rule(), method="post"),
     Row("api:job_cancel", "/api/jobs/{queued}/cancel", signed_in(403, 401), "post", csrf=False),
     Row("api:job_cancel", f"/api/jobs/{UNKNOWN}/cancel", signed_in(404, 401), method="post"),
-    # Django admin: staff (here with the view permission on jobs); others get admin's login.
-    Row(ADMIN, "/admin/", everyone("/admin/login/?next=/admin/") | {"staff": 200}),
-    Row(ADMIN, "/admin/login/", {**everyone(200), "staff": "/admin/"}),
-    Row(ADMIN, "/admin/jobs/job/", staff_rule(200, others="/admin/login/?next=/admin/jobs/job/")),
-    Row(ADMIN, "/admin/jobs/job/{job}/change/", staff_rule(200, others="/admin/login/?next=")),
+    # Django admin: is_staff opens it; the roles' permissions decide what it shows.
+    Row(ADMIN, "/admin/", admin_rule(200, 200, "/admin/login/?next=/admin/", anonymous=None)),
+    Row(ADMIN, "/admin/login/", admin_rule("/admin/", "/admin/", login=200, anonymous=None)),
+    Row(ADMIN, "/admin/jobs/job/", admin_rule(200)),
+    Row(ADMIN, "/admin/jobs/job/{job}/change/", admin_rule(200)),
+    Row(ADMIN, "/admin/jobs/auditentry/", admin_rule(200)),
+    Row(ADMIN, "/admin/jobs/apitoken/", admin_rule(403) | {"admin": 200}),
+    Row(ADMIN, "/admin/django_celery_beat/periodictask/add/", admin_rule(403) | {"admin": 200}),
     # Admin's own answer to an id it cannot find: back to its index, with a message.
-    Row(ADMIN, f"/admin/jobs/job/{UNKNOWN}/change/", staff_rule("/admin/", "/admin/login/?next=")),
-    Row(ADMIN, "/admin/jobs/job/not-a-uuid/change/", staff_rule("/admin/", "/admin/login/?next=")),
-    Row(ADMIN, "/admin/auth/user/", staff_rule(403, others="/admin/login/?next=")),
+    Row(ADMIN, f"/admin/jobs/job/{UNKNOWN}/change/", admin_rule("/admin/")),
+    Row(ADMIN, "/admin/jobs/job/not-a-uuid/change/", admin_rule("/admin/")),
+    Row(ADMIN, "/admin/auth/user/", admin_rule(403)),
 ]
 
 
@@ -333,9 +362,16 @@ def jobs(user) -> dict[str, Job | ApiToken | Preset]:
 
 
 @pytest.fixture
-def clients(user, other_user, staff) -> dict[str, Client]:
-    staff.user_permissions.add(Permission.objects.get(codename="view_job"))
-    people = {"anonymous": None, "owner": user, "other": other_user, "staff": staff}
+def clients(user, other_user, staff, django_user_model) -> dict[str, Client]:
+    people = {
+        "anonymous": None,
+        "owner": user,
+        "other": other_user,
+        "staff": person_with_role(django_user_model, "sam", None, is_staff=True),
+        "viewer": person_with_role(django_user_model, "vera", "viewer", is_staff=False),
+        "operator": staff,
+        "admin": person_with_role(django_user_model, "ada", "admin", is_staff=True),
+    }
     clients = {}
     for role, person in people.items():
         clients[role] = Client(enforce_csrf_checks=True)
@@ -387,7 +423,7 @@ def _outcome(response, expected):
 def test_who_may_use_the_url(row, clients, jobs, no_flower, static_files):
     path = row.path.format(**{name: job.pk for name, job in jobs.items()})
     got = {}
-    for role in ROLES:  # staff last: its actions change the jobs the others tried first
+    for role in ROLES:  # the roles last: their actions change the jobs others tried first
         response = _request(clients[role], row, path)
         got[role] = _outcome(response, row.expect[role])
         if got[role] == LOGIN:

@@ -35,6 +35,8 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.views.decorators.cache import never_cache
 from revproxy.views import ProxyView
 
+from jobs import roles
+
 logger = logging.getLogger(__name__)
 # revproxy logs four INFO lines per request; keep its warnings unless LOGGING says otherwise.
 if logging.getLogger("revproxy").level == logging.NOTSET:
@@ -56,6 +58,14 @@ FLOWER_CSP = (
 
 # A hung Flower must not hold a web worker for long; Flower's own inspect calls take ~1 s.
 _POOL = urllib3.PoolManager(timeout=urllib3.Timeout(connect=2.0, read=30.0))
+
+
+def may_use_flower(user, method: str) -> bool:
+    """Viewers read Flower; what changes something (its POSTs: pool size, revoke, shutdown,
+    rate limits) is for operators."""
+    if method.upper() in SAFE_METHODS:
+        return roles.can_view(user)
+    return roles.can_operate(user)
 
 
 def is_same_origin(request: HttpRequest, method: str) -> bool:
@@ -81,7 +91,7 @@ def auth_request(request: HttpRequest) -> HttpResponse:
     if not request.user.is_authenticated:
         return HttpResponse(status=401)
     method = request.headers.get("X-Original-Method", request.method)
-    if not request.user.is_staff or not is_same_origin(request, method):
+    if not may_use_flower(request.user, method) or not is_same_origin(request, method):
         return HttpResponse(status=403)
     response = HttpResponse(status=204)
     response["Content-Security-Policy"] = FLOWER_CSP
@@ -105,7 +115,7 @@ class FlowerProxyView(ProxyView):
         return f"{settings.FLOWER_URL.rstrip('/')}/flower/"
 
     def dispatch(self, request: HttpRequest, path: str) -> HttpResponse:
-        if not request.user.is_staff:
+        if not may_use_flower(request.user, request.method):
             raise PermissionDenied
         # Django decodes the path: /flower/..%2fx arrives as "../x".
         if {".", ".."} & set(path.split("/")):

@@ -7,6 +7,7 @@ from functools import wraps
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
@@ -19,7 +20,7 @@ from django_celery_results.models import TaskResult
 
 from dashboard import charts, tables
 from dashboard.forms import HISTORY_RANGES, AuditFilterForm, JobFilterForm
-from jobs import monitoring, rollups, selectors, services
+from jobs import monitoring, roles, rollups, selectors, services
 from jobs.audit import Actor
 from jobs.models import Job
 
@@ -78,20 +79,30 @@ class BulkConfirmation:
         return text + "."
 
 
-def staff_only(view):
-    """Anonymous people were already sent to the login page; signed-in non-staff get 403."""
+def needs(permission: str):
+    """A console view for people whose role holds `permission` (jobs.roles); anonymous people
+    were already sent to the login page, others get 403."""
 
-    @wraps(view)
-    def guarded(request: HttpRequest, *args, **kwargs):
-        if not request.user.is_staff:
-            raise PermissionDenied("The operator console is for staff.")
-        return view(request, *args, **kwargs)
+    def decorate(view):
+        @wraps(view)
+        def guarded(request: HttpRequest, *args, **kwargs):
+            if not request.user.has_perm(permission):
+                raise PermissionDenied(REFUSALS[permission])
+            return view(request, *args, **kwargs)
 
-    return guarded
+        return guarded
+
+    return decorate
+
+
+REFUSALS = {
+    roles.VIEW: "The operator console is for the viewer, operator and admin roles.",
+    roles.OPERATE: "Retrying and cancelling others' jobs is for the operator and admin roles.",
+}
 
 
 @require_GET
-@staff_only
+@needs(roles.VIEW)
 def index(request: HttpRequest) -> HttpResponse:
     jobs = _jobs_context(request)
     stats = _stats_context(request)
@@ -108,7 +119,7 @@ def index(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @never_cache
-@staff_only
+@needs(roles.VIEW)
 def jobs_table(request: HttpRequest) -> HttpResponse:
     version = selectors.jobs_version()
     if request.GET.get("v") == version:
@@ -118,7 +129,7 @@ def jobs_table(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @never_cache
-@staff_only
+@needs(roles.VIEW)
 def stats(request: HttpRequest) -> HttpResponse:
     context = _stats_context(request)
     if request.GET.get("v") == context["stats_version"]:
@@ -128,7 +139,7 @@ def stats(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @never_cache
-@staff_only
+@needs(roles.VIEW)
 def workers(request: HttpRequest) -> HttpResponse:
     return render(
         request,
@@ -138,7 +149,7 @@ def workers(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@staff_only
+@needs(roles.VIEW)
 def job_detail(request: HttpRequest, job_id) -> HttpResponse:
     job = get_object_or_404(Job.objects.select_related("owner"), pk=job_id)
     context = {
@@ -152,7 +163,7 @@ def job_detail(request: HttpRequest, job_id) -> HttpResponse:
 
 
 @require_GET
-@staff_only
+@needs(roles.VIEW)
 def audit(request: HttpRequest) -> HttpResponse:
     """Who did what, newest first: filtered by action, person or job, a page at a time."""
     form = AuditFilterForm(request.GET)
@@ -171,7 +182,7 @@ def audit(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-@staff_only
+@needs(roles.OPERATE)
 def retry(request: HttpRequest, job_id) -> HttpResponse:
     get_object_or_404(Job, pk=job_id)  # an unknown id is a 404, like its page
     if services.retry_job(job_id=job_id, actor=_actor(request)):
@@ -182,7 +193,7 @@ def retry(request: HttpRequest, job_id) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-@staff_only
+@needs(roles.OPERATE)
 def cancel(request: HttpRequest, job_id) -> HttpResponse:
     """GET: what cancelling this job loses, asked first; POST: cancel it."""
     job = get_object_or_404(Job.objects.select_related("owner"), pk=job_id)
@@ -204,11 +215,11 @@ def cancel_confirmation(request: HttpRequest, job: Job, *, back: str) -> HttpRes
 
 
 @require_http_methods(["GET", "POST"])
-@staff_only
+@needs(roles.OPERATE)
 def bulk(request: HttpRequest, action: str) -> HttpResponse:
     """GET: how many jobs the action would change (the confirmation); POST: change those, and
     only those: jobs in the status that entered it by the moment the confirmation was shown
-    (`as_of`), at most the `count` it showed. Jobs that matched since are left as they are."""
+    (`as_of`) and still are. Jobs that matched since are left as they are."""
     if action not in BULK_ACTIONS:
         raise Http404("No such action.")
     status, entered, verb, service = BULK_ACTIONS[action]
@@ -226,12 +237,14 @@ def bulk(request: HttpRequest, action: str) -> HttpResponse:
         if confirmed is None:
             messages.error(request, "That confirmation was incomplete; nothing was changed.")
         else:
+            # A job with no such time (made by hand, in admin) counts as shown.
+            shown = Q(**{f"{entered}__lte": confirmed.as_of}) | Q(**{f"{entered}__isnull": True})
             changed = service(
-                jobs=jobs.filter(**{f"{entered}__lte": confirmed.as_of}),
+                jobs=jobs.filter(shown),
                 actor=_actor(request),
                 details={"filter": form.query() or "every job", "confirmed": confirmed.count},
             )
-            since = jobs.filter(**{f"{entered}__gt": confirmed.as_of}).count()
+            since = jobs.exclude(shown).count()
             messages.success(request, confirmed.outcome(verb, changed, since))
         return redirect(f"{reverse('dashboard:ops')}?{form.query()}")
     context = {
@@ -261,7 +274,9 @@ def _jobs_context(request: HttpRequest, version: str | None = None) -> dict:
         "form": form,
         "page": page,
         "rows": tables.job_rows(
-            page.jobs, back=f"{reverse('dashboard:ops')}?{form.query(**position)}"
+            page.jobs,
+            back=f"{reverse('dashboard:ops')}?{form.query(**position)}",
+            actions=roles.can_operate(request.user),
         ),
         "filtered": any(form.job_filters().values()),
         "version": version,

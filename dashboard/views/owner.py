@@ -4,6 +4,7 @@ from pathlib import PurePath
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -15,7 +16,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from dashboard.forms import JobSearchForm
 from dashboard.views import ops
-from jobs import limits, monitoring, selectors, services
+from jobs import limits, monitoring, roles, selectors, services
 from jobs.audit import Actor
 from jobs.downloads import archive_response
 from jobs.forms import RerunJobForm, ThumbnailJobForm
@@ -208,8 +209,11 @@ def cancel(request: HttpRequest, job_id) -> HttpResponse:
 
 @require_POST
 def retry(request: HttpRequest, job_id) -> HttpResponse:
-    """The owner runs a failed or cancelled job again (the console's service)."""
+    """The owner runs a failed or cancelled job again (the console's service); the console's
+    viewers see the job but only operators act on another's."""
     job = _visible_job(request, job_id)
+    if job.owner_id != request.user.pk and not roles.can_operate(request.user):
+        raise PermissionDenied(ops.REFUSALS[roles.OPERATE])
     if services.retry_job(job_id=job.pk, actor=Actor.of(request)):
         messages.success(request, "Your job is queued again.")
     else:

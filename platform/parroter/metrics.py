@@ -17,7 +17,7 @@ from prometheus_client.core import (
     Metric,
 )
 
-from jobs import housekeeping, monitoring, selectors, tokens
+from jobs import housekeeping, monitoring, roles, selectors, tokens
 from jobs.models import DURATION_BOUNDS, Chore, Job
 from jobs.schemas import Error
 
@@ -161,10 +161,11 @@ def metrics(request: HttpRequest) -> HttpResponse:
     if reader is None:
         return _refusal(
             401,
-            "Send a staff user's API token (Authorization: Bearer <token>) or sign in as staff.",
+            "Send the API token (Authorization: Bearer <token>) of a user with the viewer, "
+            "operator or admin role, or sign in as one.",
         )
-    if not reader.is_staff:
-        return _refusal(403, "Metrics are for staff.")
+    if not roles.can_view(reader):
+        return _refusal(403, "Metrics are for the viewer, operator and admin roles.")
     return HttpResponse(generate_latest(_REGISTRY), content_type=CONTENT_TYPE_LATEST)
 
 
