@@ -21,6 +21,7 @@ from django.core.exceptions import (
     RequestDataTooBig,
     SuspiciousOperation,
 )
+from django.db.models import prefetch_related_objects
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from django.urls import URLPattern, re_path
@@ -371,6 +372,7 @@ def list_jobs(request: HttpRequest, filters: Query[JobFilters]):
     }
     matching = selectors.find_jobs(status=filters.status or "", kind=filters.kind or "")
     page = selectors.job_page(jobs=matching & selectors.visible_jobs(user=request.user), **cursors)
+    prefetch_related_objects(page.jobs, "rerun_link")  # each item's rerun_of, in one query
     return JobPage(
         items=[selectors.job_details(job=job) for job in page.jobs],
         next=str(page.older) if page.older else None,

@@ -2,6 +2,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.db.models import QuerySet
 from django.utils import timezone
 
 # Upper bounds (seconds) of the duration histograms kept per rollup row; the last is +inf.
@@ -81,15 +82,6 @@ class Job(models.Model):
     # broker: never published, or published to a Redis that has restarted since.
     published_at = models.DateTimeField(null=True, blank=True)
     broker_run_id = models.CharField(max_length=64, blank=True)
-    # The job this one re-ran with new settings, on copies of its stored images.
-    rerun_of = models.ForeignKey(
-        "self",
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="reruns",
-        db_index=False,  # job_rerun_of_idx: the few jobs that are re-runs
-    )
 
     objects = JobQuerySet.as_manager()
 
@@ -122,14 +114,6 @@ class Job(models.Model):
                 condition=models.Q(status="queued"),
                 name="job_waiting_idx",
             ),
-            # A job's re-runs, and retention's SET NULL of them: only re-runs are indexed, so
-            # SQLite's statistics do not take the column for one value held by every job (an
-            # index of all rows had it scan the table for each batch deleted: 272 ms of 452).
-            models.Index(
-                fields=["rerun_of"],
-                condition=models.Q(rerun_of__isnull=False),
-                name="job_rerun_of_idx",
-            ),
             # Retention walks the jobs that finished longest ago.
             models.Index(
                 fields=["finished_at"],
@@ -148,6 +132,16 @@ class Job(models.Model):
         if (fields := kwargs.get("update_fields")) is not None and "source_name" in fields:
             kwargs["update_fields"] = {*fields, "search_name"}
         super().save(*args, **kwargs)
+
+    @property
+    def rerun_of(self) -> "Job | None":
+        """The job this one re-ran (None if it was not a re-run, or that job is deleted)."""
+        return Job.objects.filter(rerun_links__rerun=self).first()
+
+    @property
+    def reruns(self) -> QuerySet["Job"]:
+        """The jobs that re-ran this one, newest first."""
+        return Job.objects.filter(rerun_link__original=self).order_by("-created_at", "-id")
 
     @property
     def images(self) -> list[dict]:
@@ -208,6 +202,21 @@ class Job(models.Model):
         if self.started_at and self.status == self.Status.RUNNING:
             return max((timezone.now() - self.started_at).total_seconds(), 0.0)
         return None
+
+
+class Rerun(models.Model):
+    """A job made again as another, with new settings, on copies of its stored images. A table
+    of its own, not a column of every job: deleting jobs (retention) then clears links in this
+    small table, where a nullable column of a million rows, all NULL but a few, had SQLite
+    scan the jobs for each batch (its statistics take one value for every row), and an index
+    of the few re-runs alone left SQLite's PRAGMA optimize re-analyzing the jobs table each
+    time while it held none."""
+
+    original = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="rerun_links")
+    rerun = models.OneToOneField(Job, on_delete=models.CASCADE, related_name="rerun_link")
+
+    def __str__(self) -> str:
+        return f"{self.rerun_id} re-ran {self.original_id}"
 
 
 class JobRollup(models.Model):

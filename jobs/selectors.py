@@ -31,6 +31,7 @@ from jobs.models import (
     JobRollup,
     Preferences,
     Preset,
+    Rerun,
     name_key,
 )
 from jobs.schemas import JobDetails, JobStatus
@@ -117,13 +118,22 @@ def job_details(*, job: Job) -> JobDetails:
                 for image in job.images
             ],
         },
-        rerun_of=job.rerun_of_id,
+        rerun_of=_original_id(job),
         attempts=job.attempts,
         created_at=job.created_at,
         queued_at=job.queued_at,
         started_at=job.started_at,
         finished_at=job.finished_at,
     )
+
+
+def _original_id(job: Job) -> uuid.UUID | None:
+    """The id of the job this one re-ran: a query, unless prefetched (prefetch_related_objects
+    with "rerun_link", as a list does for its page)."""
+    try:
+        return job.rerun_link.original_id
+    except Rerun.DoesNotExist:
+        return None
 
 
 def _status_fields(job: Job) -> dict:

@@ -26,7 +26,7 @@ from django_celery_results.models import TaskResult
 from jobs import audit, broker, rollups
 from jobs.audit import Actor
 from jobs.kinds import thumbnails
-from jobs.models import AuditEntry, Job, Preferences, Preset, job_file_path
+from jobs.models import AuditEntry, Job, Preferences, Preset, Rerun, job_file_path
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +81,6 @@ def submit_job(
         kind=Job.Kind.THUMBNAILS,
         source_name=first.name[:255],
         task_id=str(uuid.uuid4()),
-        rerun_of=rerun_of,
     )
     storage = job.source.storage
     try:
@@ -102,6 +101,8 @@ def submit_job(
         }
         with transaction.atomic():
             job.save(force_insert=True)
+            if rerun_of is not None:
+                Rerun.objects.create(original=rerun_of, rerun=job)
             _enqueue_on_commit(job)
     except BaseException:
         # Everything under the job's folder, a file cut off midway included; a failure here is

@@ -341,7 +341,7 @@ def test_a_job_is_rerun_with_a_focal_point_picked_on_its_picture(live_server, us
     )  # back to the first job, which lists its re-run
     expect(page.locator(".meta").filter(has_text="Re-run as")).to_be_visible()
     snapshot(page, "job-with-rerun")
-    rerun = Job.objects.get(rerun_of=job)
+    rerun = Job.objects.get(rerun_link__original=job)
     assert rerun.params["output"]["fit"] == "crop"
     assert rerun.images[0]["focus"] == [0.25, 0.75]
     assert [image["name"] for image in rerun.images] == ["harbour.jpg", "cut.jpg", "boats.jpg"]

@@ -120,7 +120,7 @@ def test_failed_images_alone_are_rerun_once_replaced(client, user, media_root):
         {"sizes": ["128"], "only_failed": "on", "replace_1": upload("fixed.jpg", fixed)},
     )
     assert sent.status_code == 302
-    second = Job.objects.get(rerun_of=first)
+    second = Job.objects.get(rerun_link__original=first)
     assert [image["name"] for image in second.images] == ["fixed.jpg"]
     assert stored_bytes(second) == [fixed]
     run_in_process(second)
@@ -145,7 +145,7 @@ def test_a_focal_point_is_kept_with_the_image_and_checked(client, user):
     assert "Give the focus as two percentages" in wrong.content.decode()
 
     rerun(client, first, {"sizes": ["128"], "fit": "crop", "focus_0": "30, 40", "focus_1": ""})
-    second = Job.objects.get(rerun_of=first)
+    second = Job.objects.get(rerun_link__original=first)
     assert second.images[0]["focus"] == [0.3, 0.4]
     assert "focus" not in second.images[1]
 

@@ -148,7 +148,7 @@ def rerun(request: HttpRequest, job_id) -> HttpResponse:
 def job_page(request: HttpRequest, job_id) -> HttpResponse:
     job = _visible_job(request, job_id)
     context = _panel_context(job, page=request.GET.get("page"))
-    context["reruns"] = job.reruns.order_by("-created_at")[:5]  # the newest few
+    context["reruns"] = job.reruns[:5]  # the newest few
     return render(request, "dashboard/job.html", context)
 
 
