@@ -29,4 +29,5 @@ urlpatterns = [
     path("ops/jobs/<uuid:job_id>/cancel", ops.cancel, name="ops_cancel"),
     path("ops/bulk/<str:action>", ops.bulk, name="ops_bulk"),
     path("ops/audit/", ops.audit, name="ops_audit"),
+    path("ops/queues/<str:queue>/<str:action>", ops.queue_pause, name="ops_queue"),
 ]

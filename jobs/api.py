@@ -26,19 +26,19 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllow
 from django.http.multipartparser import MultiPartParserError
 from django.urls import URLPattern, re_path
 from django.views.decorators.csrf import csrf_exempt
-from ninja import Field, NinjaAPI, Query, Router, Schema, Swagger
+from ninja import Field, Form, NinjaAPI, Query, Router, Schema, Swagger
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.responses import Status
 from ninja.security import APIKeyCookie, HttpBearer
 from ninja.throttling import BaseThrottle
 from ninja.utils import check_csrf
 
-from jobs import limits, roles, selectors, services, tokens
+from jobs import limits, monitoring, roles, selectors, services, tokens
 from jobs.audit import Actor
 from jobs.downloads import archive_response
 from jobs.forms import RerunJobForm, ThumbnailJobForm
 from jobs.models import Job
-from jobs.schemas import Error, JobDetails, JobPage, JobStatus
+from jobs.schemas import Error, JobDetails, JobPage, JobStatus, QueueState
 
 logger = logging.getLogger("django.request")  # where Django reports a view's exception
 
@@ -454,3 +454,53 @@ ZIP = {"application/zip": {"schema": {"type": "string", "format": "binary"}}}
 def download_archive(request: HttpRequest, job_id: uuid.UUID):
     """The ZIP of a succeeded job's thumbnails (404 until then), as the job page's download."""
     return archive_response(request, _visible_job(request, job_id))
+
+
+QUEUE_ERRORS = {**COMMON_ERRORS, 403: Error, 404: Error}
+
+
+@api.post(
+    "/queues/{queue}/pause",
+    response={200: QueueState, **QUEUE_ERRORS},
+    url_name="queue_pause",
+    summary="Pause a queue",
+)
+def pause_queue(request: HttpRequest, queue: str, reason: Form[str] = ""):
+    """Workers stop taking the queue's messages within seconds, and workers that start do not
+    take them, until it is resumed; its jobs wait as queued. For the operator and admin roles."""
+    actor = _queue_actor(request, queue, reason)
+    services.pause_queue(queue=queue, actor=actor)
+    return _queue_state(queue)
+
+
+@api.post(
+    "/queues/{queue}/resume",
+    response={200: QueueState, **QUEUE_ERRORS},
+    url_name="queue_resume",
+    summary="Resume a paused queue",
+)
+def resume_queue(request: HttpRequest, queue: str):
+    """Workers take the queue's messages again within seconds."""
+    services.resume_queue(queue=queue, actor=_queue_actor(request, queue))
+    return _queue_state(queue)
+
+
+def _queue_actor(request: HttpRequest, queue: str, reason: str = "") -> Actor:
+    if not roles.can_operate(request.user):
+        raise HttpError(403, "Pausing and resuming queues is for the operator and admin roles.")
+    if queue not in monitoring.queue_names():
+        raise HttpError(
+            404, f"No queue {queue!r}: the queues are {', '.join(monitoring.queue_names())}."
+        )
+    return Actor.of(request, reason=reason)
+
+
+def _queue_state(queue: str) -> QueueState:
+    pause = selectors.queue_pauses().get(queue)
+    return QueueState(
+        queue=queue,
+        paused=pause is not None,
+        paused_by=pause.paused_by_name if pause else None,
+        paused_at=pause.paused_at if pause else None,
+        reason=pause.reason if pause else "",
+    )

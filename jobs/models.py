@@ -384,6 +384,8 @@ class AuditEntry(models.Model):
         DELETE = "delete", "Delete"
         TOKEN_CREATE = "token_create", "API token made"
         TOKEN_REVOKE = "token_revoke", "API token revoked"
+        PAUSE = "pause", "Queue paused"
+        RESUME = "resume", "Queue resumed"
         ADMIN = "admin", "Admin change"
 
     id = models.BigAutoField(primary_key=True)
@@ -418,6 +420,23 @@ class AuditEntry(models.Model):
 
     def delete(self, *args, **kwargs):
         raise ValueError("The audit log is append-only: an entry is never deleted.")
+
+
+class QueuePause(models.Model):
+    """A queue operators paused: every worker stops taking its messages within
+    PARROTER_QUEUE_PAUSE_CHECK_SECONDS, and one that starts meanwhile does not take them; its
+    jobs wait as queued until it is resumed (the row deleted)."""
+
+    queue = models.CharField(max_length=100, primary_key=True)
+    paused_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    paused_by_name = models.CharField(max_length=150)
+    paused_at = models.DateTimeField(default=timezone.now)
+    reason = models.CharField(max_length=500, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.queue} paused by {self.paused_by_name}"
 
 
 class AuditedJob(models.Model):

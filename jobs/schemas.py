@@ -61,6 +61,16 @@ class JobDetails(JobStatus):
     finished_at: datetime | None
 
 
+class QueueState(Schema):
+    """Whether workers take a queue's messages: paused by an operator, or running."""
+
+    queue: str
+    paused: bool
+    paused_by: str | None = Field(description="Who paused it.")
+    paused_at: datetime | None
+    reason: str = Field(description="Why, as they wrote it (may be empty).")
+
+
 class JobPage(Schema):
     """Jobs newest first, a page at a time by keyset: follow `next` and `previous`."""
 

@@ -31,6 +31,7 @@ from jobs.models import (
     JobRollup,
     Preferences,
     Preset,
+    QueuePause,
     Rerun,
     name_key,
 )
@@ -682,3 +683,8 @@ def audit_page(
     rows = list(entries.order_by("-pk")[: AUDIT_PAGE_SIZE + 1])
     older = str(rows[AUDIT_PAGE_SIZE - 1].pk) if len(rows) > AUDIT_PAGE_SIZE else None
     return AuditPage(entries=rows[:AUDIT_PAGE_SIZE], older=older)
+
+
+def queue_pauses() -> dict[str, QueuePause]:
+    """The paused queues, by name (one small table: workers read it every few seconds)."""
+    return {pause.queue: pause for pause in QueuePause.objects.all()}

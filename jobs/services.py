@@ -26,7 +26,15 @@ from django_celery_results.models import TaskResult
 from jobs import audit, broker, rollups
 from jobs.audit import Actor
 from jobs.kinds import thumbnails
-from jobs.models import AuditEntry, Job, Preferences, Preset, Rerun, job_file_path
+from jobs.models import (
+    AuditEntry,
+    Job,
+    Preferences,
+    Preset,
+    QueuePause,
+    Rerun,
+    job_file_path,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -389,6 +397,33 @@ def discard_partial_outputs(*, job_id: uuid.UUID | str, task_id: str) -> None:
     job = Job.objects.filter(pk=job_id, task_id=task_id).exclude(status=Job.Status.SUCCEEDED)
     if (job := job.first()) is not None:
         _discard_archive(job)
+
+
+def pause_queue(*, queue: str, actor: Actor) -> bool:
+    """Pause a queue: workers stop taking its messages within seconds (each looks every
+    PARROTER_QUEUE_PAUSE_CHECK_SECONDS) and one that starts meanwhile does not take them.
+    False if it was paused already."""
+    with transaction.atomic():
+        _, made = QueuePause.objects.get_or_create(
+            queue=queue,
+            defaults={
+                "paused_by": actor.user,
+                "paused_by_name": actor.name,
+                "reason": actor.reason,
+            },
+        )
+        if made:
+            audit.record(actor=actor, action=AuditEntry.Action.PAUSE, summary=f"Paused {queue}")
+    return made
+
+
+def resume_queue(*, queue: str, actor: Actor) -> bool:
+    """Let workers take the queue's messages again; False if it was not paused."""
+    with transaction.atomic():
+        deleted, _ = QueuePause.objects.filter(queue=queue).delete()
+        if deleted:
+            audit.record(actor=actor, action=AuditEntry.Action.RESUME, summary=f"Resumed {queue}")
+    return bool(deleted)
 
 
 def remember_choices(*, owner: AbstractBaseUser, choices: dict, save_as: str = "") -> None:

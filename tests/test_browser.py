@@ -395,3 +395,42 @@ def test_an_operator_retries_with_a_reason_and_finds_it_in_the_audit_log(
     expect(row).to_contain_text("Retried 2 jobs matching status=failed")
     expect(row).to_contain_text("storage was full until 14:05")
     snapshot(page, "audit-log")
+
+
+def test_an_operator_pauses_the_jobs_queue_with_a_reason_and_resumes_it(
+    live_server, user, staff, browser
+):
+    from jobs import monitoring
+
+    now = timezone.now()
+    monitoring.save_report(
+        monitoring.ClusterFacts(
+            checked_at=now,
+            queues=[
+                monitoring.QueueFacts("celery", 2, 1),
+                monitoring.QueueFacts("housekeeping", 0, 1),
+            ],
+            workers=[
+                monitoring.WorkerFacts("celery@web1", True, now, ("celery",), 2, 0, 41, 7, now),
+                monitoring.WorkerFacts(
+                    "housekeeping@ops", True, now, ("housekeeping",), 1, 0, 9, 8, now
+                ),
+            ],
+        )
+    )
+    for name in ("harbour.jpg", "boats.jpg"):
+        Job.objects.create(owner=user, source_name=name, params={"sizes": [[128, 128]]})
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    sign_in(page, live_server.url, "olivia")
+    page.goto(f"{live_server.url}/ops/")
+    page.locator("#ops-workers a", has_text="Pause…").first.click()
+    page.fill("#id_reason", "storage host out of disk")
+    page.click("button:has-text('Pause celery')")
+    alert = page.locator(".alert", has_text="is paused")
+    expect(alert).to_contain_text("by olivia")
+    expect(alert).to_contain_text("storage host out of disk")
+    expect(alert).to_contain_text("2 jobs wait")
+    snapshot(page, "ops-queue-paused")
+    alert.locator("button", has_text="Resume").click()
+    expect(page.locator(".messages")).to_contain_text("celery is resumed")
+    expect(page.locator(".alert", has_text="is paused")).to_have_count(0)

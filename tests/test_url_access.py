@@ -72,6 +72,10 @@ def api_action_rule():
     }  # fmt: skip
 
 
+def api_queue_rule(operators):
+    return {**signed_in(403, anonymous=401), "operator": operators, "admin": operators}
+
+
 def api_rerun_rule(owner):
     # The roles see the job but may not re-run someone else's.
     return {**job_rule(403), "anonymous": 401, "owner": owner}
@@ -228,6 +232,12 @@ TABLE = [
     Row("dashboard:ops_cancel", "/ops/jobs/not-a-uuid/cancel", everyone(404), method="post"),
     Row("dashboard:ops_cancel", f"/ops/jobs/{UNKNOWN}/cancel", console_rule(404, act=True), "post"),
     Row("dashboard:ops_audit", "/ops/audit/", console_rule(200)),
+    # Pausing a queue: its question, then the POST; resuming is a POST. Operators only.
+    Row("dashboard:ops_queue", "/ops/queues/celery/pause", console_rule(200, act=True)),
+    Row("dashboard:ops_queue", "/ops/queues/celery/resume", console_rule(302, act=True), "post"),
+    Row("dashboard:ops_queue", "/ops/queues/celery/pause", everyone(403), "post", csrf=False),
+    Row("dashboard:ops_queue", "/ops/queues/nope/pause", console_rule(404, act=True)),
+    Row("dashboard:ops_queue", "/ops/queues/celery/stop", console_rule(404, act=True), "post"),
     Row("dashboard:ops_audit", "/ops/audit/", signed_in(405), method="post"),
     Row("dashboard:ops_bulk", "/ops/bulk/retry", console_rule(200, act=True)),
     Row("dashboard:ops_bulk", "/ops/bulk/cancel", console_rule(200, act=True)),
@@ -273,6 +283,11 @@ TABLE = [
     Row("api:job_rerun", "/api/jobs/{job}/rerun", signed_in(403, 401), "post", csrf=False),
     Row("api:job_rerun", f"/api/jobs/{UNKNOWN}/rerun", signed_in(404, 401), method="post"),
     Row("api:job_rerun", "/api/jobs/{job}/rerun", everyone(405)),
+    Row("api:queue_pause", "/api/queues/celery/pause", api_queue_rule(200), method="post"),
+    Row("api:queue_pause", "/api/queues/celery/pause", signed_in(403, 401), "post", csrf=False),
+    Row("api:queue_pause", "/api/queues/nope/pause", api_queue_rule(404), method="post"),
+    Row("api:queue_resume", "/api/queues/celery/resume", api_queue_rule(200), method="post"),
+    Row("api:queue_resume", "/api/queues/celery/resume", everyone(405)),
     Row("api:job_cancel", "/api/jobs/{queued}/cancel", api_action_rule(), method="post"),
     Row("api:job_cancel", "/api/jobs/{queued}/cancel", signed_in(403, 401), "post", csrf=False),
     Row("api:job_cancel", f"/api/jobs/{UNKNOWN}/cancel", signed_in(404, 401), method="post"),

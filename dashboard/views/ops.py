@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import wraps
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
@@ -162,6 +163,37 @@ def job_detail(request: HttpRequest, job_id) -> HttpResponse:
     return render(request, "dashboard/ops/job.html", context)
 
 
+@require_http_methods(["GET", "POST"])
+@needs(roles.OPERATE)
+def queue_pause(request: HttpRequest, queue: str, action: str) -> HttpResponse:
+    """Pause a queue (GET: the question, with a reason to give) or resume it (POST)."""
+    if queue not in monitoring.queue_names() or action not in ("pause", "resume"):
+        raise Http404("No such queue.")
+    if request.method == "GET":
+        if action == "resume":
+            return redirect(f"{reverse('dashboard:ops')}#workers-title")
+        context = {
+            "queue": queue,
+            "pause": selectors.queue_pauses().get(queue),
+            "check_seconds": f"{settings.PARROTER_QUEUE_PAUSE_CHECK_SECONDS:g}",
+        }
+        return render(request, "dashboard/ops/pause.html", context)
+    actor = _actor(request)
+    if action == "pause":
+        done = services.pause_queue(queue=queue, actor=actor)
+        text = f"{queue} is paused: workers stop taking its jobs within seconds."
+    else:
+        done = services.resume_queue(queue=queue, actor=actor)
+        text = f"{queue} is resumed: workers take its jobs again within seconds."
+    if done:
+        messages.success(request, text)
+    else:
+        messages.info(
+            request, f"{queue} was already {'paused' if action == 'pause' else 'running'}."
+        )
+    return redirect(f"{reverse('dashboard:ops')}#workers-title")
+
+
 @require_GET
 @needs(roles.VIEW)
 def audit(request: HttpRequest) -> HttpResponse:
@@ -298,7 +330,8 @@ def _stats_context(request: HttpRequest) -> dict:
     # warnings with the workers online, the queues served and the broker's state.
     # The clock's minute, not the slot's start: the last five minutes' rate moves every minute.
     minute = rollups.minute_of(timezone.now())
-    version = f"{jobs_version}-{minute}-{_facts_version(facts)}"
+    pauses = selectors.queue_pauses()
+    version = f"{jobs_version}-{minute}-{_facts_version(facts)}-{'.'.join(sorted(pauses))}"
     return {
         "range": name,
         "history": history,
@@ -307,6 +340,11 @@ def _stats_context(request: HttpRequest) -> dict:
         "now": now,
         "facts": facts,
         "job_queue": monitoring.job_queue(),
+        "pauses": list(pauses.values()),
+        # A paused queue is shown as paused, not as one no worker consumes.
+        "unserved": [queue for queue in facts.unserved if queue.name not in pauses]
+        if facts
+        else [],
         "stats_version": version,
         "charts": charts.for_history(history),
         "slot_data": charts.slot_data(history),
@@ -329,8 +367,10 @@ def _workers_context(*, facts: monitoring.ClusterFacts | None, queued: int) -> d
     # (a worker skips them). Fewer: jobs whose message a worker holds, or not sent yet.
     difference = queue.messages - queued if queue and queue.messages is not None else 0
     running = selectors.running_jobs_by_worker()
+    pauses = selectors.queue_pauses()
     return {
         "facts": facts,
+        "queues": [(queue, pauses.get(queue.name)) for queue in facts.queues] if facts else [],
         "job_queue": monitoring.job_queue(),
         "queued": queued,
         "extra_messages": max(difference, 0),

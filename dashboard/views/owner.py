@@ -166,11 +166,13 @@ def _panel_context(job: Job, page: str | None = None) -> dict:
     # A queued job's owner is told plainly when no worker consumes the jobs' queue (the
     # monitor's report, one row: never the broker); the version covers it, so the notice comes
     # and goes with polls.
-    no_worker = False
+    no_worker = paused = False
     if job.status == Job.Status.QUEUED:
-        no_worker = monitoring.job_queue_served(monitoring.cluster_facts()) is False
+        paused = monitoring.job_queue() in selectors.queue_pauses()
+        no_worker = not paused and monitoring.job_queue_served(monitoring.cluster_facts()) is False
     # The version lets a poll that finds nothing new answer 204 without rendering.
-    version = f"{int(job.updated_at.timestamp() * 1_000_000)}{'n' if no_worker else ''}"
+    notice = "n" if no_worker else "p" if paused else ""
+    version = f"{int(job.updated_at.timestamp() * 1_000_000)}{notice}"
     gallery = selectors.job_gallery(job=job) if job.status == Job.Status.SUCCEEDED else []
     # A few screens of tiles at a time: a 200-image job's page once pulled 27 MB on a phone.
     previews = Paginator([image for image in gallery if image["thumbnails"]], PREVIEWS_PER_PAGE)
@@ -178,6 +180,7 @@ def _panel_context(job: Job, page: str | None = None) -> dict:
         "job": job,
         "version": version,
         "no_worker": no_worker,
+        "paused": paused,
         "previews": previews.get_page(page),
     }
 

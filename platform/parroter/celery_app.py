@@ -1,14 +1,86 @@
+import logging
 import os
 import resource
 
-from celery import Celery
-from celery.signals import task_postrun, task_prerun, worker_process_init
+from celery import Celery, bootsteps
+from celery.signals import celeryd_after_setup, task_postrun, task_prerun, worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "parroter.settings")
 
 app = Celery("parroter")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+logger = logging.getLogger(__name__)
+
+# The queues this worker was started to consume (-Q), whether paused or not.
+OWN_QUEUES: set[str] = set()
+
+
+@celeryd_after_setup.connect
+def leave_paused_queues(instance, **_kwargs: object) -> None:
+    """A worker that starts while operators have paused one of its queues does not consume it
+    (FollowQueuePauses starts once it is resumed): not even the first messages, which it would
+    take before any later check."""
+    from django.db import DatabaseError
+
+    from jobs import selectors
+
+    queues = instance.app.amqp.queues
+    OWN_QUEUES.update(queues.consume_from)
+    try:
+        paused = [name for name in selectors.queue_pauses() if name in OWN_QUEUES]
+    except DatabaseError as error:  # it consumes them; the first check stops it if need be
+        logger.warning("could not read which queues are paused: %s", error)
+        return
+    if paused:
+        queues.deselect(paused)
+        logger.info("not consuming %s: paused by the operators", ", ".join(paused))
+
+
+class FollowQueuePauses(bootsteps.StartStopStep):
+    """Every PARROTER_QUEUE_PAUSE_CHECK_SECONDS, stop consuming this worker's queues that
+    operators paused and consume again those they resumed: read from the database, so a pause
+    holds for workers that restart, and no broadcast can be missed. Messages a worker has
+    already taken (its prefetch) still run."""
+
+    requires = {"celery.worker.consumer.tasks:Tasks"}
+
+    def __init__(self, parent, **kwargs) -> None:
+        super().__init__(parent, **kwargs)
+        self.timer = None
+
+    def start(self, consumer) -> None:
+        from django.conf import settings
+
+        every = settings.PARROTER_QUEUE_PAUSE_CHECK_SECONDS
+        self.timer = consumer.timer.call_repeatedly(every, self.follow, (consumer,), priority=10)
+
+    def stop(self, consumer) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def follow(self, consumer) -> None:
+        from django.db import DatabaseError, close_old_connections
+
+        from jobs import selectors
+
+        try:
+            close_old_connections()
+            paused = set(selectors.queue_pauses())
+        except DatabaseError as error:  # as it was until the database answers
+            logger.warning("could not read which queues are paused: %s", error)
+            return
+        consuming = {queue.name for queue in consumer.task_consumer.queues}
+        for name in sorted(OWN_QUEUES & paused & consuming):
+            logger.info("pausing %s: paused by the operators", name)
+            consumer.cancel_task_queue(name)
+        for name in sorted(OWN_QUEUES - paused - consuming):
+            logger.info("resuming %s", name)
+            consumer.add_task_queue(name)
+
+
+app.steps["consumer"].add(FollowQueuePauses)
 
 
 @worker_process_init.connect

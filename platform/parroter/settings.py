@@ -372,6 +372,8 @@ PARROTER_MAX_PIXELS = env_int("PARROTER_MAX_PIXELS", 120_000_000)
 # CPU seconds the checks of one upload's files may take together; the files past it are
 # refused with a message (an ordinary photo's check takes under a millisecond).
 PARROTER_UPLOAD_CHECK_SECONDS = env_float("PARROTER_UPLOAD_CHECK_SECONDS", 1.0)
+# How often each worker looks for queues operators paused or resumed (jobs.models.QueuePause).
+PARROTER_QUEUE_PAUSE_CHECK_SECONDS = env_float("PARROTER_QUEUE_PAUSE_CHECK_SECONDS", 2.0)
 # Address space each worker pool process may map beyond what it had at start (bytes; 0: no
 # limit): above jobs.kinds.thumbnails.DECODE_MEMORY_BUDGET (1 GiB), which refuses images whose
 # decode would cost more, so this only stops what that estimate misses (parroter.celery_app).
