@@ -51,7 +51,13 @@ if sys.path and Path(sys.path[0] or ".").resolve() == ROOT / "bench":
 from PIL import Image  # noqa: E402 - after the path set-up above
 
 from jobs.kinds import thumbnails  # noqa: E402
-from jobs.kinds.thumbnails import DECODE_MEMORY_BUDGET, Box, Output, ThumbnailError  # noqa: E402
+from jobs.kinds.thumbnails import (  # noqa: E402
+    DECODE_MEMORY_BUDGET,
+    Box,
+    Output,
+    ThumbnailError,
+    checks,  # noqa: E402  (its _decode_cost is recorded)
+)
 
 CORPUS = ROOT / "bench" / "corpus" / "memory"
 MAX_PIXELS = 120_000_000
@@ -270,13 +276,13 @@ def worker(approach: str, name: str, max_memory: int) -> None:
     data = io.BytesIO(corpus_file(name).read_bytes())
     # The job's own estimates, as it makes them: the largest is the one its budget checks.
     estimates = [0]
-    estimate = thumbnails._decode_cost
+    estimate = checks._decode_cost
 
     def recorded(*args: object, **kwargs: object) -> int:
         estimates.append(estimate(*args, **kwargs))
         return estimates[-1]
 
-    thumbnails._decode_cost = recorded
+    checks._decode_cost = recorded  # where _check_memory looks it up
     rss_before = proc_status_kib("VmRSS")
     start = time.perf_counter()
     refused = ""

@@ -30,15 +30,15 @@ from PIL import Image, TiffImagePlugin
 
 from jobs import tokens
 from jobs.kinds import thumbnails
-from jobs.kinds.thumbnails import Box, ThumbnailError, inspect_image, make_thumbnails
+from jobs.kinds.thumbnails import Box, ThumbnailError, base, checks, inspect_image, make_thumbnails
 from jobs.models import Job
 from tests.conftest import image_bytes
 from tests.memory_ceiling import run_jobs
 
 MAX_PIXELS = 120_000_000
 QUICK = 5.0  # seconds: generous for a loaded 2-core machine; these took 3 s to minutes before
-TOO_MANY_PARTS = thumbnails._TOO_MANY_PARTS
-NOT_AN_IMAGE = thumbnails._NOT_AN_IMAGE
+TOO_MANY_PARTS = base._TOO_MANY_PARTS
+NOT_AN_IMAGE = base._NOT_AN_IMAGE
 
 
 @contextmanager
@@ -354,7 +354,7 @@ def test_thumbnail_sizes_that_need_more_than_the_budget_are_refused_before_decod
         "At 10000×10000 pixels this PNG needs about 1,048 MB of memory to make a 4096x4096 "
         "thumbnail; the limit is 1,024 MB per image. Smaller sizes will work."
     )
-    assert refusal(make(data)) == thumbnails._CORRUPT  # 128 px fits; the stub data does not
+    assert refusal(make(data)) == base._CORRUPT  # 128 px fits; the stub data does not
 
 
 def marker_padded_jpeg(padding: int = 130_000) -> bytes:
@@ -370,8 +370,8 @@ SEEK_TOO_LARGE_TIFF = bytes.fromhex("49492b0008000000ffffffffffffff80")
 
 def test_a_bigtiff_whose_directory_lies_past_the_end_is_refused_as_corrupt() -> None:
     # In memory, the seek raised OverflowError and the upload answered 500.
-    assert refusal(inspect(SEEK_TOO_LARGE_TIFF)) == thumbnails._CORRUPT
-    assert refusal(make(SEEK_TOO_LARGE_TIFF)) == thumbnails._CORRUPT
+    assert refusal(inspect(SEEK_TOO_LARGE_TIFF)) == base._CORRUPT
+    assert refusal(make(SEEK_TOO_LARGE_TIFF)) == base._CORRUPT
 
 
 def test_a_marker_padded_jpeg_within_the_read_limit_is_read() -> None:
@@ -389,7 +389,7 @@ def test_a_gif_frame_far_outside_its_screen_is_refused() -> None:
 
 
 def test_supported_tiff_compressions_all_decode_here() -> None:
-    for code in sorted(thumbnails._TIFF_COMPRESSIONS):
+    for code in sorted(checks._TIFF_COMPRESSIONS):
         compression = TiffImagePlugin.COMPRESSION_INFO[code]
         mode = "1" if code in (2, 3, 4) else "RGB"
         data = saved(Image.new(mode, (16, 16)), "TIFF", compression=compression)
@@ -490,7 +490,7 @@ def test_a_job_over_the_workers_memory_ceiling_fails_clearly_and_the_process_car
     child.start()
     child.join(60)
     assert child.exitcode == 0
-    assert results.get(timeout=5) == ("refused", thumbnails._OUT_OF_MEMORY)
+    assert results.get(timeout=5) == ("refused", base._OUT_OF_MEMORY)
     assert results.get(timeout=5) == ("ok", 64)
 
 
@@ -815,7 +815,7 @@ def test_a_broken_file_beside_a_good_one_is_refused_alone(
     assert response.status_code == (302 if way == "page" else 201), response.content
     job = Job.objects.get()
     assert [image["name"] for image in job.images] == ["good.jpg"]
-    assert job.params["refused"] == [{"name": "seek_too_large.tif", "error": thumbnails._CORRUPT}]
+    assert job.params["refused"] == [{"name": "seek_too_large.tif", "error": base._CORRUPT}]
 
 
 @pytest.mark.django_db
@@ -825,7 +825,7 @@ def test_an_unexpected_error_in_one_files_check_refuses_that_file_alone(
     def broken(_stream: object, _head: bytes) -> None:
         raise RuntimeError("a bug in a safety check")
 
-    monkeypatch.setattr(thumbnails, "_check_tiff_directory", broken)
+    monkeypatch.setattr(checks, "_check_tiff_directory", broken)
     files = [
         SimpleUploadedFile("odd.tif", image_bytes((40, 30), fmt="TIFF")),
         SimpleUploadedFile("good.jpg", image_bytes((40, 30))),
@@ -833,7 +833,7 @@ def test_an_unexpected_error_in_one_files_check_refuses_that_file_alone(
     assert submit_through(client, "page", user, files).status_code == 302
     job = Job.objects.get()
     assert [image["name"] for image in job.images] == ["good.jpg"]
-    assert job.params["refused"] == [{"name": "odd.tif", "error": thumbnails._NOT_CHECKED}]
+    assert job.params["refused"] == [{"name": "odd.tif", "error": base._NOT_CHECKED}]
     assert "a bug in a safety check" in caplog.text  # operators get the traceback
 
 
@@ -857,5 +857,5 @@ def test_one_requests_checks_stop_at_its_cpu_budget_whatever_its_files(
     refused = {item["name"]: item["error"] for item in job.params["refused"]}
     assert job.images[0]["name"] == "good.jpg"
     assert 20 < len(refused) < 40  # some padded files fitted in the budget, most did not
-    assert set(refused.values()) == {thumbnails._CHECKS_OUT_OF_TIME}
+    assert set(refused.values()) == {base._CHECKS_OUT_OF_TIME}
     assert refused.keys() == {f"padded-{n}.jpg" for n in range(40 - len(refused), 40)}

@@ -23,6 +23,9 @@ from jobs.kinds.thumbnails import (
     Output,
     SourceImage,
     ThumbnailError,
+    animation,
+    base,
+    checks,
     make_archive,
     parse_box,
 )
@@ -397,7 +400,7 @@ def test_a_bad_image_among_good_ones_is_reported_and_the_others_are_made() -> No
     assert outcomes == [
         ("first.jpg", "first", ""),
         ("broken.jpg", "broken", CORRUPT),
-        ("notes.png", "notes", thumbnails._NOT_AN_IMAGE),
+        ("notes.png", "notes", base._NOT_AN_IMAGE),
         ("last.png", "last", ""),
     ]
     assert sorted(entries) == [
@@ -420,7 +423,7 @@ def test_when_no_image_can_be_read_the_error_lists_them() -> None:
         run(bad, "64")
     assert str(caught.value) == (
         f"None of the 2 images could be read. broken.jpg: {CORRUPT}; "
-        f"notes.png: {thumbnails._NOT_AN_IMAGE}"
+        f"notes.png: {base._NOT_AN_IMAGE}"
     )
     with pytest.raises(ThumbnailError) as caught:
         run([(f"{n}.jpg", b"") for n in range(5)], "64")
@@ -576,7 +579,7 @@ def test_a_long_animated_gif_is_not_taken_for_a_hostile_file(monkeypatch) -> Non
         frames.append(frame)
     data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:]).getvalue()
     assert len(data) > 100_000
-    monkeypatch.setattr(thumbnails, "_MAX_READS", 500)
+    monkeypatch.setattr(checks, "_MAX_READS", 500)
     made, entries = run([("noise.gif", data)], "50")
     assert made.images[0].error == ""
     (thumb,) = entries.values()
@@ -612,10 +615,10 @@ def test_an_animation_over_the_memory_budget_gives_the_first_frame_and_says_so(
     data = animated("GIF", RED_BLUE_GREEN)
     # Every frame of every thumbnail is held: 3 frames x (30x20 + 16x11) x 4 bytes.
     needed = 3 * (30 * 20 + 16 * 11) * 4
-    monkeypatch.setattr(thumbnails, "ANIMATION_MEMORY_BUDGET", needed)
+    monkeypatch.setattr(animation, "ANIMATION_MEMORY_BUDGET", needed)
     made, _ = run([("clip.gif", data)], "30", "16")
     assert made.images[0].note == ""
-    monkeypatch.setattr(thumbnails, "ANIMATION_MEMORY_BUDGET", needed - 1)
+    monkeypatch.setattr(animation, "ANIMATION_MEMORY_BUDGET", needed - 1)
     made, entries = run([("clip.gif", data)], "30", "16")
     note = (
         "This GIF is animated (3 frames): its animated thumbnails would need more than 1 MB "
@@ -628,10 +631,10 @@ def test_an_animation_over_the_memory_budget_gives_the_first_frame_and_says_so(
 def test_an_animation_too_long_to_decode_gives_the_first_frame_and_says_so(monkeypatch) -> None:
     data = animated("PNG", RED_BLUE_GREEN)
     decoded = 3 * 60 * 40  # every frame on the whole 60x40 canvas
-    monkeypatch.setattr(thumbnails, "ANIMATION_DECODE_BUDGET", decoded)
+    monkeypatch.setattr(animation, "ANIMATION_DECODE_BUDGET", decoded)
     made, _ = run([("clip.png", data)], "30")
     assert made.images[0].note == ""
-    monkeypatch.setattr(thumbnails, "ANIMATION_DECODE_BUDGET", decoded - 1)
+    monkeypatch.setattr(animation, "ANIMATION_DECODE_BUDGET", decoded - 1)
     made, entries = run([("clip.png", data)], "30")
     note = (
         "This PNG is animated (3 frames): 3 frames of 60×40 pixels would take too long to "
