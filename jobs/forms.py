@@ -41,6 +41,7 @@ FORMAT_CHOICES = [
 FIT_CHOICES = [
     ("fit", "Fit inside the box"),
     ("crop", "Fill the box and crop"),
+    ("smart", "Fill the box, keep the subject"),
     ("pad", "Pad to the box"),
 ]
 
@@ -72,7 +73,8 @@ class ThumbnailJobForm(forms.Form):
         choices=FIT_CHOICES,
         initial="fit",
         widget=forms.RadioSelect,
-        help_text="Fit keeps the whole image; fill crops its centre to exactly the box; pad "
+        help_text="Fit keeps the whole image; fill crops its centre to exactly the box, and "
+        "keep the subject crops around what stands out (detail, colour, faces) instead; pad "
         "adds a background around it to exactly the box. Images are never enlarged: one "
         "smaller than the box is cropped to the box's shape, or padded.",
     )

@@ -639,7 +639,11 @@ def _make_thumbnail_archive(job: Job) -> tuple[str, thumbnails.Archive]:
     storage = job.source.storage
     # Opened one at a time as the kind reaches them: a job of many images holds one.
     sources = [
-        thumbnails.SourceImage(image["name"], partial(storage.open, image["file"], "rb"))
+        thumbnails.SourceImage(
+            image["name"],
+            partial(storage.open, image["file"], "rb"),
+            tuple(image["focus"]) if image.get("focus") else None,
+        )
         for image in job.images
     ]
     # The ZIP is built in a temporary file and moved into place whole, so a crash or a bad

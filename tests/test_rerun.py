@@ -13,6 +13,7 @@ from PIL import Image
 from jobs import services, tokens
 from jobs.models import Job
 from tests.conftest import image_bytes, run_in_process
+from tests.photos import red_pixels, subject_photo
 
 pytestmark = pytest.mark.django_db
 
@@ -196,3 +197,22 @@ def test_the_api_reruns_with_the_jobs_settings_for_what_it_leaves_out(client, us
     assert "focus_0" in bad.json()["errors"]
     unfinished = Job.objects.filter(status=Job.Status.QUEUED).exclude(pk=second.pk)
     assert not unfinished.exists()
+
+
+def test_a_focal_point_set_for_a_rerun_is_where_its_crop_is_cut(client, user):
+    client.force_login(user)
+    scene = io.BytesIO()
+    subject_photo((600, 400), (110, 200), 70).save(scene, "PNG")
+    first = submitted(client, upload("scene.png", scene.getvalue()), sizes=["128"])
+
+    def subject_kept(focus: str, fit: str = "crop", size: str = "200x200") -> int:
+        rerun(client, first, {"custom_sizes": size, "fit": fit, "focus_0": focus})
+        job = Job.objects.filter(rerun_link__original=first).order_by("-created_at").first()
+        run_in_process(job)
+        job.refresh_from_db()
+        with job.archive.open("rb") as archive, zipfile.ZipFile(archive) as zf:
+            return red_pixels(Image.open(io.BytesIO(zf.read(zf.namelist()[0]))))
+
+    whole = subject_kept("", fit="fit", size="300x200")  # the same scale, nothing cut
+    assert subject_kept("15, 50") > 0.95 * whole
+    assert subject_kept("") < 0.7 * whole  # no focal point: the centre, as before

@@ -134,7 +134,12 @@ def bytes_text(size: int) -> str:
     return byte_size(size)
 
 
-FIT_WORDS = {"fit": "fitted inside", "crop": "cropped to fill", "pad": "padded to"}
+FIT_WORDS = {
+    "fit": "fitted inside",
+    "crop": "cropped to fill",
+    "smart": "cropped around the subject to fill",
+    "pad": "padded to",
+}
 
 
 @register.filter

@@ -51,6 +51,7 @@ from jobs.kinds.thumbnails.plan import (
     _displayed_size,
     _in_box_order,
     _orientation,
+    _placement,
     _plan,
 )
 from jobs.kinds.thumbnails.sizes import (
@@ -107,7 +108,14 @@ def make_archive(
             try:
                 with image.open() as source:
                     encoded, extension, note = _render(
-                        source, boxes, output, max_pixels, max_memory, max_frames, image_progress
+                        source,
+                        boxes,
+                        output,
+                        max_pixels,
+                        max_memory,
+                        max_frames,
+                        image_progress,
+                        image.focus,
                     )
             except ThumbnailError as exc:
                 outcomes.append(ImageOutcome(image.name, folder, error=str(exc)))
@@ -143,11 +151,12 @@ def make_thumbnails(
     max_pixels: int,
     max_memory: int = DECODE_MEMORY_BUDGET,
     progress: Callable[[int], None] | None = None,
+    focus: tuple[float, float] | None = None,
 ) -> list[Thumbnail]:
     """make_archive for one image already open: its thumbnails, or ThumbnailError."""
     report = progress or _ignore_progress
     result = make_archive(
-        [SourceImage(name, lambda: contextlib.nullcontext(source))],
+        [SourceImage(name, lambda: contextlib.nullcontext(source), focus)],
         boxes,
         archive,
         output=output,
@@ -201,6 +210,7 @@ def _render(
     max_memory: int,
     max_frames: int,
     progress: Callable[[float], None],
+    focus: tuple[float, float] | None,
 ) -> tuple[dict[tuple[int, int], bytes], str, str]:
     """One image's thumbnails, encoded and keyed by size; their extension; a note for people."""
     with _input_errors():
@@ -228,7 +238,8 @@ def _render(
         icc = first.info.get("icc_profile")
         # No enumerate(), which keeps the last item it gave: each thumbnail is freed before the
         # next size is scaled (a crop can be most of the image).
-        for out, thumb in _cascade(first, plans, background):
+        placement = _placement(first, output.fit, focus)
+        for out, thumb in _cascade(first, plans, background, placement):
             encoded[out] = _encode([thumb], output_format, output.quality, icc, background)
             del thumb
             progress(0.1 + 0.9 * len(encoded) / len(plans))

@@ -19,7 +19,9 @@ ALLOWED_FORMATS: frozenset[str] = frozenset({"JPEG", "PNG", "GIF", "WEBP", "BMP"
 # Pillow's default JPEG subsampling (4:2:0) is kept; bench/thumbnails.py saves its baseline
 # with this same quality so the quality comparison is like for like.
 DEFAULT_QUALITY = 85
-FIT_MODES = ("fit", "crop", "pad")
+FIT_MODES = ("fit", "crop", "smart", "pad")
+# The fit modes that fill the box and cut: its centre, or its subject (smart crop).
+CROPS = frozenset({"crop", "smart"})
 
 # What a person may choose; "same as the source" is Output(format=None). AVIF needs a Pillow
 # built with libavif (the wheels are).
@@ -127,10 +129,12 @@ DEFAULT_OUTPUT = Output()
 @dataclass(frozen=True)
 class SourceImage:
     """One image of a job: its uploaded name (shown, and the stem of its thumbnails' names)
-    and how to open it, so that a job of many images holds one at a time."""
+    and how to open it, so that a job of many images holds one at a time; and the point of it
+    a crop keeps, as fractions of its width and height as displayed (None: the fit decides)."""
 
     name: str
     open: Callable[[], AbstractContextManager[BinaryIO]]
+    focus: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,14 @@ decode at the smallest scale that covers it, EXIF orientation, and the cascade o
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from PIL import Image
 
+from jobs.kinds.thumbnails import attention
 from jobs.kinds.thumbnails.base import (
     _DECODE_ERRORS,
+    CROPS,
     Box,
 )
 from jobs.kinds.thumbnails.encode import (
@@ -25,6 +27,9 @@ from jobs.kinds.thumbnails.encode import (
 # JPEG encoding (bench/thumbnails.py). Formats without draft() first reduce() by an integer box
 # filter down to a 3x step; Pillow documents a reducing_gap >= 3 as indistinguishable from
 # resampling the whole way.
+# (the image scaled, the piece cut from it) -> the centre of that piece, as fractions.
+Placement = Callable[[tuple[int, int], tuple[int, int]], tuple[float, float]]
+
 _FIRST_STEP_FILTER = Image.Resampling.BILINEAR
 _REDUCING_GAP = 3.0
 
@@ -57,9 +62,10 @@ def _in_box_order(
 
 def _plan(size: tuple[int, int], box: Box, fit: str) -> tuple[tuple[int, int], tuple[int, int]]:
     """(the whole image scaled, the thumbnail cut or padded from it) for one box and fit mode."""
-    if fit == "crop":
-        # Cover the box, then cut its centre. Never enlarged: an image smaller than the box
-        # gives the largest piece of the box's shape it holds.
+    if fit in CROPS:
+        # Cover the box, then cut a piece of it (its centre, its subject or the owner's focal
+        # point: _placement). Never enlarged: an image smaller than the box gives the largest
+        # piece of the box's shape it holds.
         width, height = size
         scale = min(max(box.width / width, box.height / height), 1.0)
         scaled = (max(1, round(width * scale)), max(1, round(height * scale)))
@@ -73,10 +79,23 @@ def _plan(size: tuple[int, int], box: Box, fit: str) -> tuple[tuple[int, int], t
     return scaled, ((box.width, box.height) if fit == "pad" else scaled)
 
 
+def _placement(first: Image.Image, fit: str, focus: tuple[float, float] | None) -> Placement | None:
+    """Where each crop of this image is centred: the owner's focal point, else (smart) the
+    window that holds the most of its interest, found once on `first`; None: the centre."""
+    if fit not in CROPS:
+        return None
+    if focus is not None:
+        return lambda _scaled, _cut: focus
+    if fit == "smart":
+        return attention.interest(first).centre
+    return None
+
+
 def _cascade(
     first: Image.Image,
     plans: Sequence[tuple[tuple[int, int], tuple[int, int]]],
     background: tuple[int, ...] | None,
+    placement: Placement | None = None,
 ) -> Iterator[tuple[tuple[int, int], Image.Image]]:
     """Each distinct thumbnail, largest first, each scaled from the one before it."""
     outputs: dict[tuple[int, int], list[tuple[int, int]]] = {}
@@ -91,17 +110,25 @@ def _cascade(
                 scaled, Image.Resampling.LANCZOS, reducing_gap=_CASCADE_REDUCING_GAP
             )
         for out in outputs[scaled]:
-            yield out, _shape(current, out, background)
+            centre = placement(scaled, out) if placement else None
+            yield out, _shape(current, out, background, centre)
 
 
 def _shape(
-    img: Image.Image, out: tuple[int, int], background: tuple[int, ...] | None
+    img: Image.Image,
+    out: tuple[int, int],
+    background: tuple[int, ...] | None,
+    centre: tuple[float, float] | None = None,
 ) -> Image.Image:
-    """Cut the centre of `img` to `out` (crop), or centre it on a canvas of `out` (pad)."""
+    """Cut `out` from `img` around `centre` (fractions of it; None: its centre), or centre `img`
+    on a canvas of `out` (pad)."""
     if img.size == out:
         return img
     left, top = (img.width - out[0]) // 2, (img.height - out[1]) // 2
     if out[0] <= img.width and out[1] <= img.height:
+        if centre is not None:  # kept inside the image
+            left = min(max(round(centre[0] * img.width - out[0] / 2), 0), img.width - out[0])
+            top = min(max(round(centre[1] * img.height - out[1] / 2), 0), img.height - out[1])
         return img.crop((left, top, left + out[0], top + out[1]))
     if background is None:  # transparent: the format keeps an alpha channel
         mode = "LA" if img.mode in ("L", "LA") else "RGBA"
