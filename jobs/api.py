@@ -285,7 +285,9 @@ def _submit_body(*, rerun: bool = False) -> dict:
         images = {"type": "array", "items": {"type": "string", "format": "binary"}}
         fields = {"images": images, **fields}
         body = {"type": "object", "properties": fields, "required": ["images"]}
-    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": body}}}}
+    # A re-run may send nothing: it is made with the job's own settings.
+    content = {"multipart/form-data": {"schema": body}}
+    return {"requestBody": {"required": not rerun, "content": content}}
 
 
 def _refusal(form: ThumbnailJobForm) -> Status:

@@ -20,12 +20,13 @@ def test_a_missing_job_is_a_styled_404(client, user):
     assert "Back to your jobs" in page
 
 
-def test_a_page_for_staff_is_a_styled_403_that_says_why(client, user):
+def test_a_page_for_the_consoles_roles_is_a_styled_403_that_says_why(client, user):
     client.force_login(user)
     response = client.get("/ops/")
     page = response.content.decode()
     assert response.status_code == 403
-    assert "<h1>Not allowed</h1>" in page and "The operator console is for staff." in page
+    assert "<h1>Not allowed</h1>" in page
+    assert "The operator console is for the viewer, operator and admin roles." in page
 
 
 @pytest.mark.parametrize("url", ["/ops/", "/flower/", "/metrics"])
