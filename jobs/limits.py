@@ -17,6 +17,7 @@ logger = logging.getLogger(__name__)
 PERIODS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hour": 3600, "d": 86400, "day": 86400}
 PERIOD_NAMES = {1: "a second", 60: "a minute", 3600: "an hour", 86400: "a day"}
 SUBMIT = "submit"  # the scope of PARROTER_SUBMIT_RATE: jobs started, on the page or the API
+TIMEOUT = 0.25  # seconds to connect to the cache's Redis, and for its answer
 
 
 @dataclass(frozen=True)
@@ -59,9 +60,6 @@ def take(*, scope: str, user_id: object, rate: Rate) -> float | None:
         logger.warning("%s rate not counted: the cache failed (%s)", scope, error)
         return None
     return None if count <= rate.requests else (window + 1) * rate.seconds - now
-
-
-TIMEOUT = 0.25  # seconds, to connect and for the answer
 
 
 @cache
