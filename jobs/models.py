@@ -175,6 +175,12 @@ class Job(models.Model):
         return self.result.get("images_done", 0) if self.status == self.Status.RUNNING else 0
 
     @property
+    def images_made(self) -> int:
+        """How many of a succeeded job's images got thumbnails (the others could not be read)."""
+        unreadable = sum(1 for item in self.result.get("images", []) if item.get("error"))
+        return len(self.images) - unreadable
+
+    @property
     def image_problems(self) -> list[dict]:
         """{"name", "error"} of each image left out: refused at upload, or unreadable."""
         refused = self.params.get("refused") or []

@@ -98,6 +98,8 @@ def test_failed_images_alone_are_rerun_once_replaced(client, user, media_root):
     first = submitted(client, upload("good.jpg"), upload("cut.jpg", broken), sizes=["128"])
     assert first.status == Job.Status.SUCCEEDED
     assert [problem["name"] for problem in first.image_problems] == ["cut.jpg"]
+    job_page = client.get(reverse("dashboard:job", args=[first.pk])).content.decode()
+    assert "1 of 2 images done in" in job_page  # not "2 images done": one could not be used
 
     page = client.get(reverse("dashboard:rerun", args=[first.pk])).content.decode()
     assert "Images that failed" in page

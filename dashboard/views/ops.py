@@ -23,7 +23,7 @@ from dashboard import charts, tables
 from dashboard.forms import HISTORY_RANGES, AuditFilterForm, JobFilterForm
 from jobs import monitoring, roles, rollups, selectors, services
 from jobs.audit import Actor
-from jobs.models import Job
+from jobs.models import Job, QueuePause
 
 # The Throughput tile's rate is over this many minutes, whatever the history's range.
 RECENT_MINUTES = 5
@@ -112,8 +112,10 @@ def index(request: HttpRequest) -> HttpResponse:
         **stats,
         "range_links": [(name, jobs["form"].query(range=name)) for name in HISTORY_RANGES],
         "chores": selectors.housekeeping_status(),
-        # The same report and counts the counters read, not read again.
-        **_workers_context(facts=stats["facts"], queued=stats["now"].queued),
+        # The same report, counts and pauses the counters read, not read again.
+        **_workers_context(
+            facts=stats["facts"], queued=stats["now"].queued, pauses=stats["pauses"]
+        ),
     }
     return render(request, "dashboard/ops/index.html", context)
 
@@ -145,7 +147,11 @@ def workers(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "dashboard/ops/_workers.html",
-        _workers_context(facts=monitoring.cluster_facts(), queued=selectors.now_counts().queued),
+        _workers_context(
+            facts=monitoring.cluster_facts(),
+            queued=selectors.now_counts().queued,
+            pauses=selectors.queue_pauses(),
+        ),
     )
 
 
@@ -340,7 +346,7 @@ def _stats_context(request: HttpRequest) -> dict:
         "now": now,
         "facts": facts,
         "job_queue": monitoring.job_queue(),
-        "pauses": list(pauses.values()),
+        "pauses": pauses,
         # A paused queue is shown as paused, not as one no worker consumes.
         "unserved": [queue for queue in facts.unserved if queue.name not in pauses]
         if facts
@@ -361,13 +367,14 @@ def _facts_version(facts: monitoring.ClusterFacts | None) -> str:
     return f"{len(facts.online)}-{unserved}{'' if facts.broker_ok else '-x'}"
 
 
-def _workers_context(*, facts: monitoring.ClusterFacts | None, queued: int) -> dict:
+def _workers_context(
+    *, facts: monitoring.ClusterFacts | None, queued: int, pauses: dict[str, QueuePause]
+) -> dict:
     queue = facts.queue(monitoring.job_queue()) if facts else None
     # More messages than queued jobs: messages of jobs cancelled or retried since they were sent
     # (a worker skips them). Fewer: jobs whose message a worker holds, or not sent yet.
     difference = queue.messages - queued if queue and queue.messages is not None else 0
     running = selectors.running_jobs_by_worker()
-    pauses = selectors.queue_pauses()
     return {
         "facts": facts,
         "queues": [(queue, pauses.get(queue.name)) for queue in facts.queues] if facts else [],
