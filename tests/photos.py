@@ -3,7 +3,7 @@
 import io
 import random
 
-from PIL import Image, ImageDraw
+from PIL import Image, ImageChops, ImageDraw
 
 
 def noisy_photo(size: tuple[int, int], quality: int = 85) -> bytes:
@@ -45,5 +45,13 @@ def subject_photo(
 
 def red_pixels(img: Image.Image) -> int:
     """How much of subject_photo's subject an image shows, in pixels."""
-    pixels = img.convert("RGB").get_flattened_data()
-    return sum(1 for r, g, b in pixels if r > 120 and g < 80 and b < 80)
+    red, green, blue = img.convert("RGB").split()
+    # Counted by masks, which every Pillow pyproject.toml allows has (not get_flattened_data()).
+    mask = ImageChops.multiply(
+        red.point(lambda value: 255 if value > 120 else 0),
+        ImageChops.multiply(
+            green.point(lambda value: 255 if value < 80 else 0),
+            blue.point(lambda value: 255 if value < 80 else 0),
+        ),
+    )
+    return mask.histogram()[255]

@@ -61,8 +61,10 @@ def interest(img: Image.Image) -> Interest:
         cr.point(lambda value: 255 if _SKIN_CR[0] <= value <= _SKIN_CR[1] else 0),
     ).point(lambda value: value * 3 // 8)
     weight = ImageChops.add(ImageChops.add(edges, chroma), skin)
-    columns = list(weight.resize((size[0], 1), Image.Resampling.BOX).get_flattened_data())
-    rows = list(weight.resize((1, size[1]), Image.Resampling.BOX).get_flattened_data())
+    # tobytes() of an L image is its values, on every Pillow pyproject.toml allows
+    # (get_flattened_data() is new in 12.1, getdata() deprecated there).
+    columns = weight.resize((size[0], 1), Image.Resampling.BOX).tobytes()
+    rows = weight.resize((1, size[1]), Image.Resampling.BOX).tobytes()
     return Interest([float(value) for value in columns], [float(value) for value in rows])
 
 
