@@ -103,3 +103,45 @@ def test_the_interest_map_is_small_whatever_the_image():
     found = interest(subject_photo((3000, 2000), (600, 1000), radius=300))
     assert (len(found.columns), len(found.rows)) == (128, 85)
     assert max(range(128), key=lambda column: found.columns[column]) < 50  # the subject's side
+
+
+def test_an_image_smaller_than_the_box_is_cut_around_its_subject_too():
+    # Never enlarged: the 300x200 image gives a 200x200 piece, cut along its width.
+    img = subject_photo((300, 200), (50, 100), radius=30)
+    whole = red_pixels(img)
+    centre, smart = (render(img, Box(512, 512), fit) for fit in ("crop", "smart"))
+    assert centre.size == smart.size == (200, 200)
+    assert red_pixels(smart) / whole > 0.95
+    assert red_pixels(centre) / whole < 0.6
+
+
+def test_a_focal_point_along_a_portraits_height():
+    img = subject_photo((400, 600), (200, 480), radius=70)
+    thumb = render(img, Box(200, 200), "crop", focus=(0.5, 1.0))
+    scaled = img.resize((200, 300), Image.Resampling.LANCZOS)
+    expected = scaled.crop((0, 100, 200, 300))  # the bottom, kept inside the image
+    difference = sum(abs(a - b) for a, b in zip(thumb.tobytes(), expected.tobytes(), strict=True))
+    assert difference / len(expected.tobytes()) < 4
+
+
+def test_a_focal_point_is_read_on_the_image_as_displayed():
+    # Stored turned a quarter, with EXIF orientation 6 to show it upright: the subject is at
+    # the top left of the image as displayed, where focus (0, 0) points.
+    shown = subject_photo((1200, 800), (150, 150), radius=100)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    source = io.BytesIO()
+    shown.transpose(Image.Transpose.ROTATE_90).save(source, "JPEG", quality=95, exif=exif)
+    thumbs = {}
+    for focus in ((0.0, 0.0), (1.0, 1.0)):
+        source.seek(0)
+        archive = io.BytesIO()
+        output = Output(format="PNG", fit="crop")
+        make_thumbnails(
+            source, [Box(200, 200)], archive, output=output, max_pixels=MAX_PIXELS, focus=focus
+        )
+        with zipfile.ZipFile(archive) as zf:
+            thumbs[focus] = Image.open(io.BytesIO(zf.read(zf.namelist()[0]))).copy()
+    whole = red_pixels(shown.resize((300, 200), Image.Resampling.LANCZOS))
+    assert red_pixels(thumbs[0.0, 0.0]) / whole > 0.95
+    assert red_pixels(thumbs[1.0, 1.0]) == 0
