@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 MANAGE := $(BIN)/python manage.py
 
-.PHONY: setup run test bench bench-thumbnails bench-memory bench-dashboard bench-load bench-pipeline bench-probes bench-uploads bench-smartcrop lint chromium postgresql nginx clean
+.PHONY: setup run test bench bench-thumbnails bench-memory bench-dashboard bench-load bench-pipeline bench-probes bench-uploads bench-smartcrop bench-fairshare lint chromium postgresql nginx clean
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,11 @@ bench-thumbnails: bench
 # photos, and the CPU it adds per image (bench/smartcrop.py, under a minute).
 bench-smartcrop: $(INSTALLED)
 	$(BIN)/python -m bench.smartcrop $(BENCH_ARGS)
+
+# How long a person's 5 small jobs wait behind someone's 100 heavy ones, with fair dispatch and
+# first in, first out (bench/fairshare.py, about 2 minutes).
+bench-fairshare: $(INSTALLED)
+	$(BIN)/python -m bench.fairshare $(BENCH_ARGS)
 
 # Peak memory of one job per input format and mode at a large but allowed size, against the
 # kind's estimate of it (bench/memory.py, about 1.5 minutes).

@@ -94,8 +94,9 @@ class UserRate(BaseThrottle):
 
     def allow_request(self, request: HttpRequest) -> bool:
         rate = limits.Rate.parse(getattr(settings, self.setting))
-        self.waiting = limits.take(scope=self.scope, user_id=request.user.pk, rate=rate)
-        return self.waiting is None
+        over = limits.take(scope=self.scope, user_id=request.user.pk, rate=rate)
+        self.waiting = over and over.wait
+        return over is None
 
     def wait(self) -> float | None:
         return self.waiting
@@ -296,7 +297,7 @@ def _refusal(form: ThumbnailJobForm) -> Status:
     summary = " ".join(f"{field}: {' '.join(messages)}" for field, messages in errors.items())
     refusals = [error for errors in form.errors.as_data().values() for error in errors]
     too_large = all(error.code == "too_large" for error in refusals)
-    status = 413 if too_large else 400
+    status = 429 if form.refused_for_now else 413 if too_large else 400
     return Status(status, Error(message=f"The job was not submitted. {summary}", errors=errors))
 
 

@@ -16,9 +16,8 @@ from parroter.celery_app import app
 CONNECT_TIMEOUT = 0.5
 READ_TIMEOUT = 1.0
 PROBE_READ_TIMEOUT = 0.5
-# kombu keeps a queue as one list per priority step (the default steps), named queue + SEP + step
-# for steps above 0.
-PRIORITY_STEPS = (0, 3, 6, 9)
+# kombu keeps a queue as one list per priority step, named queue + SEP + step for steps above 0.
+KOMBU_PRIORITY_STEPS = (0, 3, 6, 9)
 PRIORITY_SEPARATOR = "\x06\x16"
 
 
@@ -52,14 +51,21 @@ def ping() -> None:
     client(read_timeout=PROBE_READ_TIMEOUT).ping()
 
 
+def priority_steps() -> list[int]:
+    """The priority lists a queue has, highest priority (0) first."""
+    options = app.conf.broker_transport_options or {}
+    return sorted(options.get("priority_steps", KOMBU_PRIORITY_STEPS))
+
+
 def queue_lengths(names: list[str]) -> dict[str, int]:
     """Messages waiting in each queue, every priority list counted, in one round trip."""
+    steps = priority_steps()
     pipeline = client().pipeline(transaction=False)
     for name in names:
-        for step in PRIORITY_STEPS:
+        for step in steps:
             pipeline.llen(f"{name}{PRIORITY_SEPARATOR}{step}" if step else name)
     lengths = pipeline.execute()
-    per_queue = len(PRIORITY_STEPS)
+    per_queue = len(steps)
     return {
         name: sum(lengths[index * per_queue : (index + 1) * per_queue])
         for index, name in enumerate(names)

@@ -297,6 +297,23 @@ class ThumbnailJobForm(forms.Form):
         cleaned["boxes"] = boxes
         return cleaned
 
+    def _post_clean(self):
+        # Last, once everything else holds: only a job that would be started counts against
+        # today's images.
+        if not self.errors:
+            refusal = services.quota_refusal(owner=self.owner, images=len(self.images_to_start))
+            if refusal:
+                self.add_error(None, ValidationError(refusal, code="quota"))
+
+    @property
+    def images_to_start(self) -> list:
+        return self.accepted
+
+    @property
+    def refused_for_now(self) -> bool:
+        """Refused for the person's rate or quota, not for what they sent (429, not 400)."""
+        return any(error.code in ("rate", "quota") for error in self.non_field_errors().as_data())
+
     def output(self) -> thumbnails.Output:
         data = self.cleaned_data
         return thumbnails.Output(
@@ -393,6 +410,10 @@ class RerunJobForm(ThumbnailJobForm):
             )
             return None
         return (float(match[1]) / 100, float(match[2]) / 100)
+
+    @property
+    def images_to_start(self) -> list:
+        return self.chosen
 
     def queue(self) -> Job:
         return services.rerun_job(

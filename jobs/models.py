@@ -108,6 +108,13 @@ class Job(models.Model):
             models.Index(fields=["status", "-created_at", "-id"], name="job_status_recent_idx"),
             # "Has anything changed since version T?" is one probe of this index.
             models.Index(fields=["-updated_at"], name="job_updated_idx"),
+            # A person's jobs waiting or running: fair dispatch's and the queued quota's counts
+            # (jobs.services), without walking the jobs of theirs that finished.
+            models.Index(
+                fields=["owner", "status"],
+                condition=models.Q(status__in=["queued", "running"]),
+                name="job_owner_active_idx",
+            ),
             # The oldest waiting job, without walking the jobs that finished.
             models.Index(
                 fields=["queued_at"],

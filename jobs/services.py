@@ -4,6 +4,7 @@ A Job row is the truth a person sees; the broker only carries "go run job <id>".
 """
 
 import logging
+import math
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -23,7 +24,7 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
-from jobs import audit, broker, rollups
+from jobs import audit, broker, limits, rollups
 from jobs.audit import Actor
 from jobs.kinds import thumbnails
 from jobs.models import (
@@ -40,7 +41,8 @@ logger = logging.getLogger(__name__)
 
 ARCHIVE_FILENAME = "thumbnails.zip"
 RETRYABLE = [Job.Status.FAILED, Job.Status.CANCELLED]
-CANCELLABLE = [Job.Status.QUEUED, Job.Status.RUNNING]
+ACTIVE = [Job.Status.QUEUED, Job.Status.RUNNING]  # waiting or running
+CANCELLABLE = ACTIVE
 # A running job's progress is written at most this often (seconds of wall time).
 PROGRESS_INTERVAL = 0.25
 # Worth another attempt: the database or the storage failed under the job, not its input.
@@ -125,6 +127,39 @@ def submit_job(
     return job
 
 
+def quota_refusal(*, owner: AbstractBaseUser, images: int) -> str:
+    """Why `owner` may not start a job of `images` images now, or "" after counting them against
+    today's images (PARROTER_MAX_QUEUED_PER_USER, PARROTER_MAX_IMAGES_PER_DAY)."""
+    most_waiting = settings.PARROTER_MAX_QUEUED_PER_USER
+    if most_waiting:
+        waiting = Job.objects.filter(owner=owner, status=Job.Status.QUEUED).count()
+        if waiting >= most_waiting:
+            return (
+                f"You have {waiting:,} jobs waiting to run, the most one person may have at once. "
+                "Start this one when some of them have started, or cancel some."
+            )
+    most_images = settings.PARROTER_MAX_IMAGES_PER_DAY
+    if not most_images:
+        return ""
+    over = limits.take(
+        scope=limits.IMAGES,
+        user_id=owner.pk,
+        rate=limits.Rate(most_images, limits.DAY),
+        amount=images,
+    )
+    if over is None:
+        return ""
+    hours, minutes = divmod(math.ceil(over.wait / 60), 60)
+    resets = f"the count starts again at midnight UTC, in {hours} h {minutes} min"
+    left = most_images - over.used
+    if left <= 0:
+        return f"You have started {most_images:,} images today, the most per day; {resets}."
+    return (
+        f"This job has {images:,} images and you can start {left:,} more today "
+        f"(at most {most_images:,} a day); {resets}."
+    )
+
+
 @dataclass(frozen=True)
 class StoredImage:
     """One of a job's stored images, copied into its re-run: the stored file, the name it was
@@ -199,19 +234,30 @@ def after_commit(func: Callable[..., object], *args: object, **kwargs: object) -
 def _enqueue_on_commit(job: Job) -> None:
     # After commit, so the worker finds the row; robust, so a broker outage does not fail the
     # request: the job stays queued and dispatch_waiting_jobs sends it later.
-    after_commit(_enqueue, job.pk, job.task_id)
+    after_commit(_enqueue, job.pk, job.task_id, job.owner_id)
 
 
-def _enqueue(job_id: uuid.UUID, task_id: str) -> None:
+def _enqueue(job_id: uuid.UUID, task_id: str, owner_id: int) -> None:
     from jobs.tasks import run_job  # tasks import this module
 
+    priority = dispatch_priority(owner_id=owner_id) if settings.PARROTER_FAIR_DISPATCH else 0
     # Asked before publishing: if the broker restarts after this, the run id recorded is the
     # old one and the dispatcher sends the job again (at worst once too often, never lost).
     run_id = broker.run_id()
-    run_job.apply_async(args=[str(job_id)], task_id=task_id)
+    run_job.apply_async(args=[str(job_id)], task_id=task_id, priority=priority)
     Job.objects.filter(pk=job_id, task_id=task_id).update(
         published_at=timezone.now(), broker_run_id=run_id
     )
+
+
+def dispatch_priority(*, owner_id: int) -> int:
+    """The priority list a job of this owner enters (0, taken first, to 9): how many other jobs
+    of theirs are waiting or running, on a doubling scale (none: 0; 1: 1; 2-3: 2; 4-7: 3; ...;
+    256 or more: 9). So a person's first jobs go ahead of the backlog of someone with hundreds,
+    and between two people with backlogs the smaller one's jobs go first; within a list the
+    queue is first in, first out. Set when the job is sent (submit, retry, re-dispatch)."""
+    others = Job.objects.filter(owner_id=owner_id, status__in=ACTIVE).count() - 1
+    return min(max(others, 0).bit_length(), 9)
 
 
 def _send_again(job: Job) -> None:

@@ -351,7 +351,7 @@ def start_held_job(owner, media_root: Path, name: str = "held.png"):
     source.parent.mkdir(parents=True)
     os.mkfifo(source)
     Job.objects.filter(pk=job.pk).update(source=f"jobs/{job.pk}/source.png")
-    services.after_commit(services._enqueue, job.pk, job.task_id)
+    services.after_commit(services._enqueue, job.pk, job.task_id, job.owner_id)
     deadline = time.monotonic() + JOB_TIMEOUT
     while (job := Job.objects.get(pk=job.pk)).status != Job.Status.RUNNING:
         if time.monotonic() > deadline:

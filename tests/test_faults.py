@@ -245,7 +245,7 @@ def test_a_temporary_storage_error_is_retried_with_backoff_and_succeeds(
     blocker = media_root / "jobs" / str(job.pk) / services.ARCHIVE_FILENAME
     blocker.mkdir()
     (blocker / "in-the-way").write_bytes(b"")  # not empty, so storage cannot remove it
-    services._enqueue(job.pk, job.task_id)
+    services._enqueue(job.pk, job.task_id, job.owner_id)
     deadline = time.monotonic() + 30
     while (job := Job.objects.get(pk=job.pk)).attempts < 2 or job.status != Job.Status.QUEUED:
         assert time.monotonic() < deadline, f"not retried: {job.status} {job.attempts} {job.error}"

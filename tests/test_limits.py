@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from jobs import limits, tokens
 from jobs.models import Job
-from tests.conftest import image_bytes
+from tests.conftest import image_bytes, run_in_process, submit_image
 
 pytestmark = pytest.mark.django_db
 
@@ -17,9 +17,9 @@ pytestmark = pytest.mark.django_db
 def test_concurrent_requests_get_exactly_the_rate_through():
     rate = limits.Rate.parse("20/h")
     with ThreadPoolExecutor(16) as pool:
-        waits = list(pool.map(lambda _: limits.take(scope="test", user_id=7, rate=rate), range(80)))
-    assert waits.count(None) == 20
-    assert all(0 < wait <= 3600 for wait in waits if wait is not None)
+        overs = list(pool.map(lambda _: limits.take(scope="test", user_id=7, rate=rate), range(80)))
+    assert overs.count(None) == 20
+    assert all(over.used == 20 and 0 < over.wait <= 3600 for over in overs if over is not None)
     assert limits.take(scope="test", user_id=8, rate=rate) is None  # per person
 
 
@@ -57,3 +57,16 @@ def test_the_page_and_the_api_share_one_submit_rate(client, user, settings, medi
 
     assert Job.objects.count() == 2
     assert set((media_root / "jobs").iterdir()) == folders  # nothing stored for the refused
+
+
+def test_a_rerun_on_its_page_counts_against_the_same_submit_rate(client, user, settings):
+    settings.PARROTER_SUBMIT_RATE = "1/m"
+    job = submit_image(user, image_bytes((40, 30)))
+    run_in_process(job)
+    client.force_login(user)
+    rerun = reverse("dashboard:rerun", args=[job.pk])
+    assert client.post(rerun, {"sizes": ["128"]}).status_code == 302
+    refused = client.post(rerun, {"sizes": ["128"]})
+    assert refused.status_code == 429
+    assert "You can start at most 1 jobs a minute" in refused.content.decode()
+    assert Job.objects.count() == 2

@@ -55,7 +55,7 @@ def upload(request: HttpRequest) -> HttpResponse:
         # An XHR would follow a redirect itself (using up the message above); htmx turns this
         # header into a page load instead.
         return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
-    status = (429 if form.refusal else 400) if form.is_bound else 200
+    status = (429 if form.refused_for_now else 400) if form.is_bound else 200
     if request.htmx:  # only the errors go back: the chosen files stay in the page's input
         return render(request, "dashboard/_upload_errors.html", {"form": form}, status=status)
     context = {
@@ -71,12 +71,12 @@ def _over_submit_rate(request: HttpRequest) -> str:
     """Why this submit is refused when the person started too many jobs lately (on this page
     and through the API together), else ""."""
     rate = limits.Rate.parse(settings.PARROTER_SUBMIT_RATE)
-    wait = limits.take(scope=limits.SUBMIT, user_id=request.user.pk, rate=rate)
-    if wait is None:
+    over = limits.take(scope=limits.SUBMIT, user_id=request.user.pk, rate=rate)
+    if over is None:
         return ""
     return (
-        f"You can start at most {rate.requests} jobs {rate.per}; wait {math.ceil(wait)} seconds "
-        "and start this one again."
+        f"You can start at most {rate.requests} jobs {rate.per}; wait {math.ceil(over.wait)} "
+        "seconds and start this one again."
     )
 
 
@@ -126,7 +126,13 @@ def rerun(request: HttpRequest, job_id) -> HttpResponse:
         return redirect("dashboard:job", job.pk)
     sources = selectors.rerun_images(job=job)
     if request.method == "POST":
-        form = RerunJobForm(request.POST, request.FILES, job=job, sources=sources)
+        form = RerunJobForm(
+            request.POST,
+            request.FILES,
+            job=job,
+            sources=sources,
+            refusal=_over_submit_rate(request),
+        )
         if form.is_valid():
             rerun_job = form.submit()
             messages.success(request, f"Re-running {job.title} with the new settings.")
@@ -141,7 +147,8 @@ def rerun(request: HttpRequest, job_id) -> HttpResponse:
             (image, form[f"replace_{image['index']}"]) for image in sources if image["failed"]
         ],
     }
-    return render(request, "dashboard/rerun.html", context, status=400 if form.errors else 200)
+    status = (429 if form.refused_for_now else 400) if form.errors else 200
+    return render(request, "dashboard/rerun.html", context, status=status)
 
 
 @require_GET

@@ -317,6 +317,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # checks its own long polls, so this bounds only single commands.
     "socket_timeout": 2,
     "socket_connect_timeout": 1,
+    # Ten priority lists per queue (kombu's default is four): fair dispatch
+    # (jobs.services.dispatch_priority) puts a job in the list of how many jobs its owner
+    # already has waiting or running, and workers take from the lowest list first.
+    "priority_steps": list(range(10)),
 }
 # A publish that fails is not retried at length inside a request: the job stays queued and
 # unpublished, and the dispatcher sends it once the broker is back.
@@ -398,6 +402,14 @@ PARROTER_MAX_ATTEMPTS = env_int("PARROTER_MAX_ATTEMPTS", 3)
 # against both.
 PARROTER_API_RATE = os.environ.get("PARROTER_API_RATE", "600/m")
 PARROTER_SUBMIT_RATE = os.environ.get("PARROTER_SUBMIT_RATE", "60/m")
+
+# --- Fair share between people (jobs/services.py, jobs/forms.py) ------------------------------
+# On (the default), a job goes ahead of those of anyone with more jobs waiting or running than
+# its owner (README: fair share); off, the queue is first in, first out.
+PARROTER_FAIR_DISPATCH = env_bool("PARROTER_FAIR_DISPATCH", True)
+# Per person: jobs waiting at once, and images submitted per day (UTC); 0 means no limit.
+PARROTER_MAX_QUEUED_PER_USER = env_int("PARROTER_MAX_QUEUED_PER_USER", 500)
+PARROTER_MAX_IMAGES_PER_DAY = env_int("PARROTER_MAX_IMAGES_PER_DAY", 20000)
 
 LOGGING = {
     "version": 1,

@@ -234,9 +234,10 @@
     });
     upload.addEventListener("load", () => show(100, "Uploaded; checking the images…"));
   });
-  // A refusal (400) carries the form's errors: swap them in (htmx leaves 4xx alone).
+  // A refusal (400; 429 for a rate or quota) carries the form's errors: swap them in (htmx
+  // leaves 4xx alone).
   form.addEventListener("htmx:beforeSwap", (event) => {
-    if (event.detail.xhr.status === 400) {
+    if ([400, 429].includes(event.detail.xhr.status)) {
       event.detail.shouldSwap = true;
       event.detail.isError = false;
     }
