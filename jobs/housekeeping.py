@@ -26,7 +26,7 @@ from django.utils import timezone
 from django_celery_results.models import TaskResult
 
 from jobs import rollups
-from jobs.models import Chore, Job, JobRollup
+from jobs.models import AuditedJob, AuditEntry, Chore, Job, JobRollup
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +147,27 @@ def _record(name: str, *, outcome: dict[str, int], error: str) -> None:
         outcome=outcome,
         error=error,
     )
+
+
+def purge_expired_audit(
+    *, before: datetime, batch_size: int = BATCH_SIZE, time_budget: timedelta = PURGE_TIME_BUDGET
+) -> int:
+    """Delete audit entries made before the cutoff (PARROTER_AUDIT_RETENTION_DAYS), oldest
+    first, in batches; the only way an entry ever goes. Entries are read in id order (ids grow
+    with time), so a log with nothing to delete costs one short read, not a scan."""
+    deadline = time.monotonic() + time_budget.total_seconds()
+    deleted = 0
+    while time.monotonic() < deadline:
+        batch = list(AuditEntry.objects.order_by("pk").values_list("pk", "at")[:batch_size])
+        old = [pk for pk, at in batch if at < before]
+        if old:
+            with transaction.atomic():
+                AuditedJob.objects.filter(entry__in=old).delete()
+                AuditEntry.objects.filter(pk__in=old).delete()
+            deleted += len(old)
+        if len(old) < batch_size:
+            break
+    return deleted
 
 
 def purge_expired_jobs(

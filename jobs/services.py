@@ -378,7 +378,7 @@ def cancel_jobs(
     ones terminated on their worker, whose main process then removes what they left. A
     person's cancel is recorded in the audit log, once, with the jobs it changed."""
     changed = []
-    reason = f"Cancelled by {actor.name}." if actor else "Cancelled."
+    reason = _cancelled_by(actor)
     for batch in _locked_batches(jobs.filter(status__in=CANCELLABLE)):
         now = timezone.now()
         for job in batch:
@@ -389,6 +389,15 @@ def cancel_jobs(
         changed += [job.pk for job in batch]
     _audit(actor, AuditEntry.Action.CANCEL, "Cancelled", changed, details)
     return len(changed)
+
+
+def _cancelled_by(actor: Actor | None) -> str:
+    """What the owner reads on the cancelled job: who, and why if they said."""
+    if actor is None:
+        return "Cancelled."
+    return f"Cancelled by {actor.name}: {actor.reason}" if actor.reason else (
+        f"Cancelled by {actor.name}."
+    )
 
 
 def retry_job(*, job_id: uuid.UUID | str, actor: Actor | None = None) -> bool:

@@ -79,10 +79,17 @@ def reap_stuck_jobs() -> dict | None:
 
 @shared_task(name="jobs.purge_expired_jobs", ignore_result=True)
 def purge_expired_jobs() -> dict | None:
-    cutoff = timezone.now() - timedelta(days=settings.PARROTER_RETENTION_DAYS)
-    return housekeeping.run_chore(
-        "purge_expired_jobs", lambda: housekeeping.purge_expired_jobs(finished_before=cutoff)
-    )
+    now = timezone.now()
+
+    def purge() -> dict:
+        cutoff = now - timedelta(days=settings.PARROTER_RETENTION_DAYS)
+        audit_cutoff = now - timedelta(days=settings.PARROTER_AUDIT_RETENTION_DAYS)
+        return {
+            **housekeeping.purge_expired_jobs(finished_before=cutoff),
+            "audit_entries": housekeeping.purge_expired_audit(before=audit_cutoff),
+        }
+
+    return housekeeping.run_chore("purge_expired_jobs", purge)
 
 
 @shared_task(name="jobs.sweep_orphan_files", ignore_result=True)

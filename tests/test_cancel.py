@@ -93,10 +93,10 @@ def test_a_running_jobs_cancel_in_the_console_asks_first_and_says_what_is_lost(c
     assert "14 of 30 images are done; they and the rest of this attempt are thrown away" in question
     assert Job.objects.get().status == Job.Status.RUNNING  # asking changed nothing
 
-    done = client.post(ask, {"next": "/ops/?status=running"})
+    done = client.post(ask, {"next": "/ops/?status=running", "reason": "disk full"})
     assert done.url == "/ops/?status=running"
-    job.refresh_from_db()
-    assert (job.status, job.error) == (Job.Status.CANCELLED, "Cancelled by olivia.")
+    job.refresh_from_db()  # the owner reads who, and why
+    assert (job.status, job.error) == (Job.Status.CANCELLED, "Cancelled by olivia: disk full")
 
 
 def test_owners_cancel_their_own_jobs_from_the_job_page(client, user, other_user):

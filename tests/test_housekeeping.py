@@ -20,9 +20,9 @@ from django_celery_beat.schedulers import DatabaseScheduler
 from django_celery_results.models import TaskResult
 
 from dashboard.forms import HISTORY_RANGES
-from jobs import broker, housekeeping, rollups, selectors, services
+from jobs import audit, broker, housekeeping, rollups, selectors, services
 from jobs.kinds import thumbnails
-from jobs.models import Chore, Job, JobRollup
+from jobs.models import AuditedJob, AuditEntry, Chore, Job, JobRollup
 from parroter.celery_app import app as celery_app
 from parroter.local_redis import LocalRedis, free_port
 from tests.conftest import image_bytes, wait_for_job
@@ -191,6 +191,24 @@ def test_retention_deletes_old_finished_jobs_with_their_files_and_task_results(u
     assert (media_root / recent.archive.name).exists()
     # History still counts what retention removed.
     assert list(JobRollup.objects.values_list("minute", "status", "jobs")) == history
+
+
+def test_audit_retention_deletes_only_entries_older_than_its_own_cutoff(user):
+    now = timezone.now()
+    ages = [500, 450, 401, 399, 30, 0]  # days
+    for days in ages:
+        entry = audit.record(
+            actor=audit.Actor(user), action=AuditEntry.Action.RETRY, summary=f"{days} days",
+            job_ids=[uuid.uuid4(), uuid.uuid4()],
+        )  # fmt: skip
+        AuditEntry.objects.filter(pk=entry.pk).update(at=now - timedelta(days=days))
+    cutoff = now - timedelta(days=400)
+
+    assert housekeeping.purge_expired_audit(before=cutoff, batch_size=2) == 3
+    left = list(AuditEntry.objects.order_by("pk").values_list("summary", flat=True))
+    assert left == ["399 days", "30 days", "0 days"]
+    assert AuditedJob.objects.count() == 6  # the deleted entries' jobs went with them
+    assert housekeeping.purge_expired_audit(before=cutoff) == 0
 
 
 def test_retention_stops_at_its_time_budget_and_goes_on_next_time(user):

@@ -390,6 +390,8 @@ PARROTER_DEFAULT_SIZES = env_list("PARROTER_DEFAULT_SIZES", "128,256,512")
 PARROTER_REDISPATCH_AFTER = env_int("PARROTER_REDISPATCH_AFTER", 60)
 # Finished jobs, their files and task results are deleted after this many days.
 PARROTER_RETENTION_DAYS = env_int("PARROTER_RETENTION_DAYS", 30)
+# The audit log (who retried, cancelled, paused...) is kept longer: it outlives the jobs.
+PARROTER_AUDIT_RETENTION_DAYS = env_int("PARROTER_AUDIT_RETENTION_DAYS", 400)
 # Celery's own backend_cleanup (run by beat daily) prunes task results on the same horizon.
 CELERY_RESULT_EXPIRES = PARROTER_RETENTION_DAYS * 86400
 # A job interrupted this many times (worker killed mid-run) is failed instead of retried.
