@@ -395,8 +395,10 @@ def _cancelled_by(actor: Actor | None) -> str:
     """What the owner reads on the cancelled job: who, and why if they said."""
     if actor is None:
         return "Cancelled."
-    return f"Cancelled by {actor.name}: {actor.reason}" if actor.reason else (
-        f"Cancelled by {actor.name}."
+    return (
+        f"Cancelled by {actor.name}: {actor.reason}"
+        if actor.reason
+        else (f"Cancelled by {actor.name}.")
     )
 
 
