@@ -28,6 +28,12 @@ deploy/env.example); p50 and p95 of --repeat requests after --warmup. A private 
 private cluster (parroter.local_postgres, the same helper .ci/run uses). Each database is
 loaded and measured in a fresh process (this script with --measure), one after the other.
 
+The audit log (/ops/audit/), loaded after the console is measured: --audit-entries entries (as
+many as jobs by default) over 400 days, as load_audit describes; its first page, a keyset page
+half the log deep, and each filter at its hardest (a rare action, a rare person, a common
+action by a rare person, a rare action by a common person, one job of a bulk action), against
+an OFFSET page of the log half way down.
+
 Baselines, measured in the same run: an OFFSET page (Job.objects.all()[N/2:N/2+50]) and
 django-celery-results' stock TaskResult admin (bench/dashboard_urls.py) first page and
 task-id search; each printed with the ratio baseline time / project time.
@@ -125,6 +131,16 @@ POSTGRES_SETTINGS = {
 }
 
 # Fractions of the finished jobs.
+# The audit log (--audit-entries, as many as jobs by default) over AUDIT_DAYS: operators'
+# retries, cancels and deletions, admin changes and tokens; one rare action (queue pauses) and
+# one rare person (AUDIT_RARE_ACTOR, who only retries) spread evenly through it; every
+# AUDIT_BULK_EVERY-th entry a bulk action of AUDIT_BULK_JOBS jobs, the others of one job each.
+AUDIT_DAYS = 400
+AUDIT_OPERATORS = [f"operator-{n:02}" for n in range(1, 26)]
+AUDIT_ACTIONS = [("retry", 45), ("cancel", 30), ("delete", 10), ("admin", 10), ("token_create", 5)]
+AUDIT_RARE_ACTOR, AUDIT_RARE_ACTOR_ENTRIES = "night.shift", 50
+AUDIT_PAUSES = 200
+AUDIT_BULK_EVERY, AUDIT_BULK_JOBS = 1_000, 200
 P_FAILED = 0.05
 P_CANCELLED = 0.015
 P_RETRIED_AFTER_FAILURE = 0.005  # of succeeded jobs: an operator retried an earlier failure
@@ -397,6 +413,9 @@ class Facts:
     rollup_rows: int = 0  # as loaded: one per minute, kind and outcome
     rollup_rows_compacted: int = 0  # as the hourly compaction chore leaves them
     samples: list[dict] = field(default_factory=list)  # a few generated jobs, to read back
+    audit_entries: int = 0
+    audit_job_id: str = ""  # a job in a bulk action's entry from the middle of the log
+    audit_middle_id: int = 0  # the entry half way down the log: a keyset page that deep
 
 
 def _dt(seconds: float) -> datetime:
@@ -738,6 +757,10 @@ GENERATED_FIELDS = {
         "minute", "kind", "status", "jobs", "retried", "run_seconds", "wait_seconds",
         *(f"{metric}_{index}" for metric in ("run", "wait") for index in range(16)),
     },
+    "jobs.AuditEntry": {
+        "at", "actor_id", "actor_name", "action", "summary", "details", "address", "reason", "jobs",
+    },
+    "jobs.AuditedJob": {"entry_id", "job_id"},
     "django_celery_results.TaskResult": {
         "task_id", "periodic_task_name", "task_name", "task_args", "task_kwargs", "status",
         "worker", "content_type", "content_encoding", "result", "date_created", "date_started",
@@ -963,6 +986,88 @@ def load(jobs: int, seed: int, timer: Timer) -> Facts:
     timer.add("analyze", start)
     connection.close()
     return facts
+
+
+def load_audit(entries: int, seed: int, timer: Timer, facts: Facts) -> None:
+    """The audit log, oldest first, so ids grow with time as they do (see AUDIT_DAYS)."""
+    from django.contrib.auth.models import User
+    from django.db import connection, transaction
+
+    from jobs.models import AuditedJob, AuditEntry
+
+    vendor = connection.vendor
+    rng = random.Random(seed + 2)  # noqa: S311 - test data
+    actor_id = User.objects.get(username=STAFF_USERNAME).pk
+    actions, weights = zip(*AUDIT_ACTIONS, strict=True)
+    rare_every, pause_every = entries // AUDIT_RARE_ACTOR_ENTRIES, entries // AUDIT_PAUSES
+    first_at = datetime.now(UTC) - timedelta(days=AUDIT_DAYS)
+    step = timedelta(days=AUDIT_DAYS) / entries
+    entry_writer, job_writer = Writer(AuditEntry, vendor), Writer(AuditedJob, vendor)
+    start = time.perf_counter()
+    for chunk_start in range(0, entries, CHUNK):
+        rows, jobs = [], []
+        for index in range(chunk_start, min(chunk_start + CHUNK, entries)):
+            entry_id = index + 1  # an empty table's ids, in insertion order (checked below)
+            count = AUDIT_BULK_JOBS if index % AUDIT_BULK_EVERY == 0 else 1
+            if index % rare_every == rare_every // 2:
+                name, action = AUDIT_RARE_ACTOR, "retry"
+            elif index % pause_every == pause_every // 3:
+                name, action = rng.choice(AUDIT_OPERATORS), "pause"
+            else:
+                name, action = rng.choice(AUDIT_OPERATORS), rng.choices(actions, weights)[0]
+            job_ids = [uuid.uuid4() for _ in range(count)]
+            rows.append({
+                "at": first_at + step * index, "actor_id": actor_id, "actor_name": name,
+                "action": action, "summary": f"{action.title()} {count} jobs",
+                "details": {"filter": {"status": "failed"}} if count > 1 else {},
+                "address": f"10.0.{index % 250}.{index % 199 + 1}", "reason": "", "jobs": count,
+            })  # fmt: skip
+            jobs += [{"entry_id": entry_id, "job_id": job_id} for job_id in job_ids]
+            if count > 1 and not facts.audit_job_id and index >= entries // 2:
+                facts.audit_job_id = str(job_ids[AUDIT_BULK_JOBS // 2])
+        with transaction.atomic():
+            entry_writer.write(rows)
+            job_writer.write(jobs)
+        print(f"\r  loaded {chunk_start + len(rows):,}/{entries:,} audit entries", end="")
+    print()
+    timer.add("audit log", start)
+    top = AuditEntry.objects.order_by("-pk").values_list("pk", flat=True).first()
+    assert top == entries == AuditEntry.objects.count(), "audit ids are not 1..N"
+    facts.audit_entries, facts.audit_middle_id = entries, entries // 2
+    start = time.perf_counter()
+    if vendor == "sqlite":
+        _execute("ANALYZE")
+    else:
+        _execute(f"VACUUM ANALYZE {AuditEntry._meta.db_table}")
+        _execute(f"VACUUM ANALYZE {AuditedJob._meta.db_table}")
+    timer.add("analyze", start)
+
+
+def measure_audit(facts: Facts, *, repeat: int, warmup: int, budget: float) -> list:
+    """The audit log's page: first, half the log deep, and each filter where it is hardest (a
+    rare action, a rare person, a common action by a rare person, one job of a bulk action)."""
+    from jobs.models import AuditEntry
+
+    bench = Bench(repeat=repeat, warmup=warmup, budget=budget)
+    audit = "/ops/audit/"
+    print("  audit log")
+    deep = facts.audit_middle_id
+    lines = [
+        ("first page", {}),
+        (f"{facts.audit_entries - deep:,} entries deep (keyset)", {"after": deep}),
+        (f"action=pause ({AUDIT_PAUSES} spread)", {"action": "pause"}),
+        (f"by {AUDIT_RARE_ACTOR} ({AUDIT_RARE_ACTOR_ENTRIES} spread)", {"actor": AUDIT_RARE_ACTOR}),
+        (f"retry by {AUDIT_RARE_ACTOR}", {"action": "retry", "actor": AUDIT_RARE_ACTOR}),
+        (f"pause by {AUDIT_OPERATORS[0]}", {"action": "pause", "actor": AUDIT_OPERATORS[0]}),
+        ("one job of a bulk action", {"job": facts.audit_job_id}),
+    ]
+    for name, query in lines:
+        bench.time_url(f"/ops/audit/ {name}", f"{audit}?{urlencode(query)}", "console")
+    offset = deep
+    bench.time_call(f"audit OFFSET page [{offset:,}:{offset + 50:,}]",
+                    f"list(AuditEntry.objects.all()[{offset}:{offset + 50}])", "baseline",
+                    lambda: list(AuditEntry.objects.all()[offset : offset + 50]))  # fmt: skip
+    return bench.results
 
 
 # --- checks --------------------------------------------------------------------------------------
@@ -1592,6 +1697,8 @@ def run_measure(args) -> int:
             version = cursor.fetchone()[0]
     results = measure(facts, repeat=args.repeat, warmup=args.warmup, budget=args.budget,
                       depth=args.depth)  # fmt: skip
+    load_audit(args.audit_entries or args.jobs, args.seed, timer, facts)
+    results += measure_audit(facts, repeat=args.repeat, warmup=args.warmup, budget=args.budget)
     explain_missed(results, connection.vendor)
     # Last: it deletes jobs.
     print("  retention (deletes the oldest jobs, so it runs last)")
@@ -1681,6 +1788,7 @@ def run_child(args, database: str, database_url: str, redis_url: str) -> dict | 
     result.unlink(missing_ok=True)
     command = [
         sys.executable, __file__, "--measure", database, "--jobs", str(args.jobs),
+        "--audit-entries", str(args.audit_entries),
         "--seed", str(args.seed), "--repeat", str(args.repeat), "--warmup", str(args.warmup),
         "--budget", str(args.budget), "--depth", str(args.depth), "--result", str(result),
     ]  # fmt: skip
@@ -1810,6 +1918,7 @@ def report(args, outcomes: dict[str, dict | None], facts_line: str) -> int:
     print(f"\n{facts.get('jobs', 0):,} jobs; busy owner {facts.get('busy_owner')} has "
           f"{facts.get('busy_owner_jobs', 0):,} jobs ({facts.get('busy_owner_failed', 0):,} "
           f"failed); name prefixes searched: {facts.get('name_prefixes', {})}; "
+          f"{facts.get('audit_entries', 0):,} audit log entries; "
           f"p50 / p95 in ms over {args.repeat} requests after {args.warmup} warm-up "
           "(slow baselines fewer)")  # fmt: skip
     header = f"| {'':44} |"
@@ -1913,6 +2022,8 @@ def report(args, outcomes: dict[str, dict | None], facts_line: str) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=1_000_000, help="jobs to load (default 1M)")
+    parser.add_argument("--audit-entries", type=int, default=0,
+                        help="audit log entries to load (default: as many as jobs)")  # fmt: skip
     parser.add_argument("--databases", default=",".join(DATABASES),
                         help="comma-separated: sqlite,postgresql (default both)")  # fmt: skip
     parser.add_argument("--repeat", type=int, default=30, help="timed requests per URL")
