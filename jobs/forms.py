@@ -299,8 +299,8 @@ class ThumbnailJobForm(forms.Form):
 
     def _post_clean(self):
         # Last, once everything else holds: only a job that would be started counts against
-        # today's images.
-        if not self.errors:
+        # today's images. A form with no owner (checking files alone) has no quota to count.
+        if not self.errors and self.owner is not None:
             refusal = services.quota_refusal(owner=self.owner, images=len(self.images_to_start))
             if refusal:
                 self.add_error(None, ValidationError(refusal, code="quota"))

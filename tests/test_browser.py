@@ -434,3 +434,31 @@ def test_an_operator_pauses_the_jobs_queue_with_a_reason_and_resumes_it(
     alert.locator("button", has_text="Resume").click()
     expect(page.locator(".messages")).to_contain_text("celery is resumed")
     expect(page.locator(".alert", has_text="is paused")).to_have_count(0)
+
+
+def test_a_job_past_the_images_a_day_is_refused_with_the_files_still_chosen(
+    live_server, user, browser, settings, tmp_path
+):
+    settings.PARROTER_MAX_IMAGES_PER_DAY = 3
+    photos = []
+    for number in range(2):
+        photo = tmp_path / f"dune-{number}.jpg"
+        photo.write_bytes(image_bytes((640, 480), color=(200, 170, 90)))
+        photos.append(str(photo))
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    sign_in(page, live_server.url, "alice")
+    page.set_input_files("#id_images", photos)
+    page.click("button:has-text('Start job')")
+    page.wait_for_url("**/jobs/*/")
+
+    page.goto(f"{live_server.url}/")
+    page.set_input_files("#id_images", photos)
+    page.click("button:has-text('Start job')")
+    alert = page.locator("#upload-alert")
+    expect(alert).to_contain_text("This job has 2 images and you can start 1 more today")
+    expect(alert).to_contain_text("Nothing was uploaded. Your images are still chosen.")
+    snapshot(page, "upload-over-quota")
+    assert page.url == f"{live_server.url}/"
+    # The refusal swapped in only the errors: the two files are still chosen.
+    assert page.locator("#id_images").evaluate("input => input.files.length") == 2
+    assert Job.objects.count() == 1

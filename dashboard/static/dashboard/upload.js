@@ -234,10 +234,12 @@
     });
     upload.addEventListener("load", () => show(100, "Uploaded; checking the images…"));
   });
-  // A refusal (400; 429 for a rate or quota) carries the form's errors: swap them in (htmx
-  // leaves 4xx alone).
+  // The form's refusal (400; 429 for a rate or quota) carries its errors: swap them in (htmx
+  // leaves 4xx alone). Another 429 (a proxy's limit) has none and gets the message below.
+  const refusedByForm = (xhr) =>
+    [400, 429].includes(xhr.status) && xhr.responseText.includes('id="upload-alert"');
   form.addEventListener("htmx:beforeSwap", (event) => {
-    if ([400, 429].includes(event.detail.xhr.status)) {
+    if (refusedByForm(event.detail.xhr)) {
       event.detail.shouldSwap = true;
       event.detail.isError = false;
     }
@@ -249,7 +251,7 @@
       return;
     }
     progress.hidden = true;
-    if (xhr.status === 400) return; // its errors are on the page now
+    if (refusedByForm(xhr)) return; // its errors are on the page now
     say(xhr.status
       ? `The server could not take the upload (HTTP ${xhr.status}). Your images are still `
         + "chosen: try again in a moment."
