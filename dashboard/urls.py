@@ -29,5 +29,6 @@ urlpatterns = [
     path("ops/jobs/<uuid:job_id>/cancel", ops.cancel, name="ops_cancel"),
     path("ops/bulk/<str:action>", ops.bulk, name="ops_bulk"),
     path("ops/audit/", ops.audit, name="ops_audit"),
+    path("ops/alerts/", ops.alerts, name="ops_alerts"),
     path("ops/queues/<str:queue>/<str:action>", ops.queue_pause, name="ops_queue"),
 ]

@@ -22,7 +22,15 @@ from django_celery_results.models import TaskResult
 
 from jobs import selectors, services, tokens
 from jobs.audit import Actor
-from jobs.models import ApiToken, AuditEntry, Job
+from jobs.models import (
+    AlertDelivery,
+    AlertEvent,
+    AlertReceiver,
+    AlertRule,
+    ApiToken,
+    AuditEntry,
+    Job,
+)
 from jobs.units import byte_size
 
 
@@ -337,6 +345,51 @@ class AuditEntryAdmin(admin.ModelAdmin):
     list_display = ["at", "actor_name", "action", "summary", "jobs", "reason", "address"]
     list_filter = ["action"]
     search_fields = ["=actor_name"]
+    show_full_result_count = False
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(AlertRule)
+class AlertRuleAdmin(admin.ModelAdmin):
+    """Rules an admin edits; their state is jobs.alerts' to write (changes are audited)."""
+
+    list_display = ["name", "condition", "threshold", "enabled", "firing_since", "summary"]
+    list_filter = ["enabled", "condition"]
+    readonly_fields = ["firing_since", "pending_since", "last_notified_at", "last_evaluated_at",
+                       "summary"]  # fmt: skip
+
+
+@admin.register(AlertReceiver)
+class AlertReceiverAdmin(admin.ModelAdmin):
+    list_display = ["name", "kind", "target", "enabled"]
+
+
+class AlertDeliveryInline(admin.TabularInline):
+    model = AlertDelivery
+    fields = ["receiver_name", "kind", "target", "status", "attempts", "error", "sent_at"]
+    readonly_fields = fields
+    can_delete = False
+    extra = 0
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(AlertEvent)
+class AlertEventAdmin(admin.ModelAdmin):
+    """The alert history, read-only."""
+
+    list_display = ["at", "rule_name", "state", "summary", "notified"]
+    list_filter = ["state"]
+    inlines = [AlertDeliveryInline]
     show_full_result_count = False
 
     def has_add_permission(self, request) -> bool:

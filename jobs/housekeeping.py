@@ -58,6 +58,7 @@ SCHEDULES = (
     Schedule("purge_expired_jobs", "Delete jobs past the retention period", 1, "hours"),
     Schedule("sweep_orphan_files", "Remove orphan files and stale temporary files", 6, "hours"),
     Schedule("compact_rollups", "Merge older history into hours, then days", 1, "hours"),
+    Schedule("evaluate_alerts", "Check the alert rules and send their notices", 1, "minutes"),
 )
 # The history the console draws, and how fine it must be: the 1 h chart reads minutes, the 24 h
 # chart 5-minute slots, the 7 d chart hours. Rollups older than MINUTES_KEPT are merged into one
@@ -81,6 +82,9 @@ OUTCOME_WORDS = {
     "files": "files in them",
     "temporary_files": "stale temporary files removed",
     "rows": "history rows merged",
+    "fired": "alerts fired",
+    "resolved": "alerts resolved",
+    "audit_entries": "audit entries deleted",
 }
 
 

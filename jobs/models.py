@@ -464,3 +464,114 @@ class AuditedJob(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_id} in entry {self.entry_id}"
+
+
+class AlertRule(models.Model):
+    """A condition beat checks every minute (jobs.alerts): it fires once when it starts to hold,
+    sends a resolved notice when it stops, and sends no second firing within its cooldown. Its
+    state lives here, so a restart neither forgets nor repeats an alert."""
+
+    class Condition(models.TextChoices):
+        FAILURE_RATE = "failure_rate", "Jobs failing: over threshold % in the window"
+        OLDEST_QUEUED = "oldest_queued", "Oldest waiting job older than threshold minutes"
+        NO_CONSUMER = "no_consumer", "No worker consuming the queue for threshold seconds"
+        QUEUE_DEPTH = "queue_depth", "Messages waiting in the queue over threshold"
+        CHORE_LATE = "chore_late", "A housekeeping chore failed, or is 2x its interval late"
+
+    name = models.CharField(max_length=100, unique=True)
+    condition = models.CharField(max_length=32, choices=Condition.choices)
+    threshold = models.FloatField(help_text="Percent, minutes, seconds or messages.")
+    window_minutes = models.PositiveIntegerField(
+        default=10, help_text="Failure rate: the minutes it is counted over."
+    )
+    min_count = models.PositiveIntegerField(
+        default=0, help_text="Failure rate: fire only when at least this many jobs failed."
+    )
+    queue = models.CharField(
+        max_length=100, blank=True, default="celery", help_text="Consumers and depth: which."
+    )
+    cooldown_minutes = models.PositiveIntegerField(
+        default=30, help_text="No second firing notice within this long of the last one."
+    )
+    enabled = models.BooleanField(default=True)
+    # State, written by jobs.alerts only.
+    pending_since = models.DateTimeField(null=True, blank=True, editable=False)
+    firing_since = models.DateTimeField(null=True, blank=True, editable=False)
+    last_notified_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_evaluated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    summary = models.CharField(max_length=500, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AlertReceiver(models.Model):
+    """Where every alert's notices go: an e-mail address (Django's mail settings) or a webhook
+    (JSON with a Slack-compatible `text`, signed with HMAC-SHA256 of the body when a secret is
+    set)."""
+
+    class Kind(models.TextChoices):
+        EMAIL = "email", "E-mail"
+        WEBHOOK = "webhook", "Webhook"
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    target = models.CharField(max_length=500, help_text="An e-mail address, or an http(s) URL.")
+    secret = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Webhooks: signs each body (X-Parroter-Signature: sha256=<hex HMAC>).",
+    )
+    enabled = models.BooleanField(default=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AlertEvent(models.Model):
+    """A rule started or stopped firing: the alert history, with who was told."""
+
+    class State(models.TextChoices):
+        FIRING = "firing", "Firing"
+        RESOLVED = "resolved", "Resolved"
+
+    id = models.BigAutoField(primary_key=True)
+    rule = models.ForeignKey(AlertRule, null=True, on_delete=models.SET_NULL, related_name="+")
+    rule_name = models.CharField(max_length=100)
+    state = models.CharField(max_length=16, choices=State.choices)
+    at = models.DateTimeField(default=timezone.now)
+    summary = models.CharField(max_length=500)
+    notified = models.BooleanField(
+        default=True, help_text="False: a firing within the rule's cooldown, not sent."
+    )
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.rule_name} {self.state} at {self.at:%Y-%m-%d %H:%M}"
+
+
+class AlertDelivery(models.Model):
+    """One notice to one receiver, sent by the housekeeping worker with retries."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Sending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Gave up"
+
+    event = models.ForeignKey(AlertEvent, on_delete=models.CASCADE, related_name="deliveries")
+    receiver_name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=16, choices=AlertReceiver.Kind.choices)
+    target = models.CharField(max_length=500)
+    secret = models.CharField(max_length=200, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    error = models.CharField(max_length=500, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.event} to {self.receiver_name}: {self.status}"

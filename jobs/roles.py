@@ -1,10 +1,10 @@
 """Roles: Django groups with permissions, made by a migration and assigned in admin.
 
-- viewer: reads the console, every job (pages, ZIPs), the audit log, Flower (refused its
+- viewer: reads the console, every job (pages, ZIPs), the audit log, alerts, Flower (refused its
   unsafe methods) and /metrics;
 - operator: also retries and cancels anyone's jobs, in the console, the API and admin;
-- admin: also deletes jobs, edits schedules and makes or revokes API tokens for others in
-  admin (which needs is_staff as well: admin's own check).
+- admin: also deletes jobs, edits schedules, alert rules and receivers, and makes or revokes
+  API tokens for others in admin (which needs is_staff as well: admin's own check).
 
 `is_staff` alone opens admin's door and nothing else: the console, Flower and every job answer
 to these permissions (a superuser has them all).
@@ -21,6 +21,8 @@ VIEWER = [
     ("jobs", "view_console"),
     ("jobs", "view_job"),
     ("jobs", "view_auditentry"),
+    ("jobs", "view_alertrule"),
+    ("jobs", "view_alertevent"),
     ("django_celery_results", "view_taskresult"),
     ("django_celery_beat", "view_periodictask"),
 ]
@@ -28,7 +30,11 @@ OPERATOR = [*VIEWER, ("jobs", "operate_jobs"), ("jobs", "change_job")]
 ADMIN = [
     *OPERATOR,
     ("jobs", "delete_job"),
-    *(("jobs", f"{action}_apitoken") for action in ("add", "change", "delete", "view")),
+    *(
+        ("jobs", f"{action}_{model}")
+        for model in ("apitoken", "alertrule", "alertreceiver")
+        for action in ("add", "change", "delete", "view")
+    ),
     *(
         ("django_celery_beat", f"{action}_{model}")
         for model in (
@@ -56,10 +62,15 @@ def sync_roles(apps=django_apps) -> None:
     permission_model = apps.get_model("auth", "Permission")
     for name, wanted in ROLES.items():
         group, _ = group_model.objects.get_or_create(name=name)
+        # A permission of a model an earlier migration does not have yet is left out: the
+        # migration that adds the model syncs the roles again.
         group.permissions.set(
             [
-                permission_model.objects.get(content_type__app_label=label, codename=codename)
+                permission
                 for label, codename in wanted
+                for permission in permission_model.objects.filter(
+                    content_type__app_label=label, codename=codename
+                )
             ]
         )
 

@@ -24,6 +24,8 @@ from jobs.models import (
     DURATION_BUCKETS,
     RUN_BUCKET_FIELDS,
     WAIT_BUCKET_FIELDS,
+    AlertEvent,
+    AlertRule,
     AuditedJob,
     AuditEntry,
     Chore,
@@ -608,6 +610,7 @@ class ChoreStatus:
     admin_url: str  # where to change the schedule
     last: Chore | None
     summary: str  # what the last run did, in words
+    every_seconds: int | None  # its interval, when beat runs it on one
 
 
 def housekeeping_status() -> list[ChoreStatus]:
@@ -633,9 +636,16 @@ def housekeeping_status() -> list[ChoreStatus]:
                 ),
                 last=chore if chore and chore.finished_at else None,
                 summary=_outcome_words(chore.outcome) if chore else "",
+                every_seconds=_interval_seconds(task),
             )
         )
     return rows
+
+
+def _interval_seconds(task) -> int | None:
+    if task is None or not task.enabled or task.interval is None:
+        return None
+    return int(task.interval.schedule.run_every.total_seconds())
 
 
 def _schedule_words(task) -> str:
@@ -653,6 +663,34 @@ def _outcome_words(outcome: dict[str, int]) -> str:
         if count
     ]
     return " · ".join(done) or "nothing to do"
+
+
+def firing_alerts() -> list[AlertRule]:
+    """The alert rules firing now, longest first: the console's banner and /metrics."""
+    return list(AlertRule.objects.filter(firing_since__isnull=False).order_by("firing_since"))
+
+
+def alert_rules() -> list[AlertRule]:
+    return list(AlertRule.objects.all())
+
+
+ALERT_PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class AlertHistoryPage:
+    events: list[AlertEvent]
+    older: str | None  # the `after` of the next page, None on the last
+
+
+def alert_history(*, after: str = "") -> AlertHistoryPage:
+    """Alerts fired and resolved, newest first, with their deliveries, by keyset on the id."""
+    events = AlertEvent.objects.prefetch_related("deliveries").order_by("-pk")
+    if after.isdigit():
+        events = events.filter(pk__lt=int(after))
+    rows = list(events[: ALERT_PAGE_SIZE + 1])
+    older = str(rows[ALERT_PAGE_SIZE - 1].pk) if len(rows) > ALERT_PAGE_SIZE else None
+    return AlertHistoryPage(events=rows[:ALERT_PAGE_SIZE], older=older)
 
 
 # --- The audit log ------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from celery.worker.request import Request
 from django.conf import settings
 from django.utils import timezone
 
-from jobs import housekeeping, services
+from jobs import alerts, housekeeping, services
 
 
 class JobRequest(Request):
@@ -106,6 +106,33 @@ def compact_rollups() -> dict | None:
         "compact_rollups",
         lambda: housekeeping.compact_rollups(older_than=housekeeping.COMPACT_AFTER),
     )
+
+
+@shared_task(name="jobs.evaluate_alerts", ignore_result=True)
+def evaluate_alerts() -> dict | None:
+    return housekeeping.run_chore("evaluate_alerts", alerts.evaluate)
+
+
+# One notice to one receiver, on the housekeeping queue. A receiver that fails is tried again
+# with exponential backoff (about 1, 2, 4... s, at most 5 min apart), then given up: the
+# delivery says so in the alert history. The evaluation that made it never waits for it.
+@shared_task(
+    name="jobs.deliver_alert",
+    bind=True,
+    ignore_result=True,
+    autoretry_for=(alerts.DeliveryError,),
+    retry_backoff=True,
+    retry_backoff_max=300,
+    max_retries=settings.PARROTER_ALERT_DELIVERY_ATTEMPTS - 1,
+)
+def deliver_alert(self, delivery_id: int) -> None:
+    try:
+        alerts.deliver(delivery_id=delivery_id)
+    except alerts.DeliveryError:
+        if self.request.retries >= self.max_retries:
+            alerts.give_up(delivery_id=delivery_id)
+            return
+        raise
 
 
 @worker_ready.connect

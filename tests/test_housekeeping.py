@@ -305,6 +305,7 @@ def test_every_chore_is_seeded_once_and_an_operators_changes_survive_a_restart()
         "jobs.purge_expired_jobs",
         "jobs.sweep_orphan_files",
         "jobs.compact_rollups",
+        "jobs.evaluate_alerts",
     }
     assert {task.queue for task in tasks} == {"housekeeping"}
 
@@ -330,6 +331,7 @@ def test_housekeeping_tasks_are_routed_to_their_own_queue():
     for schedule in housekeeping.SCHEDULES:
         route = celery_app.amqp.router.route({}, housekeeping.task_name(schedule.chore))
         assert route["queue"].name == "housekeeping"
+    assert celery_app.amqp.router.route({}, "jobs.deliver_alert")["queue"].name == "housekeeping"
     assert celery_app.amqp.router.route({}, "jobs.run_job")["queue"].name == "celery"
 
 
@@ -346,7 +348,8 @@ def test_the_console_shows_when_each_chore_last_ran_and_what_it_did(client, staf
     assert "nothing to do" in section  # the dispatcher found no lost message
     assert "disabled" in section  # the sweep, turned off in admin
     assert "every 2 minutes" in section  # the reaper's seeded interval
-    assert section.count("not yet") == 3  # the reaper, the sweep and the compaction have not run
+    # The reaper, the sweep, the compaction and the alerts have not run.
+    assert section.count("not yet") == 4
 
 
 def test_old_history_is_merged_into_hours_then_days_without_changing_what_the_charts_show(user):

@@ -232,6 +232,8 @@ TABLE = [
     Row("dashboard:ops_cancel", "/ops/jobs/not-a-uuid/cancel", everyone(404), method="post"),
     Row("dashboard:ops_cancel", f"/ops/jobs/{UNKNOWN}/cancel", console_rule(404, act=True), "post"),
     Row("dashboard:ops_audit", "/ops/audit/", console_rule(200)),
+    Row("dashboard:ops_alerts", "/ops/alerts/", console_rule(200)),
+    Row("dashboard:ops_alerts", "/ops/alerts/", signed_in(405), method="post"),
     # Pausing a queue: its question, then the POST; resuming is a POST. Operators only.
     Row("dashboard:ops_queue", "/ops/queues/celery/pause", console_rule(200, act=True)),
     Row("dashboard:ops_queue", "/ops/queues/celery/resume", console_rule(302, act=True), "post"),
@@ -298,6 +300,11 @@ TABLE = [
     Row(ADMIN, "/admin/jobs/job/{job}/change/", admin_rule(200)),
     Row(ADMIN, "/admin/jobs/auditentry/", admin_rule(200)),
     Row(ADMIN, "/admin/jobs/apitoken/", admin_rule(403) | {"admin": 200}),
+    # Alerts: operators read the rules and the history, admins edit rules and receivers.
+    Row(ADMIN, "/admin/jobs/alertrule/", admin_rule(200)),
+    Row(ADMIN, "/admin/jobs/alertrule/add/", admin_rule(403) | {"admin": 200}),
+    Row(ADMIN, "/admin/jobs/alertreceiver/", admin_rule(403) | {"admin": 200}),
+    Row(ADMIN, "/admin/jobs/alertevent/", admin_rule(200)),
     Row(ADMIN, "/admin/django_celery_beat/periodictask/add/", admin_rule(403) | {"admin": 200}),
     # Admin's own answer to an id it cannot find: back to its index, with a message.
     Row(ADMIN, f"/admin/jobs/job/{UNKNOWN}/change/", admin_rule("/admin/")),

@@ -202,6 +202,21 @@ def queue_pause(request: HttpRequest, queue: str, action: str) -> HttpResponse:
 
 @require_GET
 @needs(roles.VIEW)
+def alerts(request: HttpRequest) -> HttpResponse:
+    """The alert rules' state and the alert history (fired, resolved, who was told), newest
+    first, a page at a time."""
+    return render(
+        request,
+        "dashboard/ops/alerts.html",
+        {
+            "rules": selectors.alert_rules(),
+            "page": selectors.alert_history(after=request.GET.get("after", "")),
+        },
+    )
+
+
+@require_GET
+@needs(roles.VIEW)
 def audit(request: HttpRequest) -> HttpResponse:
     """Who did what, newest first: filtered by action, person or job, a page at a time."""
     form = AuditFilterForm(request.GET)
@@ -337,7 +352,11 @@ def _stats_context(request: HttpRequest) -> dict:
     # The clock's minute, not the slot's start: the last five minutes' rate moves every minute.
     minute = rollups.minute_of(timezone.now())
     pauses = selectors.queue_pauses()
-    version = f"{jobs_version}-{minute}-{_facts_version(facts)}-{'.'.join(sorted(pauses))}"
+    firing = selectors.firing_alerts()
+    version = (
+        f"{jobs_version}-{minute}-{_facts_version(facts)}-{'.'.join(sorted(pauses))}"
+        f"-{'.'.join(str(rule.pk) for rule in firing)}"
+    )
     return {
         "range": name,
         "history": history,
@@ -347,6 +366,7 @@ def _stats_context(request: HttpRequest) -> dict:
         "facts": facts,
         "job_queue": monitoring.job_queue(),
         "pauses": pauses,
+        "firing_alerts": firing,
         # A paused queue is shown as paused, not as one no worker consumes.
         "unserved": [queue for queue in facts.unserved if queue.name not in pauses]
         if facts

@@ -29,6 +29,7 @@ class ParroterCollector:
         yield from _job_metrics()
         yield from _cluster_metrics(monitoring.cluster_facts())  # the monitor's report
         yield from _housekeeping_metrics()
+        yield from _alert_metrics()
 
 
 def _job_metrics() -> Iterator[Metric]:
@@ -147,6 +148,17 @@ def _housekeeping_metrics() -> Iterator[Metric]:
         for item, count in chore.outcome.items():
             outcome.add_metric([name, item], count)
     yield from (runs, last, failed, outcome)
+
+
+def _alert_metrics() -> Iterator[Metric]:
+    firing = GaugeMetricFamily(
+        "parroter_alert_firing",
+        "1 for each alert rule firing now (jobs.alerts), by rule and condition.",
+        labels=["rule", "condition"],
+    )
+    for rule in selectors.firing_alerts():
+        firing.add_metric([rule.name, rule.condition], 1)
+    yield firing
 
 
 _REGISTRY = CollectorRegistry(auto_describe=False)

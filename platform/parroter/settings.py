@@ -337,6 +337,8 @@ CELERY_TASK_ROUTES = {
     "jobs.purge_expired_jobs": {"queue": "housekeeping"},
     "jobs.sweep_orphan_files": {"queue": "housekeeping"},
     "jobs.compact_rollups": {"queue": "housekeeping"},
+    "jobs.evaluate_alerts": {"queue": "housekeeping"},
+    "jobs.deliver_alert": {"queue": "housekeeping"},
     "celery.backend_cleanup": {"queue": "housekeeping"},
 }
 
@@ -412,6 +414,25 @@ PARROTER_FAIR_DISPATCH = env_bool("PARROTER_FAIR_DISPATCH", True)
 # Per person: jobs waiting at once, and images submitted per day (UTC); 0 means no limit.
 PARROTER_MAX_QUEUED_PER_USER = env_int("PARROTER_MAX_QUEUED_PER_USER", 500)
 PARROTER_MAX_IMAGES_PER_DAY = env_int("PARROTER_MAX_IMAGES_PER_DAY", 20000)
+
+# --- Alerts (jobs/alerts.py) and e-mail ------------------------------------------------------
+# A notice a receiver does not take is tried this many times in all, with backoff, then given up.
+PARROTER_ALERT_DELIVERY_ATTEMPTS = env_int("PARROTER_ALERT_DELIVERY_ATTEMPTS", 6)
+# E-mail (alert notices) goes through SMTP when EMAIL_HOST is set, else to the log of the
+# process that sends it (the housekeeping worker's).
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "")
+EMAIL_BACKEND = (
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.console.EmailBackend"
+)
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS")
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL")
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)  # seconds: a hung mail server fails the attempt
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "parroter@localhost")
 
 LOGGING = {
     "version": 1,
