@@ -6,14 +6,17 @@ import os
 import signal
 import time
 import zipfile
+from datetime import timedelta
 
 import pytest
+from django.apps import apps as django_apps
 from django.utils import timezone
 from PIL import Image
 from playwright.sync_api import expect
 
+from jobs import alerts, rollups
 from jobs.api import api
-from jobs.models import Job
+from jobs.models import AlertDelivery, AlertReceiver, Job
 from tests.conftest import (
     ARTIFACTS,
     PASSWORDS,
@@ -462,3 +465,37 @@ def test_a_job_past_the_images_a_day_is_refused_with_the_files_still_chosen(
     # The refusal swapped in only the errors: the two files are still chosen.
     assert page.locator("#id_images").evaluate("input => input.files.length") == 2
     assert Job.objects.count() == 1
+
+
+def test_an_operator_sees_a_firing_alert_on_the_console_and_its_history(
+    live_server, user, staff, browser
+):
+    alerts.seed_rules(django_apps, None)  # the migration's rows, gone after an earlier flush
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    sign_in(page, live_server.url, "olivia")
+    page.goto(f"{live_server.url}/ops/alerts/")
+    expect(page.locator(".empty")).to_contain_text("No alert has fired yet.")
+    snapshot(page, "alerts-empty")
+
+    AlertReceiver.objects.create(name="ops channel", kind="webhook", target="http://127.0.0.1:9/")
+    AlertReceiver.objects.create(name="on call", kind="email", target="oncall@example.com")
+    now = timezone.now()
+    at = now - timedelta(minutes=3)
+    for status, count in (("failed", 9), ("succeeded", 21)):
+        for _ in range(count):
+            Job.objects.create(owner=user, source_name="dune.jpg", status=status,
+                               queued_at=at, started_at=at, finished_at=at)  # fmt: skip
+    rollups.record(Job.objects.all())
+    alerts.evaluate(now=now)
+    for delivery in AlertDelivery.objects.all():
+        try:
+            alerts.deliver(delivery_id=delivery.pk)
+        except alerts.DeliveryError:
+            alerts.give_up(delivery_id=delivery.pk)
+    page.goto(f"{live_server.url}/ops/")
+    banner = page.locator(".alert", has_text="Alert: Jobs failing")
+    expect(banner).to_contain_text("30% of jobs failed in the last 10 minutes")
+    snapshot(page, "ops-alert-firing")
+    banner.locator("a", has_text="Alerts").click()
+    expect(page.locator(".alert-history")).to_contain_text("gave up after 1 attempts")
+    snapshot(page, "alerts")
