@@ -102,6 +102,8 @@ class JobFilterForm(forms.Form):
     range = forms.ChoiceField(
         required=False, choices=[(name, name) for name in HISTORY_RANGES], widget=forms.HiddenInput
     )
+    # One failure group (/ops/failures/): its signature.
+    group = forms.CharField(required=False, max_length=48, widget=forms.HiddenInput)
 
     @property
     def history_range(self) -> str:
@@ -119,6 +121,7 @@ class JobFilterForm(forms.Form):
             "owner": data.get("owner", "").strip(),
             "search": data.get("q", ""),
             "created_after": timezone.now() - within if within else None,
+            "group": data.get("group", ""),
         }
 
     def query(self, **changes: str) -> str:

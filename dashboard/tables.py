@@ -27,7 +27,7 @@ ROW = (
     '<td class="mono"><a href="{job_url}" title="{pk}">{short_id}</a></td>'
     "<td>{kind}</td><td>{owner}</td>"
     '<td class="status"><span class="badge {status}">{status_label}</span>{progress}</td>'
-    '<td class="name" title="{title}">{title}</td><td>{sizes}</td>'
+    '<td class="name" title="{title}">{title}</td>{error}<td>{sizes}</td>'
     '<td title="{submitted}">{submitted_ago}</td>'
     '<td class="num">{queue_wait}</td><td class="num">{run_time}</td>'
     '<td class="worker" title="{worker}">{worker_link}</td>'
@@ -40,6 +40,9 @@ PROGRESS = (
 # Retry is a button of the table's one form, posting to its own URL (formaction); Cancel opens
 # its question first (what a running job loses), which returns to this page.
 RETRY = '<button class="small" formaction="{}">Retry</button>'
+# A failure's first line; the whole message on hover (a failed-for-good job has no Retry: its
+# own page offers a forced one).
+ERROR = '<td class="error" title="{}">{}</td>'
 CANCEL = '<a class="button small danger" href="{}?{}">Cancel…</a>'
 _PLACEHOLDER = uuid.UUID(int=0)
 
@@ -56,7 +59,10 @@ def job_rows(jobs: list[Job], *, back: str, actions: bool) -> SafeString:
 
 def _row(job: Job, urls: dict, console: str, next_query: str | None) -> SafeString:
     action = mark_safe("")  # noqa: S308 (empty): also for viewers, who may not act
-    if next_query is not None and job.status in (Job.Status.FAILED, Job.Status.CANCELLED):
+    retryable = job.status in (Job.Status.FAILED, Job.Status.CANCELLED) and not (
+        job.failed_for_good
+    )
+    if next_query is not None and retryable:
         action = format_html(RETRY, urls["ops_retry"](job.pk))
     elif next_query is not None and job.status in (Job.Status.QUEUED, Job.Status.RUNNING):
         action = format_html(CANCEL, urls["ops_cancel"](job.pk), next_query)
@@ -78,6 +84,9 @@ def _row(job: Job, urls: dict, console: str, next_query: str | None) -> SafeStri
         status_label=job.get_status_display(),
         progress=format_html(PROGRESS, job.progress) if job.status == Job.Status.RUNNING else "",
         title=job.title,
+        error=format_html(ERROR, job.error, job.error.splitlines()[0][:80])
+        if job.status == Job.Status.FAILED and job.error
+        else mark_safe("<td></td>"),  # noqa: S308 (empty)
         sizes=sizes(job.params),
         submitted=when_title(job.created_at),
         submitted_ago=ago(job.created_at),

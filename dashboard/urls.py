@@ -30,5 +30,7 @@ urlpatterns = [
     path("ops/bulk/<str:action>", ops.bulk, name="ops_bulk"),
     path("ops/audit/", ops.audit, name="ops_audit"),
     path("ops/alerts/", ops.alerts, name="ops_alerts"),
+    path("ops/failures/", ops.failures, name="ops_failures"),
+    path("ops/failures/<str:signature>/acknowledge", ops.acknowledge, name="ops_acknowledge"),
     path("ops/queues/<str:queue>/<str:action>", ops.queue_pause, name="ops_queue"),
 ]

@@ -176,7 +176,12 @@ class JobAdmin(admin.ModelAdmin):
     @admin.action(description="Retry selected failed or cancelled jobs", permissions=["change"])
     def retry_selected(self, request, queryset):
         changed = services.retry_jobs(jobs=queryset, actor=Actor.of(request), details=ADMIN_ACTION)
-        self._report(request, changed, "queued again", "only failed or cancelled jobs are retried")
+        self._report(
+            request,
+            changed,
+            "queued again",
+            "only failed or cancelled jobs are retried, and not those that failed on their input",
+        )
 
     @admin.action(description="Cancel selected queued or running jobs", permissions=["change"])
     def cancel_selected(self, request, queryset):

@@ -408,9 +408,19 @@ def get_job_status(request: HttpRequest, job_id: uuid.UUID):
     summary="Retry a failed or cancelled job",
 )
 def retry_job(request: HttpRequest, job_id: uuid.UUID):
+    """409 for a job that failed on its input (a retry cannot succeed): send a different file,
+    or re-run it with a replacement."""
+    job = _visible_job(request, job_id)
+    _may_act(request, job)
+    if job.failed_for_good:
+        raise HttpError(
+            409,
+            "The job failed on its input, so a retry would fail the same way: "
+            f"{job.error} Submit a different file, or re-run the job with a replacement.",
+        )
     return _act(
         request,
-        _visible_job(request, job_id),
+        job,
         lambda job: services.retry_job(job_id=job.pk, actor=Actor.of(request)),
         refused="only a failed or cancelled job is retried",
     )
@@ -431,13 +441,17 @@ def cancel_job(request: HttpRequest, job_id: uuid.UUID):
     )
 
 
+def _may_act(request: HttpRequest, job: Job) -> None:
+    """Another's job needs the operator role (its viewers see it but may not act)."""
+    if job.owner_id != request.user.pk and not roles.can_operate(request.user):
+        raise HttpError(403, "Acting on other people's jobs is for the operator and admin roles.")
+
+
 def _act(
     request: HttpRequest, job: Job, action: Callable[[Job], bool], *, refused: str
 ) -> JobDetails:
-    """The job after an action, or 409 when its state did not allow it; another's job needs
-    the operator role (its viewers see it but may not act)."""
-    if job.owner_id != request.user.pk and not roles.can_operate(request.user):
-        raise HttpError(403, "Acting on other people's jobs is for the operator and admin roles.")
+    """The job after an action, or 409 when its state did not allow it."""
+    _may_act(request, job)
     if not action(job):
         raise HttpError(409, f"The job's status is {job.status}: {refused}.")
     job.refresh_from_db()

@@ -47,6 +47,16 @@ class Job(models.Model):
 
     FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
 
+    class FailureKind(models.TextChoices):
+        BAD_INPUT = "bad_input", "Bad input"
+        OVER_LIMIT = "over_limit", "Over a limit"
+        TIME_LIMIT = "time_limit", "Time limit"
+        INTERRUPTED = "interrupted", "Interrupted"
+        INTERNAL = "internal", "Internal error"
+
+    # Input that cannot succeed on a retry: no Retry for it, only a forced one by an operator.
+    PERMANENT_FAILURES = (FailureKind.BAD_INPUT, FailureKind.OVER_LIMIT)
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs"
@@ -82,6 +92,9 @@ class Job(models.Model):
     # broker: never published, or published to a Redis that has restarted since.
     published_at = models.DateTimeField(null=True, blank=True)
     broker_run_id = models.CharField(max_length=64, blank=True)
+    # A failure's kind and its group (jobs.failures.signature), set when it is recorded.
+    failure_kind = models.CharField(max_length=16, choices=FailureKind.choices, blank=True)
+    failure_signature = models.CharField(max_length=48, blank=True)
 
     objects = JobQuerySet.as_manager()
 
@@ -120,6 +133,18 @@ class Job(models.Model):
                 fields=["queued_at"],
                 condition=models.Q(status="queued"),
                 name="job_waiting_idx",
+            ),
+            # Failure groups: counted over a range from the index alone, and a group's jobs
+            # paged newest first (jobs.selectors.failure_groups, the console's group filter).
+            models.Index(
+                fields=["finished_at", "failure_signature", "owner"],
+                condition=models.Q(status="failed"),
+                name="job_failures_idx",
+            ),
+            models.Index(
+                fields=["failure_signature", "-created_at", "-id"],
+                condition=~models.Q(failure_signature=""),
+                name="job_failure_group_idx",
             ),
             # Retention walks the jobs that finished longest ago.
             models.Index(
@@ -197,6 +222,11 @@ class Job(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in self.FINISHED
+
+    @property
+    def failed_for_good(self) -> bool:
+        """Failed on input a retry cannot fix (the owner needs a different file)."""
+        return self.status == self.Status.FAILED and self.failure_kind in self.PERMANENT_FAILURES
 
     @property
     def queue_wait_seconds(self) -> float | None:
@@ -399,6 +429,7 @@ class AuditEntry(models.Model):
         TOKEN_REVOKE = "token_revoke", "API token revoked"
         PAUSE = "pause", "Queue paused"
         RESUME = "resume", "Queue resumed"
+        ACKNOWLEDGE = "acknowledge", "Failures acknowledged"
         ADMIN = "admin", "Admin change"
 
     id = models.BigAutoField(primary_key=True)
@@ -575,3 +606,24 @@ class AlertDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} to {self.receiver_name}: {self.status}"
+
+
+class FailureGroup(models.Model):
+    """Failures with one signature (kind + message with ids, numbers, sizes and names taken
+    out): made when the first is recorded; acknowledged by an operator until it happens
+    again."""
+
+    signature = models.CharField(max_length=48, primary_key=True)
+    kind = models.CharField(max_length=16, choices=Job.FailureKind.choices)
+    pattern = models.CharField(max_length=500, help_text="The message with its details out.")
+    example = models.TextField(help_text="The first failure's message, in full.")
+    first_seen = models.DateTimeField(default=timezone.now)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by_name = models.CharField(max_length=150, blank=True)
+
+    def __str__(self) -> str:
+        return self.pattern[:80]
+
+    @property
+    def permanent(self) -> bool:
+        return self.kind in Job.PERMANENT_FAILURES

@@ -12,7 +12,17 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Count, ExpressionWrapper, F, IntegerField, Q, QuerySet, Sum
+from django.db.models import (
+    Count,
+    ExpressionWrapper,
+    F,
+    IntegerField,
+    Max,
+    Min,
+    Q,
+    QuerySet,
+    Sum,
+)
 from django.db.models.functions import Coalesce, Substr
 from django.db.models.lookups import Exact
 from django.urls import reverse
@@ -29,6 +39,7 @@ from jobs.models import (
     AuditedJob,
     AuditEntry,
     Chore,
+    FailureGroup,
     Job,
     JobRollup,
     Preferences,
@@ -247,6 +258,7 @@ def find_jobs(
     owner: str = "",
     created_after: datetime | None = None,
     search: str = "",
+    group: str = "",
 ) -> QuerySet[Job]:
     """Jobs matching the console's filters. Every condition is an indexed lookup: status,
     owner and time ride the keyset indexes; search is an id or id-prefix range on the
@@ -264,6 +276,8 @@ def find_jobs(
         jobs = jobs.filter(owner_id__in=list(people.values_list("pk", flat=True)[:10]))
     if created_after:
         jobs = jobs.filter(created_at__gte=created_after)
+    if group:
+        jobs = jobs.filter(failure_signature=group)
     if search := search.strip():
         jobs = jobs.filter(_search_condition(search))
     return jobs
@@ -668,6 +682,62 @@ def _outcome_words(outcome: dict[str, int]) -> str:
 def firing_alerts() -> list[AlertRule]:
     """The alert rules firing now, longest first: the console's banner and /metrics."""
     return list(AlertRule.objects.filter(firing_since__isnull=False).order_by("firing_since"))
+
+
+@dataclass(frozen=True)
+class FailureGroupRow:
+    group: FailureGroup
+    failures: int  # in the range
+    first: datetime  # the first and last failure in the range
+    last: datetime
+    owners: int
+    samples: list[uuid.UUID]  # its newest jobs
+
+    @property
+    def is_new(self) -> bool:
+        """Not acknowledged since it last failed."""
+        acknowledged = self.group.acknowledged_at
+        return acknowledged is None or self.last > acknowledged
+
+
+FAILURE_GROUPS_SHOWN = 100
+FAILURE_SAMPLES = 3
+
+
+def failure_groups(*, since: datetime, by_count: bool = False) -> list[FailureGroupRow]:
+    """Failures since `since` by group, the most recent (or the most failures) first: counted
+    from job_failures_idx alone (the group's signature was stored as each failure was)."""
+    counts = (
+        Job.objects.filter(status=Job.Status.FAILED, finished_at__gte=since)
+        .exclude(failure_signature="")
+        .values("failure_signature")
+        .annotate(
+            failures=Count("failure_signature"),
+            first=Min("finished_at"),
+            last=Max("finished_at"),
+            owners=Count("owner", distinct=True),
+        )
+        .order_by("-failures" if by_count else "-last")[:FAILURE_GROUPS_SHOWN]
+    )
+    counts = list(counts)
+    groups = FailureGroup.objects.in_bulk([row["failure_signature"] for row in counts])
+    rows = []
+    for row in counts:
+        group = groups.get(row["failure_signature"])
+        if group is None:  # recorded before its group row committed: next time
+            continue
+        samples = Job.objects.filter(failure_signature=group.pk).order_by("-created_at", "-id")
+        rows.append(
+            FailureGroupRow(
+                group=group,
+                failures=row["failures"],
+                first=row["first"],
+                last=row["last"],
+                owners=row["owners"],
+                samples=list(samples.values_list("pk", flat=True)[:FAILURE_SAMPLES]),
+            )
+        )
+    return rows
 
 
 def alert_rules() -> list[AlertRule]:

@@ -24,11 +24,12 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
-from jobs import audit, broker, limits, rollups
+from jobs import audit, broker, failures, limits, rollups
 from jobs.audit import Actor
 from jobs.kinds import thumbnails
 from jobs.models import (
     AuditEntry,
+    FailureGroup,
     Job,
     Preferences,
     Preset,
@@ -273,14 +274,15 @@ def _requeue(job: Job) -> None:
     job.status = Job.Status.QUEUED
     job.task_id = str(uuid.uuid4())
     job.progress = 0
-    job.error = ""
+    job.error = job.failure_kind = job.failure_signature = ""
     job.result = {}
     job.queued_at = timezone.now()
     job.started_at = job.finished_at = job.published_at = None
     job.save(
         update_fields=[
             "status", "task_id", "progress", "error", "result", "queued_at", "started_at",
-            "finished_at", "published_at", "max_attempts", "updated_at",
+            "finished_at", "published_at", "max_attempts", "failure_kind", "failure_signature",
+            "updated_at",
         ]
     )  # fmt: skip
     _enqueue_on_commit(job)
@@ -325,7 +327,7 @@ def _requeue_or_give_up(
         if discard_pending:
             _pending_archive_path(job.pk, job.task_id).unlink(missing_ok=True)
         if job.attempts >= job.max_attempts:
-            _finish(job, status=Job.Status.FAILED, error=_interrupted_message(job.attempts))
+            _fail(job, _interrupted_message(job.attempts), Job.FailureKind.INTERRUPTED)
             counts["failed"] += 1
         else:
             _requeue(job)
@@ -354,12 +356,17 @@ def release_interrupted_job(*, job_id: str, task_id: str, message_kept: bool) ->
 
 
 def retry_jobs(
-    *, jobs: QuerySet[Job], actor: Actor | None = None, details: dict | None = None
+    *,
+    jobs: QuerySet[Job],
+    actor: Actor | None = None,
+    details: dict | None = None,
+    force: bool = False,
 ) -> int:
-    """Queue failed and cancelled jobs again; returns how many. Others are left as they are.
-    A person's retry is recorded in the audit log, once, with the jobs it changed."""
+    """Queue failed and cancelled jobs again; returns how many. Others are left as they are,
+    and so are jobs that failed for good (their input cannot succeed) unless `force`. A
+    person's retry is recorded in the audit log, once, with the jobs it changed."""
     changed = []
-    for batch in _locked_batches(jobs.filter(status__in=RETRYABLE)):
+    for batch in _locked_batches(retryable(jobs, force=force)):
         # History keeps the outcome they leave and counts the retry beside it, in this minute.
         rollups.record_retries(batch, at=timezone.now())
         for job in batch:
@@ -402,8 +409,16 @@ def _cancelled_by(actor: Actor | None) -> str:
     )
 
 
-def retry_job(*, job_id: uuid.UUID | str, actor: Actor | None = None) -> bool:
-    return retry_jobs(jobs=Job.objects.filter(pk=job_id), actor=actor) == 1
+def retryable(jobs: QuerySet[Job], *, force: bool = False) -> QuerySet[Job]:
+    """The jobs of `jobs` a retry changes."""
+    jobs = jobs.filter(status__in=RETRYABLE)
+    return jobs if force else jobs.exclude(failure_kind__in=Job.PERMANENT_FAILURES)
+
+
+def retry_job(*, job_id: uuid.UUID | str, actor: Actor | None = None, force: bool = False) -> bool:
+    if force and actor is not None:
+        actor = Actor(actor.user, actor.address, f"forced: {actor.reason}".rstrip(": "))
+    return retry_jobs(jobs=Job.objects.filter(pk=job_id), actor=actor, force=force) == 1
 
 
 def cancel_job(*, job_id: uuid.UUID | str, actor: Actor | None = None) -> bool:
@@ -454,6 +469,24 @@ def discard_partial_outputs(*, job_id: uuid.UUID | str, task_id: str) -> None:
     job = Job.objects.filter(pk=job_id, task_id=task_id).exclude(status=Job.Status.SUCCEEDED)
     if (job := job.first()) is not None:
         _discard_archive(job)
+
+
+def acknowledge_failures(*, signature: str, actor: Actor) -> bool:
+    """An operator has seen a failure group: it leaves the new ones until it fails again."""
+    now = timezone.now()
+    with transaction.atomic():
+        group = FailureGroup.objects.select_for_update().filter(pk=signature).first()
+        if group is None:
+            return False
+        group.acknowledged_at, group.acknowledged_by_name = now, actor.name
+        group.save(update_fields=["acknowledged_at", "acknowledged_by_name"])
+        audit.record(
+            actor=actor,
+            action=AuditEntry.Action.ACKNOWLEDGE,
+            summary=f"Acknowledged failures: {group.pattern}"[:500],
+            details={"signature": signature},
+        )
+    return True
 
 
 def pause_queue(*, queue: str, actor: Actor) -> bool:
@@ -566,14 +599,14 @@ def run_job(*, job_id: str, task_id: str, worker: str = "") -> dict:
         return _outcome_of_earlier_delivery(job_id=job_id, task_id=task_id)
     if job.attempts > job.max_attempts:
         message = _interrupted_message(job.attempts - 1)
-        _finish(job, status=Job.Status.FAILED, error=message)
+        _fail(job, message, Job.FailureKind.INTERRUPTED)
         raise JobFailed(message)
     try:
         archive_name, made = _make_thumbnail_archive(job)
     except thumbnails.ThumbnailError as exc:
         # Bad input is an expected outcome: one line in the log, no traceback.
         logger.warning("job %s failed: %s", job_id, exc)
-        _finish(job, status=Job.Status.FAILED, error=str(exc))
+        _fail(job, str(exc), exc.kind)
         raise JobFailed(str(exc)) from exc
     except TRANSIENT_ERRORS as exc:
         logger.warning("job %s hit a temporary problem and will be retried: %r", job_id, exc)
@@ -584,11 +617,11 @@ def run_job(*, job_id: str, task_id: str, worker: str = "") -> dict:
             _discard_archive(job)
         limit = settings.CELERY_TASK_SOFT_TIME_LIMIT
         message = f"The job took longer than {limit} seconds and was stopped."
-        _finish(job, status=Job.Status.FAILED, error=message)
+        _fail(job, message, Job.FailureKind.TIME_LIMIT)
         raise JobFailed(message) from exc
     except Exception:
         logger.exception("job %s failed unexpectedly", job_id)
-        _finish(job, status=Job.Status.FAILED, error=INTERNAL_ERROR_MESSAGE)
+        _fail(job, INTERNAL_ERROR_MESSAGE, Job.FailureKind.INTERNAL)
         raise
     result = {
         "thumbnails": [_thumbnail_row(item) for item in made.thumbnails],
@@ -657,12 +690,35 @@ class _ProgressWriter:
             )
 
 
+def _fail(job: Job, error: str, kind: str) -> bool:
+    """Record a failure with its kind and group (made when its first failure is recorded)."""
+    signature = failures.signature(kind, error)
+    group = FailureGroup(
+        signature=signature, kind=kind, pattern=failures.pattern(error), example=error
+    )
+    return _finish(
+        job,
+        status=Job.Status.FAILED,
+        error=error,
+        failure={"failure_kind": kind, "failure_signature": signature},
+        group=group,
+    )
+
+
 def _finish(
-    job: Job, *, status: str, error: str = "", archive: str = "", result: dict | None = None
+    job: Job,
+    *,
+    status: str,
+    error: str = "",
+    archive: str = "",
+    result: dict | None = None,
+    failure: dict | None = None,
+    group: FailureGroup | None = None,
 ) -> bool:
     """Record the outcome unless the job was cancelled or retried meanwhile."""
     now = timezone.now()
     fields = {"status": status, "error": error, "finished_at": now, "updated_at": now}
+    fields.update(failure or {"failure_kind": "", "failure_signature": ""})
     if status == Job.Status.SUCCEEDED:
         fields.update(progress=100, archive=archive, result=result or {})
     with transaction.atomic():
@@ -671,6 +727,8 @@ def _finish(
         for name, value in fields.items():
             setattr(job, name, value)
         rollups.record([job])
+        if group is not None:  # one statement, whoever records the group's first failure
+            FailureGroup.objects.bulk_create([group], ignore_conflicts=True)
     return True
 
 

@@ -2,7 +2,7 @@
 jobs.services (the same functions Django admin's actions call)."""
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import wraps
 
 from django.conf import settings
@@ -200,6 +200,45 @@ def queue_pause(request: HttpRequest, queue: str, action: str) -> HttpResponse:
     return redirect(f"{reverse('dashboard:ops')}#workers-title")
 
 
+# The failure groups' ranges: the last hour, day and week.
+FAILURE_RANGES = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
+
+
+@require_GET
+@needs(roles.VIEW)
+def failures(request: HttpRequest) -> HttpResponse:
+    """Failures grouped by signature over a range, the most recent (or the most) first, with
+    the new ones (not acknowledged since they last failed) marked."""
+    chosen = request.GET.get("range", "24h")
+    chosen = chosen if chosen in FAILURE_RANGES else "24h"
+    by_count = request.GET.get("order") == "count"
+    groups = selectors.failure_groups(
+        since=timezone.now() - FAILURE_RANGES[chosen], by_count=by_count
+    )
+    return render(
+        request,
+        "dashboard/ops/failures.html",
+        {
+            "groups": groups,
+            "new": sum(row.is_new for row in groups),
+            "range": chosen,
+            "ranges": list(FAILURE_RANGES),
+            "by_count": by_count,
+        },
+    )
+
+
+@require_POST
+@needs(roles.OPERATE)
+def acknowledge(request: HttpRequest, signature: str) -> HttpResponse:
+    if not services.acknowledge_failures(signature=signature, actor=_actor(request)):
+        raise Http404("No such failure group.")
+    messages.success(
+        request, "Acknowledged: the group stays out of the new ones until it fails again."
+    )
+    return redirect(f"{reverse('dashboard:ops_failures')}?{request.GET.urlencode()}")
+
+
 @require_GET
 @needs(roles.VIEW)
 def alerts(request: HttpRequest) -> HttpResponse:
@@ -237,9 +276,18 @@ def audit(request: HttpRequest) -> HttpResponse:
 @require_POST
 @needs(roles.OPERATE)
 def retry(request: HttpRequest, job_id) -> HttpResponse:
-    get_object_or_404(Job, pk=job_id)  # an unknown id is a 404, like its page
-    if services.retry_job(job_id=job_id, actor=_actor(request)):
-        messages.success(request, "The job is queued again.")
+    job = get_object_or_404(Job, pk=job_id)  # an unknown id is a 404, like its page
+    force = request.POST.get("force") == "1"
+    if services.retry_job(job_id=job_id, actor=_actor(request), force=force):
+        messages.success(
+            request, "The job is queued again (forced)." if force else ("The job is queued again.")
+        )
+    elif job.failed_for_good:
+        messages.info(
+            request,
+            "Not retried: the job failed on its input, and a retry would fail the same way. "
+            "Its page can force one.",
+        )
     else:
         messages.info(request, "Nothing to retry: only failed or cancelled jobs can be retried.")
     return _back(request, job_id)
@@ -285,6 +333,11 @@ def bulk(request: HttpRequest, action: str) -> HttpResponse:
     # status is shown (e.g. "retry failed" while showing succeeded).
     if not form.is_valid() or filters["status"] not in ("", status):
         jobs = jobs.none()
+    left_out = 0
+    if action == "retry":  # failures on their input are not retried: a retry cannot fix them
+        if request.method == "GET":
+            left_out = jobs.filter(failure_kind__in=Job.PERMANENT_FAILURES).count()
+        jobs = services.retryable(jobs)
     if request.method == "POST":
         confirmed = BulkConfirmation.parse(request.POST)
         if confirmed is None:
@@ -307,6 +360,7 @@ def bulk(request: HttpRequest, action: str) -> HttpResponse:
         "status": Job.Status(status),
         "as_of": BulkConfirmation.stamp(timezone.now()),  # before the count: none missed
         "count": jobs.count(),
+        "left_out": left_out,
         "query": form.query(),
     }
     return render(request, "dashboard/ops/bulk.html", context)

@@ -226,6 +226,10 @@ def retry(request: HttpRequest, job_id) -> HttpResponse:
         raise PermissionDenied(ops.REFUSALS[roles.OPERATE])
     if services.retry_job(job_id=job.pk, actor=Actor.of(request)):
         messages.success(request, "Your job is queued again.")
+    elif job.failed_for_good:
+        messages.info(
+            request, "Trying again would fail the same way: upload a different file instead."
+        )
     else:
         messages.info(request, "Only a failed or cancelled job can be tried again.")
     return redirect("dashboard:job", job_id=job.pk)

@@ -99,7 +99,11 @@ def make_archive(
         for index, (image, folder) in enumerate(zip(images, folders, strict=True)):
             prefix = f"{folder}/" if len(images) > 1 else ""
             if index and stop_after is not None and time.monotonic() > stop_after:
-                outcomes.append(ImageOutcome(image.name, folder, error=_OUT_OF_TIME))
+                outcomes.append(
+                    ImageOutcome(
+                        image.name, folder, _OUT_OF_TIME, error_kind=ThumbnailError.TIME_LIMIT
+                    )
+                )
                 continue
 
             def image_progress(fraction: float, done: int = index) -> None:
@@ -118,16 +122,20 @@ def make_archive(
                         image.focus,
                     )
             except ThumbnailError as exc:
-                outcomes.append(ImageOutcome(image.name, folder, error=str(exc)))
+                outcomes.append(ImageOutcome(image.name, folder, str(exc), error_kind=exc.kind))
                 continue
             except FileNotFoundError:  # gone from storage (removed by hand, a restore without it)
-                outcomes.append(ImageOutcome(image.name, folder, error=_MISSING))
+                outcomes.append(
+                    ImageOutcome(image.name, folder, _MISSING, error_kind=ThumbnailError.INTERNAL)
+                )
                 continue
             except let_through:
                 raise
             except Exception:
                 logger.exception("image %r could not be processed", image.name)
-                outcomes.append(ImageOutcome(image.name, folder, error=_INTERNAL))
+                outcomes.append(
+                    ImageOutcome(image.name, folder, _INTERNAL, error_kind=ThumbnailError.INTERNAL)
+                )
                 continue
             # Written only once every size is encoded: a failing image leaves no entry behind.
             for (width, height), data in encoded.items():
@@ -136,7 +144,7 @@ def make_archive(
                 made.append(Thumbnail(name, width, height, len(data), image=index))
             outcomes.append(ImageOutcome(image.name, folder, note=note))
     if not made:
-        raise ThumbnailError(_nothing_readable(outcomes))
+        raise ThumbnailError(_nothing_readable(outcomes), _failure_kind(outcomes))
     report(100, len(images))
     return Archive(made, outcomes)
 
@@ -169,6 +177,13 @@ def make_thumbnails(
 
 def _ignore_progress(*_args: int) -> None:
     pass
+
+
+def _failure_kind(outcomes: Sequence[ImageOutcome]) -> str:
+    """Permanent only when every image's input was at fault: else a retry may still help."""
+    kinds = [item.error_kind for item in outcomes]
+    temporary = [kind for kind in kinds if kind not in ThumbnailError.PERMANENT]
+    return temporary[0] if temporary else kinds[0]
 
 
 def _nothing_readable(outcomes: Sequence[ImageOutcome]) -> str:

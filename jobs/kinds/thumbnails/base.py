@@ -87,7 +87,21 @@ _OUT_OF_MEMORY = (
 
 
 class ThumbnailError(Exception):
-    """A problem with the input a person can understand; str(exc) is shown to them verbatim."""
+    """A problem with the input a person can understand; str(exc) is shown to them verbatim.
+    Its kind says why: BAD_INPUT (unreadable, corrupt, unsupported) or OVER_LIMIT (too large
+    for the limits); neither can succeed on a retry."""
+
+    BAD_INPUT = "bad_input"
+    OVER_LIMIT = "over_limit"
+    PERMANENT = (BAD_INPUT, OVER_LIMIT)
+    # Why an image of a batch was left out when it was not its input: the job may still
+    # succeed on a retry.
+    TIME_LIMIT = "time_limit"
+    INTERNAL = "internal"
+
+    def __init__(self, message: str, kind: str = BAD_INPUT) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -152,6 +166,7 @@ class ImageOutcome:
     folder: str  # its stem in the archive (a folder when the job has several images)
     error: str = ""
     note: str = ""
+    error_kind: str = ""  # a ThumbnailError kind, when error is set
 
 
 @dataclass(frozen=True)

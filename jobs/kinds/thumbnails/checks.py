@@ -91,7 +91,7 @@ class CheckBudget:
 
     def charge(self, reads: int) -> None:
         if reads % self._EVERY == 0 and time.thread_time() > self._until:
-            raise ThumbnailError(_CHECKS_OUT_OF_TIME)
+            raise ThumbnailError(_CHECKS_OUT_OF_TIME, ThumbnailError.OVER_LIMIT)
 
 
 def inspect_image(
@@ -139,7 +139,7 @@ def _input_errors() -> Iterator[None]:
     except _DECODE_ERRORS as exc:
         raise ThumbnailError(_CORRUPT) from exc
     except MemoryError as exc:  # the worker's per-job address-space limit (celery_app)
-        raise ThumbnailError(_OUT_OF_MEMORY) from exc
+        raise ThumbnailError(_OUT_OF_MEMORY, ThumbnailError.OVER_LIMIT) from exc
 
 
 @contextmanager
@@ -165,7 +165,8 @@ def _open(
             raise ThumbnailError(
                 f"The image is {width}×{height} pixels "
                 f"({_megapixels(width * height, math.ceil)} megapixels); "
-                f"the limit is {_megapixels(max_pixels, math.floor)} megapixels."
+                f"the limit is {_megapixels(max_pixels, math.floor)} megapixels.",
+                ThumbnailError.OVER_LIMIT,
             )
         # Before the sizes are known (the upload check): as if far smaller than the image, and
         # animated if the header says so, as it is by default; _render checks again with both.
@@ -217,7 +218,7 @@ class _BoundedReader:
     def read(self, size: int = -1) -> bytes:
         self._reads += 1
         if self._reads > self.allowed:
-            raise ThumbnailError(_TOO_MANY_PARTS)
+            raise ThumbnailError(_TOO_MANY_PARTS, ThumbnailError.OVER_LIMIT)
         if self._budget is not None:
             self._budget.charge(self._reads)
         return self._stream.read(size)
@@ -270,7 +271,7 @@ def _check_tiff_directory(stream: BinaryIO, head: bytes) -> None:
         return  # Pillow reports the damage
     (count,) = struct.unpack(order + count_format, raw_count)
     if count > 0xFFFF:
-        raise ThumbnailError(_TOO_MANY_PARTS)
+        raise ThumbnailError(_TOO_MANY_PARTS, ThumbnailError.OVER_LIMIT)
     entries = stream.read(count * entry_size)
     numbers = blocks = 0
     compression = 1
@@ -288,10 +289,11 @@ def _check_tiff_directory(stream: BinaryIO, head: bytes) -> None:
     if blocks > _MAX_TIFF_BLOCKS:
         raise ThumbnailError(
             f"This TIFF is stored in {blocks:,} strips or tiles; Parroter reads at most "
-            f"{_MAX_TIFF_BLOCKS:,}. Save it again with larger strips and upload that."
+            f"{_MAX_TIFF_BLOCKS:,}. Save it again with larger strips and upload that.",
+            ThumbnailError.OVER_LIMIT,
         )
     if numbers > _MAX_TIFF_NUMBERS:
-        raise ThumbnailError(_TOO_MANY_PARTS)
+        raise ThumbnailError(_TOO_MANY_PARTS, ThumbnailError.OVER_LIMIT)
     if compression not in _TIFF_COMPRESSIONS:
         name = _TIFF_COMPRESSION_NAMES.get(compression)
         raise ThumbnailError(
