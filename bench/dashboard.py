@@ -352,6 +352,13 @@ class Failure:
     traceback: str  # may name {job} and {ext}
     run: tuple[float, float]  # lognormal median (s) and sigma of the failed attempt
     attempts: int = 1
+    kind: str = "bad_input"  # Job.FailureKind
+
+    @property
+    def signature(self) -> str:
+        from jobs import failures
+
+        return failures.signature(self.kind, self.error)
 
 
 def _pixels_message(width: int, height: int) -> str:
@@ -371,17 +378,29 @@ FAILURES = [
             _kind_traceback(_PIL_TRUNCATED, "_CORRUPT", CORRUPT), (0.02, 0.6)),
     Failure(0.10, _PIXELS, "JobFailed", "jobs.services", _PIXELS,
             _simple_traceback("235", "raise JobFailed(str(exc)) from exc", _PIXELS),
-            (0.002, 0.3)),
+            (0.002, 0.3), kind="over_limit"),
     Failure(0.06, INTERNAL, "OSError", "builtins", _NO_SPACE,
             f"{_CELERY_FRAMES}  File \"/app/jobs/services.py\", line 320, in "
             f"_make_thumbnail_archive\n    return storage.save(name, pending), made\n"
-            f"OSError: {_NO_SPACE}\n", (0.03, 0.5)),
+            f"OSError: {_NO_SPACE}\n", (0.03, 0.5), kind="internal"),
     Failure(0.03, TIME_LIMIT, "JobFailed", "jobs.services", TIME_LIMIT,
             _simple_traceback("245", "raise JobFailed(message) from exc", TIME_LIMIT),
-            (300.0, 0.0)),
+            (300.0, 0.0), kind="time_limit"),
     Failure(0.07, INTERRUPTED, "JobFailed", "jobs.services", INTERRUPTED,
             _simple_traceback("229", "raise JobFailed(message)", INTERRUPTED), (0.002, 0.3),
-            attempts=4),
+            attempts=4, kind="interrupted"),
+]  # fmt: skip
+# A long tail of rarer failures, so the failure groups number about forty, as a real service's
+# do: formats using features the decoder lacks, each its own group.
+_TAIL_FORMATS = ["TIFF", "BMP", "GIF", "WebP", "PNG", "JPEG"]
+_TAIL_FEATURES = ["a colour space", "a compression", "an extension block", "a layout",
+                  "a palette", "a sample format"]  # fmt: skip
+FAILURES += [
+    Failure(0.0015, message, "JobFailed", "jobs.services", message,
+            _simple_traceback("235", "raise JobFailed(str(exc)) from exc", message), (0.002, 0.3))
+    for fmt in _TAIL_FORMATS
+    for feature in _TAIL_FEATURES
+    for message in [f"This {fmt} uses {feature} Parroter cannot read."]
 ]  # fmt: skip
 
 
@@ -414,6 +433,10 @@ class Facts:
     rollup_rows_compacted: int = 0  # as the hourly compaction chore leaves them
     samples: list[dict] = field(default_factory=list)  # a few generated jobs, to read back
     audit_entries: int = 0
+    failure_groups: int = 0
+    # The console filtered by the biggest failure group and by a rare one of the tail.
+    big_group: str = ""
+    rare_group: str = ""
     audit_job_id: str = ""  # a job in a bulk action's entry from the middle of the log
     audit_middle_id: int = 0  # the entry half way down the log: a keyset page that deep
 
@@ -451,6 +474,7 @@ class Generator:
         self.finished = jobs - self.queued - self.running
         self.style_cum = _cum([w for _, w in NAME_STYLES])
         self.failure_cum = _cum([f.weight for f in FAILURES])
+        self.signatures = {failure.error: failure.signature for failure in FAILURES}
         rng = self.rng
         # Each owner mostly names files one way (their phone, their shop's export); the busy
         # owner is a shop's catalogue import.
@@ -551,6 +575,8 @@ class Generator:
             "archive": "",
             "result": {},
             "error": "",
+            "failure_kind": "",
+            "failure_signature": "",
             "task_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
             "attempts": 0,
             "max_attempts": 3,
@@ -596,7 +622,8 @@ class Generator:
             )
             finished = min(started + run, self.now - 1)
             job.update(status="failed", error=failure.error, attempts=failure.attempts,
-                       progress=10 if failure.run[0] > 1 else 0)  # fmt: skip
+                       progress=10 if failure.run[0] > 1 else 0, failure_kind=failure.kind,
+                       failure_signature=self.signatures[failure.error])  # fmt: skip
             results.append(self._failure_result(job, failure, worker, started, finished))
         elif u < P_FAILED + P_CANCELLED:
             job.update(status="cancelled", error=f"Cancelled by {STAFF_USERNAME}.")
@@ -751,6 +778,7 @@ GENERATED_FIELDS = {
     "jobs.Job": {
         "id", "owner_id", "kind", "status", "progress", "params", "source", "source_name",
         "search_name", "archive", "result", "error", "task_id", "attempts", "max_attempts",
+        "failure_kind", "failure_signature",
         "worker", "created_at", "queued_at", "started_at", "finished_at", "updated_at",
     },
     "jobs.JobRollup": {
@@ -966,6 +994,7 @@ def load(jobs: int, seed: int, timer: Timer) -> Facts:
         )
     timer.add("rollups (bulk)", start)
     facts.rollup_minutes = len({minute for minute, _, _ in rollup_rows})
+    facts.failure_groups = load_failure_groups(facts)
     # The searched-for job: a succeeded one from the middle of the month.
     middle = [s for s in facts.samples if s["status"] == "succeeded"]
     chosen = middle[len(middle) // 2]
@@ -986,6 +1015,28 @@ def load(jobs: int, seed: int, timer: Timer) -> Facts:
     timer.add("analyze", start)
     connection.close()
     return facts
+
+
+def load_failure_groups(facts: Facts) -> int:
+    """One FailureGroup per failure signature, as the services make them at the first failure;
+    the biggest and a rare group chosen to measure the console filtered by one."""
+    from jobs import failures
+    from jobs.models import FailureGroup
+
+    month_ago = datetime.now(UTC) - timedelta(days=DAYS)
+    FailureGroup.objects.bulk_create(
+        FailureGroup(
+            signature=failure.signature,
+            kind=failure.kind,
+            pattern=failures.pattern(failure.error),
+            example=failure.error,
+            first_seen=month_ago,
+        )  # fmt: skip
+        for failure in FAILURES
+    )
+    facts.big_group = max(FAILURES, key=lambda failure: failure.weight).signature
+    facts.rare_group = FAILURES[-1].signature
+    return len(FAILURES)
 
 
 def load_audit(entries: int, seed: int, timer: Timer, facts: Facts) -> None:
@@ -1476,6 +1527,16 @@ def measure(facts: Facts, *, repeat: int, warmup: int, budget: float, depth: int
         matches = facts.name_prefixes[text]
         name = f"Job admin search: name prefix {text} ({matches:,} matches)"
         bench.time_url(name, f"{admin_jobs}?{urlencode({'q': text})}", "admin")
+
+    print("  failure groups")
+    failures_page = url("dashboard:ops_failures", "/ops/failures/")
+    groups = facts.failure_groups
+    bench.time_url(f"/ops/failures/ 24 h ({groups} groups)", failures_page, "console")
+    bench.time_url(f"/ops/failures/ 7 d by count ({groups} groups)",
+                   f"{failures_page}?range=7d&order=count", "console")  # fmt: skip
+    for label, signature in (("biggest", facts.big_group), ("a rare", facts.rare_group)):
+        query = urlencode({"status": "failed", "group": signature})
+        bench.time_url(f"/ops/ filtered by {label} failure group", f"{ops}?{query}", "console")
 
     print("  baselines")
     offset = facts.jobs // 2

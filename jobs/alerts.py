@@ -25,6 +25,7 @@ from jobs.models import (
     AlertEvent,
     AlertReceiver,
     AlertRule,
+    FailureGroup,
     Job,
     JobRollup,
 )
@@ -45,6 +46,8 @@ DEFAULT_RULES = [
     {"name": "Job queue backed up", "condition": Condition.QUEUE_DEPTH, "threshold": 1000,
      "queue": "celery"},
     {"name": "Housekeeping late or failing", "condition": Condition.CHORE_LATE, "threshold": 2},
+    {"name": "New kind of failure", "condition": Condition.NEW_FAILURE_GROUP, "threshold": 0,
+     "window_minutes": 60},
 ]  # fmt: skip
 
 
@@ -96,6 +99,8 @@ def read(rule: AlertRule, *, now: datetime, facts: monitoring.ClusterFacts | Non
             return _queue_depth(rule, facts)
         case Condition.CHORE_LATE:
             return _chore_late(rule, now)
+        case Condition.NEW_FAILURE_GROUP:
+            return _new_failure_group(rule, now)
     return Reading(False, f"Unknown condition {rule.condition!r}.")
 
 
@@ -180,6 +185,22 @@ def _chore_late(rule: AlertRule, now: datetime) -> Reading:
     if not problems:
         return Reading(False, "Every chore ran on time.")
     return Reading(True, "; ".join(problems)[:480] + ".")
+
+
+def _new_failure_group(rule: AlertRule, now: datetime) -> Reading:
+    since = now - timedelta(minutes=rule.window_minutes)
+    new = list(
+        FailureGroup.objects.filter(first_seen__gte=since, acknowledged_at__isnull=True)
+        .order_by("-first_seen")
+        .values_list("pattern", flat=True)
+    )
+    if not new:
+        return Reading(False, f"No new kind of failure in the last {rule.window_minutes} minutes.")
+    return Reading(
+        True,
+        f"{len(new)} new kind{'s' if len(new) > 1 else ''} of failure in the last "
+        f"{rule.window_minutes} minutes, the newest: {new[0]}",
+    )
 
 
 def _advance(rule: AlertRule, reading: Reading, *, now: datetime) -> str:

@@ -508,6 +508,7 @@ class AlertRule(models.Model):
         NO_CONSUMER = "no_consumer", "No worker consuming the queue for threshold seconds"
         QUEUE_DEPTH = "queue_depth", "Messages waiting in the queue over threshold"
         CHORE_LATE = "chore_late", "A housekeeping chore failed, or is 2x its interval late"
+        NEW_FAILURE_GROUP = "new_failure_group", "A failure group first seen in the window"
 
     name = models.CharField(max_length=100, unique=True)
     condition = models.CharField(max_length=32, choices=Condition.choices)

@@ -14,7 +14,7 @@ from django.utils import timezone
 from PIL import Image
 from playwright.sync_api import expect
 
-from jobs import alerts, rollups
+from jobs import alerts, rollups, services
 from jobs.api import api
 from jobs.models import AlertDelivery, AlertReceiver, Job
 from tests.conftest import (
@@ -23,10 +23,12 @@ from tests.conftest import (
     celery_process,
     consumers,
     image_bytes,
+    run_in_process,
     snapshot,
     start_held_job,
     start_monitor,
     stop_process,
+    submit_image,
     wait_for_report,
     wait_until_answering,
     worker_arguments,
@@ -308,7 +310,6 @@ def test_a_job_is_rerun_with_a_focal_point_picked_on_its_picture(live_server, us
 
     from jobs import services
     from jobs.kinds import thumbnails
-    from tests.conftest import run_in_process
 
     photo = image_bytes((600, 400), color=(40, 90, 160))
     cut = photo[: len(photo) // 2]
@@ -499,3 +500,40 @@ def test_an_operator_sees_a_firing_alert_on_the_console_and_its_history(
     banner.locator("a", has_text="Alerts").click()
     expect(page.locator(".alert-history")).to_contain_text("gave up after 1 attempts")
     snapshot(page, "alerts")
+
+
+def test_an_operator_triages_failure_groups_and_an_owner_is_told_what_to_do(
+    live_server, user, staff, browser
+):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    sign_in(page, live_server.url, "olivia")
+    page.goto(f"{live_server.url}/ops/failures/")
+    expect(page.locator(".empty")).to_contain_text("No job failed in the last 24h.")
+    snapshot(page, "failures-empty")
+
+    broken = []
+    for name in ("harbour.jpg", "boats.jpg", "quay.jpg"):
+        broken.append(submit_image(user, image_bytes((64, 48))[:200], name=name))
+    for job in broken + [submit_image(user, b"", name="empty.png")]:
+        run_in_process(job)
+    # A temporary group too: a job stopped at the time limit, which a retry may finish.
+    slow = Job.objects.create(
+        owner=user, source_name="panorama.tif", status=Job.Status.RUNNING, task_id="t-slow",
+        params={"sizes": [[128, 128]]}, started_at=timezone.now(),
+    )  # fmt: skip
+    services._fail(slow, "The job took longer than 300 seconds and was stopped.", "time_limit")
+    page.goto(f"{live_server.url}/ops/failures/")
+    groups = page.locator(".failure-group")
+    expect(groups).to_have_count(3)
+    expect(groups.filter(has_text="took longer")).to_contain_text("Retry them…")
+    snapshot(page, "failures")
+    groups.first.locator("button", has_text="Acknowledge").click()
+    expect(page.locator(".messages")).to_contain_text("Acknowledged")
+    page.locator(".failure-group", has_text="truncated").locator("a", has_text="Its jobs").click()
+    expect(page.locator("#ops-jobs tbody tr")).to_have_count(3)
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    sign_in(page, live_server.url, "alice")
+    page.goto(f"{live_server.url}/jobs/{broken[1].pk}/")
+    expect(page.locator("#job-panel")).to_contain_text("Trying again would fail the same way")
+    snapshot(page, "job-failed-for-good")

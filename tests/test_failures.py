@@ -146,3 +146,20 @@ def test_failure_groups_are_counted_filtered_and_acknowledged(client, user, staf
     by_count = client.get(reverse("dashboard:ops_failures"), {"order": "count", "range": "1h"})
     text = by_count.content.decode()
     assert text.index("<strong>4</strong> failures") < text.index("<strong>1</strong> failure")
+
+
+def test_a_new_kind_of_failure_fires_an_alert_until_it_is_acknowledged(user, staff):
+    from jobs import alerts
+    from jobs.models import AlertRule
+
+    AlertRule.objects.exclude(name="New kind of failure").update(enabled=False)
+    assert alerts.evaluate() == {"fired": 0, "resolved": 0}
+    job = corrupt(user)
+    assert alerts.evaluate() == {"fired": 1, "resolved": 0}
+    rule = AlertRule.objects.get(name="New kind of failure")
+    assert rule.summary == (
+        "1 new kind of failure in the last 60 minutes, the newest: "
+        "The image data is truncated or corrupt and could not be decoded."
+    )
+    services.acknowledge_failures(signature=job.failure_signature, actor=Actor(staff))
+    assert alerts.evaluate() == {"fired": 0, "resolved": 1}

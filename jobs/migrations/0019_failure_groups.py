@@ -4,7 +4,7 @@ import django.utils.timezone
 from django.conf import settings
 from django.db import migrations, models
 
-from jobs import failures
+from jobs import alerts, failures
 
 
 def backfill(apps, schema_editor) -> None:
@@ -115,5 +115,22 @@ class Migration(migrations.Migration):
                 max_length=16,
             ),
         ),
+        migrations.AlterField(
+            model_name="alertrule",
+            name="condition",
+            field=models.CharField(
+                choices=[
+                    ("failure_rate", "Jobs failing: over threshold % in the window"),
+                    ("oldest_queued", "Oldest waiting job older than threshold minutes"),
+                    ("no_consumer", "No worker consuming the queue for threshold seconds"),
+                    ("queue_depth", "Messages waiting in the queue over threshold"),
+                    ("chore_late", "A housekeeping chore failed, or is 2x its interval late"),
+                    ("new_failure_group", "A failure group first seen in the window"),
+                ],
+                max_length=32,
+            ),
+        ),
         migrations.RunPython(backfill, migrations.RunPython.noop),
+        # The alert on a new kind of failure joins the seeded rules.
+        migrations.RunPython(alerts.seed_rules, migrations.RunPython.noop),
     ]
