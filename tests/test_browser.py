@@ -122,12 +122,17 @@ def test_operator_watches_jobs_live_and_retries_a_failed_one(
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     operator.screenshot(path=str(ARTIFACTS / "ops-dashboard.png"), full_page=True)
 
-    # The cause goes away and the operator retries it from the table.
+    # It failed on its input: no Retry in the table. The operator replaces the file and forces
+    # a retry from the job's page.
+    expect(row.get_by_role("button", name="Retry")).to_have_count(0)
+    expect(row.locator("td.error")).to_contain_text("The image data is truncated or corrupt")
     replacement = source.with_name("replacement.png")
     replacement.write_bytes(image_bytes((640, 480), "RGB", "PNG"))
     os.replace(replacement, source)
-    row.get_by_role("button", name="Retry").click()
-    expect(operator.locator(".message")).to_contain_text("The job is queued again.")
+    row.locator("a", has_text=held.pk.hex[:8]).click()
+    operator.get_by_role("button", name="Force a retry").click()
+    expect(operator.locator(".message")).to_contain_text("The job is queued again (forced).")
+    operator.goto(f"{live_server.url}/ops/")
     row = operator.locator(f'#ops-jobs tr[data-job="{held.pk}"]')
     expect(row).to_have_attribute("data-status", "succeeded", timeout=15_000)
     held.refresh_from_db()

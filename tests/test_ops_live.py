@@ -46,16 +46,16 @@ def test_a_failed_job_retried_from_the_console_succeeds_once_its_cause_is_gone(
     assert job.status == Job.Status.FAILED and "truncated" in job.error
     (media_root / job.source.name).write_bytes(whole)  # the cause goes away
 
-    client.force_login(staff)
+    client.force_login(staff)  # it failed on its input: the operator who fixed it forces a retry
     response = client.post(
-        reverse("dashboard:ops_retry", args=[job.pk]), {"next": "/ops/?status=failed"}
+        reverse("dashboard:ops_retry", args=[job.pk]), {"next": "/ops/?status=failed", "force": "1"}
     )
     assert response.status_code == 302 and response.url == "/ops/?status=failed"
     job = wait_for_job(job)
     assert (job.status, job.attempts, job.error) == (Job.Status.SUCCEEDED, 2, "")
     assert finished_task_result(job.task_id).status == "SUCCESS"
     page = client.get(response.url).content.decode()
-    assert "The job is queued again." in page
+    assert "The job is queued again (forced)." in page
 
     again = client.post(reverse("dashboard:ops_retry", args=[job.pk]), follow=True)
     assert "Nothing to retry" in again.content.decode()  # a second click changes nothing

@@ -235,10 +235,19 @@ TABLE = [
     Row("dashboard:ops_failures", "/ops/failures/", console_rule(200)),
     Row("dashboard:ops_failures", "/ops/failures/", signed_in(405), method="post"),
     Row("dashboard:ops_acknowledge", "/ops/failures/bad_input-0/acknowledge", signed_in(405)),
-    Row("dashboard:ops_acknowledge", "/ops/failures/bad_input-0/acknowledge",
-        console_rule(404, act=True), method="post"),  # fmt: skip
-    Row("dashboard:ops_acknowledge", "/ops/failures/bad_input-0/acknowledge", everyone(403),
-        method="post", csrf=False),  # fmt: skip
+    Row(
+        "dashboard:ops_acknowledge",
+        "/ops/failures/bad_input-0/acknowledge",
+        console_rule(404, act=True),
+        method="post",
+    ),  # fmt: skip
+    Row(
+        "dashboard:ops_acknowledge",
+        "/ops/failures/bad_input-0/acknowledge",
+        everyone(403),
+        method="post",
+        csrf=False,
+    ),  # fmt: skip
     Row("dashboard:ops_alerts", "/ops/alerts/", console_rule(200)),
     Row("dashboard:ops_alerts", "/ops/alerts/", signed_in(405), method="post"),
     # Pausing a queue: its question, then the POST; resuming is a POST. Operators only.
