@@ -700,13 +700,16 @@ class FailureGroupRow:
         return acknowledged is None or self.last > acknowledged
 
 
-FAILURE_GROUPS_SHOWN = 100
+FAILURE_GROUPS_PER_PAGE = 20
 FAILURE_SAMPLES = 3
 
 
-def failure_groups(*, since: datetime, by_count: bool = False) -> list[FailureGroupRow]:
-    """Failures since `since` by group, the most recent (or the most failures) first: counted
-    from job_failures_idx alone (the group's signature was stored as each failure was)."""
+def failure_groups(
+    *, since: datetime, by_count: bool = False, page: int = 1
+) -> list[FailureGroupRow]:
+    """A page of the failures since `since` by group, the most recent (or the most failures)
+    first: counted from job_failures_idx alone (the group's signature was stored as each
+    failure was). One more row than a page, when there is a next."""
     counts = (
         Job.objects.filter(status=Job.Status.FAILED, finished_at__gte=since)
         .exclude(failure_signature="")
@@ -717,8 +720,10 @@ def failure_groups(*, since: datetime, by_count: bool = False) -> list[FailureGr
             last=Max("finished_at"),
             owners=Count("owner", distinct=True),
         )
-        .order_by("-failures" if by_count else "-last")[:FAILURE_GROUPS_SHOWN]
+        .order_by("-failures" if by_count else "-last", "failure_signature")
     )
+    start = (page - 1) * FAILURE_GROUPS_PER_PAGE
+    counts = counts[start : start + FAILURE_GROUPS_PER_PAGE + 1]
     counts = list(counts)
     groups = FailureGroup.objects.in_bulk([row["failure_signature"] for row in counts])
     rows = []

@@ -163,3 +163,20 @@ def test_a_new_kind_of_failure_fires_an_alert_until_it_is_acknowledged(user, sta
     )
     services.acknowledge_failures(signature=job.failure_signature, actor=Actor(staff))
     assert alerts.evaluate() == {"fired": 0, "resolved": 1}
+
+
+def test_failure_groups_come_a_page_at_a_time(client, user, staff, monkeypatch):
+    from jobs import selectors
+
+    monkeypatch.setattr(selectors, "FAILURE_GROUPS_PER_PAGE", 1)
+    corrupt(user)
+    failed_job(user, b"", "empty.jpg")
+    client.force_login(staff)
+    first = client.get(reverse("dashboard:ops_failures")).content.decode()
+    assert "Page 1: 1 group" in first and 'rel="next" href="?range=24h&amp;page=2"' in first
+    second = client.get(reverse("dashboard:ops_failures"), {"page": "2"}).content.decode()
+    assert "Page 2: 1 group" in second and 'rel="next"' not in second
+    assert (
+        "No more groups."
+        in client.get(reverse("dashboard:ops_failures"), {"page": "3"}).content.decode()
+    )

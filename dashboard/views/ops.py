@@ -212,9 +212,13 @@ def failures(request: HttpRequest) -> HttpResponse:
     chosen = request.GET.get("range", "24h")
     chosen = chosen if chosen in FAILURE_RANGES else "24h"
     by_count = request.GET.get("order") == "count"
+    page = int(request.GET["page"]) if request.GET.get("page", "").isdigit() else 1
+    page = min(max(page, 1), 1000)
     groups = selectors.failure_groups(
-        since=timezone.now() - FAILURE_RANGES[chosen], by_count=by_count
+        since=timezone.now() - FAILURE_RANGES[chosen], by_count=by_count, page=page
     )
+    more = len(groups) > selectors.FAILURE_GROUPS_PER_PAGE
+    groups = groups[: selectors.FAILURE_GROUPS_PER_PAGE]
     return render(
         request,
         "dashboard/ops/failures.html",
@@ -224,6 +228,8 @@ def failures(request: HttpRequest) -> HttpResponse:
             "range": chosen,
             "ranges": list(FAILURE_RANGES),
             "by_count": by_count,
+            "page": page,
+            "more": more,
         },
     )
 
