@@ -241,6 +241,31 @@ def duration_tick(seconds: float) -> str:
     return duration(seconds).replace(".0 s", " s")
 
 
+SPARK_HEIGHT = 24
+
+
+def sparkline(counts: list[int], *, slot: str) -> SafeString:
+    """A failure group's trend: one bar per slot, scaled to its own peak (the count is beside
+    it in words), oldest on the left."""
+    peak = max(counts, default=0) or 1
+    width = 2 if len(counts) > 60 else 4
+    bars = format_html_join(
+        "",
+        '<rect x="{}" y="{}" width="{}" height="{}"></rect>',
+        (
+            (index * width, SPARK_HEIGHT - height, max(width - 1, 1), height)
+            for index, count in enumerate(counts)
+            if (height := max(1, round(SPARK_HEIGHT * count / peak)) if count else 0)
+        ),
+    )
+    label = f"Failures per {slot}, the last {len(counts)} {slot}s: at most {max(counts, default=0)}"
+    return format_html(
+        '<svg class="spark" width="{}" height="{}" viewBox="0 0 {} {}" role="img" '
+        'aria-label="{}"><title>{}</title>{}</svg>',
+        len(counts) * width, SPARK_HEIGHT, len(counts) * width, SPARK_HEIGHT, label, label, bars,
+    )  # fmt: skip
+
+
 def slot_data(history: History) -> str:
     """What ops.js shows for each slot, as JSON: the slots' time labels, and per slot
     [succeeded, failed, cancelled, retried, wait p50, wait p95, run p50, run p95] (durations in

@@ -1,6 +1,7 @@
 """Reads of jobs: what a user may see, and the shapes pages and the API show."""
 
 import contextlib
+import math
 import sys
 import uuid
 import zipfile
@@ -23,7 +24,7 @@ from django.db.models import (
     QuerySet,
     Sum,
 )
-from django.db.models.functions import Coalesce, Substr
+from django.db.models.functions import Coalesce, Substr, Trunc
 from django.db.models.lookups import Exact
 from django.urls import reverse
 from django.utils import timezone
@@ -692,6 +693,7 @@ class FailureGroupRow:
     last: datetime
     owners: int
     samples: list[uuid.UUID]  # its newest jobs
+    trend: list[int]  # failures per slot of the range, oldest first
 
     @property
     def is_new(self) -> bool:
@@ -705,7 +707,7 @@ FAILURE_SAMPLES = 3
 
 
 def failure_groups(
-    *, since: datetime, by_count: bool = False, page: int = 1
+    *, since: datetime, slot: str = "hour", by_count: bool = False, page: int = 1
 ) -> list[FailureGroupRow]:
     """A page of the failures since `since` by group, the most recent (or the most failures)
     first: counted from job_failures_idx alone (the group's signature was stored as each
@@ -725,7 +727,9 @@ def failure_groups(
     start = (page - 1) * FAILURE_GROUPS_PER_PAGE
     counts = counts[start : start + FAILURE_GROUPS_PER_PAGE + 1]
     counts = list(counts)
-    groups = FailureGroup.objects.in_bulk([row["failure_signature"] for row in counts])
+    signatures = [row["failure_signature"] for row in counts]
+    groups = FailureGroup.objects.in_bulk(signatures)
+    trends = _failure_trends(signatures, since=since, slot=slot)
     rows = []
     for row in counts:
         group = groups.get(row["failure_signature"])
@@ -740,9 +744,36 @@ def failure_groups(
                 last=row["last"],
                 owners=row["owners"],
                 samples=list(samples.values_list("pk", flat=True)[:FAILURE_SAMPLES]),
+                trend=trends[group.pk],
             )
         )
     return rows
+
+
+SLOT_LENGTHS = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1)}
+
+
+def _failure_trends(signatures: list[str], *, since: datetime, slot: str) -> dict[str, list[int]]:
+    """Failures per slot (a minute or an hour, in UTC) of each group since `since`, in one
+    query over the range's part of job_failures_idx."""
+    length = SLOT_LENGTHS[slot]
+    origin = since.astimezone(UTC).replace(second=0, microsecond=0)
+    if slot == "hour":
+        origin = origin.replace(minute=0)
+    slots = max(1, math.ceil((timezone.now() - origin) / length))
+    trends = {signature: [0] * slots for signature in signatures}
+    rows = (
+        Job.objects.filter(
+            status=Job.Status.FAILED, finished_at__gte=since, failure_signature__in=signatures
+        )
+        .annotate(slot=Trunc("finished_at", slot, tzinfo=UTC))
+        .values_list("failure_signature", "slot")
+        .annotate(failures=Count("failure_signature"))
+    )
+    for signature, moment, failures in rows:
+        index = min(max(int((moment - origin) / length), 0), slots - 1)
+        trends[signature][index] += failures
+    return trends
 
 
 def alert_rules() -> list[AlertRule]:

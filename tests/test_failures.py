@@ -180,3 +180,19 @@ def test_failure_groups_come_a_page_at_a_time(client, user, staff, monkeypatch):
         "No more groups."
         in client.get(reverse("dashboard:ops_failures"), {"page": "3"}).content.decode()
     )
+
+
+def test_a_groups_trend_counts_its_failures_per_slot(user):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from jobs import selectors
+
+    job = corrupt(user)
+    Job.objects.filter(pk=job.pk).update(finished_at=timezone.now() - timedelta(hours=5))
+    corrupt(user)
+    corrupt(user)
+    (row,) = selectors.failure_groups(since=timezone.now() - timedelta(hours=24), slot="hour")
+    assert len(row.trend) in (24, 25) and sum(row.trend) == 3
+    assert row.trend[-1] == 2 and row.trend[-6] == 1

@@ -200,8 +200,12 @@ def queue_pause(request: HttpRequest, queue: str, action: str) -> HttpResponse:
     return redirect(f"{reverse('dashboard:ops')}#workers-title")
 
 
-# The failure groups' ranges: the last hour, day and week.
-FAILURE_RANGES = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
+# The failure groups' ranges (the last hour, day and week) and their trends' slots.
+FAILURE_RANGES = {
+    "1h": (timedelta(hours=1), "minute"),
+    "24h": (timedelta(hours=24), "hour"),
+    "7d": (timedelta(days=7), "hour"),
+}
 
 
 @require_GET
@@ -214,8 +218,9 @@ def failures(request: HttpRequest) -> HttpResponse:
     by_count = request.GET.get("order") == "count"
     page = int(request.GET["page"]) if request.GET.get("page", "").isdigit() else 1
     page = min(max(page, 1), 1000)
+    window, slot = FAILURE_RANGES[chosen]
     groups = selectors.failure_groups(
-        since=timezone.now() - FAILURE_RANGES[chosen], by_count=by_count, page=page
+        since=timezone.now() - window, slot=slot, by_count=by_count, page=page
     )
     more = len(groups) > selectors.FAILURE_GROUPS_PER_PAGE
     groups = groups[: selectors.FAILURE_GROUPS_PER_PAGE]
@@ -223,7 +228,7 @@ def failures(request: HttpRequest) -> HttpResponse:
         request,
         "dashboard/ops/failures.html",
         {
-            "groups": groups,
+            "groups": [(row, charts.sparkline(row.trend, slot=slot)) for row in groups],
             "new": sum(row.is_new for row in groups),
             "range": chosen,
             "ranges": list(FAILURE_RANGES),
