@@ -343,14 +343,8 @@ class TaskResultAdmin(CeleryTaskResultAdmin):
         )
 
 
-@admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
-    """The audit log, read-only: nobody adds, changes or deletes an entry, superusers included."""
-
-    list_display = ["at", "actor_name", "action", "summary", "jobs", "reason", "address"]
-    list_filter = ["action"]
-    search_fields = ["=actor_name"]
-    show_full_result_count = False
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records only the code writes: nobody adds, changes or deletes one, superusers included."""
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -360,6 +354,16 @@ class AuditEntryAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(ReadOnlyAdmin):
+    """The audit log."""
+
+    list_display = ["at", "actor_name", "action", "summary", "jobs", "reason", "address"]
+    list_filter = ["action"]
+    search_fields = ["=actor_name"]
+    show_full_result_count = False
 
 
 @admin.register(AlertRule)
@@ -389,19 +393,10 @@ class AlertDeliveryInline(admin.TabularInline):
 
 
 @admin.register(AlertEvent)
-class AlertEventAdmin(admin.ModelAdmin):
+class AlertEventAdmin(ReadOnlyAdmin):
     """The alert history, read-only."""
 
     list_display = ["at", "rule_name", "state", "summary", "notified"]
     list_filter = ["state"]
     inlines = [AlertDeliveryInline]
     show_full_result_count = False
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
