@@ -246,23 +246,22 @@ SPARK_HEIGHT = 24
 
 def sparkline(counts: list[int], *, slot: str) -> SafeString:
     """A failure group's trend: one bar per slot, scaled to its own peak (the count is beside
-    it in words), oldest on the left."""
+    it in words), oldest on the left. Numbers only, made here: plain formatting is safe, and
+    format_html per bar cost ~15 ms for a page of weeks of hourly bars."""
     peak = max(counts, default=0) or 1
     width = 2 if len(counts) > 60 else 4
-    bars = format_html_join(
-        "",
-        '<rect x="{}" y="{}" width="{}" height="{}"></rect>',
-        (
-            (index * width, SPARK_HEIGHT - height, max(width - 1, 1), height)
-            for index, count in enumerate(counts)
-            if (height := max(1, round(SPARK_HEIGHT * count / peak)) if count else 0)
-        ),
+    bars = "".join(
+        f'<rect x="{index * width}" y="{SPARK_HEIGHT - height}" width="{max(width - 1, 1)}" '
+        f'height="{height}"></rect>'
+        for index, count in enumerate(counts)
+        if count and (height := max(1, round(SPARK_HEIGHT * count / peak)))
     )
     label = f"Failures per {slot}, the last {len(counts)} {slot}s: at most {max(counts, default=0)}"
     return format_html(
         '<svg class="spark" width="{}" height="{}" viewBox="0 0 {} {}" role="img" '
         'aria-label="{}"><title>{}</title>{}</svg>',
-        len(counts) * width, SPARK_HEIGHT, len(counts) * width, SPARK_HEIGHT, label, label, bars,
+        len(counts) * width, SPARK_HEIGHT, len(counts) * width, SPARK_HEIGHT, label, label,
+        mark_safe(bars),  # noqa: S308 - numbers made above
     )  # fmt: skip
 
 

@@ -713,8 +713,9 @@ def failure_groups(
     first: counted from job_failures_idx alone (the group's signature was stored as each
     failure was). One more row than a page, when there is a next."""
     counts = (
+        # Every failure has its signature (migration 0019 gave the earlier ones theirs); asking
+        # for a non-empty one made SQLite walk job_failure_group_idx, all 50,000, not the range.
         Job.objects.filter(status=Job.Status.FAILED, finished_at__gte=since)
-        .exclude(failure_signature="")
         .values("failure_signature")
         .annotate(
             failures=Count("failure_signature"),
@@ -751,6 +752,23 @@ def failure_groups(
 
 
 SLOT_LENGTHS = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1)}
+# SQLite keeps times as text, "2026-12-05 14:05:59.123456" (UTC): a slot is its first 13 or 16
+# characters, cut by SQLite itself. Its Trunc is a Python function called once per row: 66 ms
+# for a week's 12,000 failures at a million jobs.
+TEXT_SLOT_CHARACTERS = {"minute": 16, "hour": 13}
+
+
+def _slot_of_finish(slot: str):
+    if connection.vendor == "sqlite":
+        return Substr("finished_at", 1, TEXT_SLOT_CHARACTERS[slot])
+    return Trunc("finished_at", slot, tzinfo=UTC)
+
+
+def _slot_start(value: datetime | str) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    seconds_missing = (len("2026-12-05 14:05:59") - len(value)) // 3  # ":00" each
+    return datetime.fromisoformat(value + ":00" * seconds_missing).replace(tzinfo=UTC)
 
 
 def _failure_trends(signatures: list[str], *, since: datetime, slot: str) -> dict[str, list[int]]:
@@ -766,12 +784,12 @@ def _failure_trends(signatures: list[str], *, since: datetime, slot: str) -> dic
         Job.objects.filter(
             status=Job.Status.FAILED, finished_at__gte=since, failure_signature__in=signatures
         )
-        .annotate(slot=Trunc("finished_at", slot, tzinfo=UTC))
+        .annotate(slot=_slot_of_finish(slot))
         .values_list("failure_signature", "slot")
         .annotate(failures=Count("failure_signature"))
     )
     for signature, moment, failures in rows:
-        index = min(max(int((moment - origin) / length), 0), slots - 1)
+        index = min(max(int((_slot_start(moment) - origin) / length), 0), slots - 1)
         trends[signature][index] += failures
     return trends
 
