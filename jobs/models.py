@@ -141,9 +141,11 @@ class Job(models.Model):
                 condition=models.Q(status="failed"),
                 name="job_failures_idx",
             ),
+            # (Its condition is status, not a non-empty signature: SQLite cannot tell that
+            # "signature = x" implies the latter, and walked the newest jobs instead.)
             models.Index(
                 fields=["failure_signature", "-created_at", "-id"],
-                condition=~models.Q(failure_signature=""),
+                condition=models.Q(status="failed"),
                 name="job_failure_group_idx",
             ),
             # Retention walks the jobs that finished longest ago.

@@ -277,8 +277,8 @@ def find_jobs(
         jobs = jobs.filter(owner_id__in=list(people.values_list("pk", flat=True)[:10]))
     if created_after:
         jobs = jobs.filter(created_at__gte=created_after)
-    if group:
-        jobs = jobs.filter(failure_signature=group)
+    if group:  # a group's jobs are failed ones (a retry takes a job out of its group)
+        jobs = jobs.filter(failure_signature=group, status=Job.Status.FAILED)
     if search := search.strip():
         jobs = jobs.filter(_search_condition(search))
     return jobs
@@ -736,7 +736,9 @@ def failure_groups(
         group = groups.get(row["failure_signature"])
         if group is None:  # recorded before its group row committed: next time
             continue
-        samples = Job.objects.filter(failure_signature=group.pk).order_by("-created_at", "-id")
+        samples = Job.objects.filter(failure_signature=group.pk, status=Job.Status.FAILED).order_by(
+            "-created_at", "-id"
+        )
         rows.append(
             FailureGroupRow(
                 group=group,

@@ -92,7 +92,7 @@ class Migration(migrations.Migration):
         migrations.AddIndex(
             model_name="job",
             index=models.Index(
-                condition=models.Q(("failure_signature", ""), _negated=True),
+                condition=models.Q(("status", "failed")),
                 fields=["failure_signature", "-created_at", "-id"],
                 name="job_failure_group_idx",
             ),
