@@ -137,7 +137,7 @@ def deliver_alert(self, delivery_id: int) -> None:
 
 @worker_ready.connect
 def recover_jobs_of_previous_life(sender=None, **kwargs) -> None:
-    services.recover_jobs_of_lost_worker(worker=sender.hostname)
+    services.recover_jobs_of_lost_worker(worker=sender.hostname, on_its_host=True)
 
 
 @task_revoked.connect

@@ -143,7 +143,8 @@ def test_a_worker_starting_again_under_its_name_requeues_what_its_last_life_was_
     others = stored_job(user, status=Job.Status.RUNNING, attempts=1, worker="w2@host")
     old_task_id = mine.task_id
 
-    assert services.recover_jobs_of_lost_worker(worker="w1@host") == {"requeued": 1, "failed": 0}
+    recovered = services.recover_jobs_of_lost_worker(worker="w1@host", on_its_host=True)
+    assert recovered == {"requeued": 1, "failed": 0}
     mine.refresh_from_db()
     others.refresh_from_db()
     assert (mine.status, others.status) == (Job.Status.QUEUED, Job.Status.RUNNING)

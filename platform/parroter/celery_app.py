@@ -83,6 +83,44 @@ class FollowQueuePauses(bootsteps.StartStopStep):
 app.steps["consumer"].add(FollowQueuePauses)
 
 
+class KeepHeldMessagesFresh(bootsteps.StartStopStep):
+    """Every third of PARROTER_WORKER_LOST_AFTER, renew in the broker the time of the messages
+    this worker has taken and not yet acked (running or waiting for a free process), so the
+    monitor can tell them from those of a worker that died holding some (jobs.broker)."""
+
+    requires = {"celery.worker.consumer.tasks:Tasks"}
+
+    def __init__(self, parent, **kwargs) -> None:
+        super().__init__(parent, **kwargs)
+        self.timer = None
+
+    def start(self, consumer) -> None:
+        from django.conf import settings
+
+        if consumer.connection.transport.driver_type != "redis":
+            return
+        every = settings.PARROTER_WORKER_LOST_AFTER / 3
+        self.timer = consumer.timer.call_repeatedly(every, self.renew, (consumer,), priority=10)
+
+    def stop(self, consumer) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def renew(self, consumer) -> None:
+        import redis
+
+        from jobs import broker
+
+        try:
+            broker.renew_held_messages(consumer.task_consumer.channel)
+        except redis.RedisError as error:  # the broker is away: the consumer reconnects itself
+            logger.warning("could not renew the messages this worker holds: %s", error)
+
+
+app.steps["consumer"].add(KeepHeldMessagesFresh)
+
+
 @worker_process_init.connect
 def limit_job_memory(**_kwargs: object) -> None:
     """Cap each pool process's address space at what it maps now plus PARROTER_JOB_MEMORY.

@@ -308,8 +308,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("CELERY_WORKER_MAX_MEMORY_PER_CHILD", 512 * 1024)
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 300)
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 360)
-# A job message that is not acked (worker died) comes back after this many seconds;
-# it must be longer than the hard time limit or a slow job would run twice.
+# A job message that is not acked (worker died) comes back after this many seconds at the
+# latest; it must be longer than the hard time limit or a slow job would run twice. The monitor
+# puts back a lost worker's messages much sooner (PARROTER_WORKER_LOST_AFTER).
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600),
     # A synchronous command (a publish from web, an ack, an inspect) gives up on a broker that
@@ -390,6 +391,10 @@ PARROTER_DEFAULT_SIZES = env_list("PARROTER_DEFAULT_SIZES", "128,256,512")
 # A queued job whose message the broker never accepted is sent again after this many seconds
 # (jobs.services.dispatch_waiting_jobs); one the broker took is never sent twice.
 PARROTER_REDISPATCH_AFTER = env_int("PARROTER_REDISPATCH_AFTER", 60)
+# A job worker not heard from for this many seconds (its host died, or was cut off) has lost
+# what it held: the monitor runs its jobs again elsewhere and puts back the messages it had
+# taken, long before Redis's visibility timeout (jobs.monitoring, parroter.celery_app).
+PARROTER_WORKER_LOST_AFTER = env_int("PARROTER_WORKER_LOST_AFTER", 15)
 # Finished jobs, their files and task results are deleted after this many days.
 PARROTER_RETENTION_DAYS = env_int("PARROTER_RETENTION_DAYS", 30)
 # The audit log (who retried, cancelled, paused...) is kept longer: it outlives the jobs.
