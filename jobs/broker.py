@@ -89,7 +89,10 @@ def renew_held_messages(channel, *, now: float | None = None) -> int:
     if not held:
         return 0
     stamp = time.time() if now is None else now
-    channel.client.zadd(channel.unacked_index_key, dict.fromkeys(held, stamp), xx=True)
+    # A connection from the pool, as kombu's own acks use: the channel's `client` is the one
+    # its event loop has a BRPOP outstanding on, and a command sent there corrupts that.
+    with channel.conn_or_acquire() as client:
+        client.zadd(channel.unacked_index_key, dict.fromkeys(held, stamp), xx=True)
     return len(held)
 
 
@@ -102,16 +105,21 @@ def restore_abandoned_messages(*, queues: set[str], held_for: float, limit: int 
         return 0
     with app.connection_for_write() as connection:
         channel = connection.default_channel
-        client = channel.client
-        cutoff = time.time() - held_for
-        tags = client.zrangebyscore(channel.unacked_index_key, 0, cutoff, start=0, num=limit)
-        restored = 0
-        for tag in tags:
-            stored = client.hget(channel.unacked_key, tag)
-            if stored is None:  # acked meanwhile
-                continue
-            _message, _exchange, routing_key = json.loads(stored)
-            if routing_key in queues:
-                channel.qos.restore_by_tag(tag, client=client)  # next to be taken
-                restored += 1
-        return restored
+        with channel.conn_or_acquire() as client:
+            return _restore_unrenewed(
+                channel, client, queues=queues, held_for=held_for, limit=limit
+            )
+
+
+def _restore_unrenewed(channel, client, *, queues: set[str], held_for: float, limit: int) -> int:
+    cutoff = time.time() - held_for
+    restored = 0
+    for tag in client.zrangebyscore(channel.unacked_index_key, 0, cutoff, start=0, num=limit):
+        stored = client.hget(channel.unacked_key, tag)
+        if stored is None:  # acked meanwhile
+            continue
+        _message, _exchange, routing_key = json.loads(stored)
+        if routing_key in queues:
+            channel.qos.restore_by_tag(tag, client=client)  # next to be taken
+            restored += 1
+    return restored

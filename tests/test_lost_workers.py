@@ -91,6 +91,28 @@ def test_the_jobs_of_a_worker_killed_whole_run_again_on_another_within_seconds(
     assert f"worker {doomed_name} lost" in monitor.output()
 
 
+def test_a_worker_renewing_what_it_holds_keeps_taking_messages(
+    user, own_broker, media_root, tmp_path
+):
+    # Renewals every 0.5 s while the worker holds one message and waits for more on its other
+    # process slot: they must not disturb the connection its event loop waits on.
+    env = {**lost_worker_env(own_broker.url), "PARROTER_WORKER_LOST_AFTER": "1.5"}
+    name = f"renewing-{os.getpid()}@host-a"
+    worker = celery_process(worker_arguments(name, concurrency=2), log=tmp_path / "w.log", **env)
+    try:
+        wait_until_answering(worker, name)
+        held = start_held_job(user, media_root)
+        time.sleep(2)  # a few renewals of the held message
+        later = [wait_for_job(submit_image(user, image_bytes((300, 200))), timeout=30)
+                 for _ in range(3)]  # fmt: skip
+        os.close(os.open(media_root / held.source.name, os.O_WRONLY))  # it ends (empty file)
+        held = wait_for_job(held, timeout=30)
+    finally:
+        stop_process(worker)
+    assert [job.status for job in later] == [Job.Status.SUCCEEDED] * 3
+    assert "could not renew" not in worker.output()
+
+
 TAKE_AND_DIE = """
 import os, sys
 from kombu import Connection

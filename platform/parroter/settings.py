@@ -394,7 +394,7 @@ PARROTER_REDISPATCH_AFTER = env_int("PARROTER_REDISPATCH_AFTER", 60)
 # A job worker not heard from for this many seconds (its host died, or was cut off) has lost
 # what it held: the monitor runs its jobs again elsewhere and puts back the messages it had
 # taken, long before Redis's visibility timeout (jobs.monitoring, parroter.celery_app).
-PARROTER_WORKER_LOST_AFTER = env_int("PARROTER_WORKER_LOST_AFTER", 15)
+PARROTER_WORKER_LOST_AFTER = env_float("PARROTER_WORKER_LOST_AFTER", 15.0)
 # Finished jobs, their files and task results are deleted after this many days.
 PARROTER_RETENTION_DAYS = env_int("PARROTER_RETENTION_DAYS", 30)
 # The audit log (who retried, cancelled, paused...) is kept longer: it outlives the jobs.
