@@ -262,6 +262,34 @@ def test_after_redis_restarts_on_data_the_dispatcher_sends_what_it_lost(cluster)
     assert all(files == ["source.jpg", "thumbnails.zip"] for files in bucket_folders(ids).values())
 
 
+RETENTION = """
+from jobs.tasks import purge_expired_jobs
+print(purge_expired_jobs())
+"""
+
+
+def test_retention_on_the_ops_host_removes_the_jobs_objects_from_the_bucket(cluster):
+    ids = submit(cluster, 6)
+    wait_until_finished(cluster, ids, timeout=120)
+    expired, kept = ids[:4], ids[4:]
+    cluster.query(
+        "UPDATE jobs_job SET finished_at = now() - interval '40 days' WHERE id::text = ANY(%s)"
+        " RETURNING 1", expired,
+    )  # fmt: skip
+    # The chore as the housekeeping worker runs it (its lease, its record), on the ops host.
+    outcome = cluster.manage("ops", "shell", stdin=RETENTION)
+    assert "'jobs': 4" in outcome, outcome
+    left = cluster.query("SELECT id::text FROM jobs_job WHERE id::text = ANY(%s)", ids)
+    assert sorted(row[0] for row in left) == sorted(kept)
+    s3 = s3_client()
+    deadline = time.monotonic() + 30  # the files go once each batch has committed
+    while any(s3.list_objects_v2(Bucket=BUCKET, Prefix=f"jobs/{job_id}/")["KeyCount"]
+              for job_id in expired):  # fmt: skip
+        assert time.monotonic() < deadline, "the expired jobs' objects are still in the bucket"
+        time.sleep(0.5)
+    assert all(files == ["source.jpg", "thumbnails.zip"] for files in bucket_folders(kept).values())
+
+
 def test_the_cluster_runs_from_its_own_folders(cluster):
     # No host writes into another's folders: only S3 holds job files.
     for host in ("web1", "web2", "work1", "work2", "ops"):
