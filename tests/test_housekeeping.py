@@ -25,7 +25,14 @@ from jobs.kinds import thumbnails
 from jobs.models import AuditedJob, AuditEntry, Chore, Job, JobRollup
 from parroter.celery_app import app as celery_app
 from parroter.local_redis import LocalRedis, free_port
-from tests.conftest import image_bytes, wait_for_job
+from tests.conftest import (
+    celery_process,
+    image_bytes,
+    stop_process,
+    wait_for_job,
+    wait_until_answering,
+    worker_arguments,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 HOUR_AGO = timedelta(hours=1)
@@ -310,6 +317,45 @@ def test_the_chore_sweeps_orphans_and_the_temporary_files_of_its_own_host(user, 
     assert tasks.sweep_orphan_files() == {"folders": 1, "files": 1, "temporary_files": 2}
     assert Chore.objects.get(name="sweep_orphan_files").outcome["temporary_files"] == 2
     assert fresh.exists() and not any(path.exists() for path in stale)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("queues", "pool"),
+    [("celery", "prefork"), ("housekeeping", "solo")],
+    ids=["jobs", "housekeeping"],
+)
+def test_every_worker_sweeps_its_hosts_temporary_files_at_start_and_then_periodically(
+    queues, pool, own_broker, tmp_path
+):
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    stale, fresh = stale_and_fresh_temporary_files(temporary)
+    name = f"sweep-{uuid.uuid4().hex[:6]}@localhost"
+    worker = celery_process(
+        worker_arguments(name, queues=queues, pool=pool),
+        log=tmp_path / "worker.log",
+        REDIS_URL=own_broker.url,
+        FILE_UPLOAD_TEMP_DIR=str(temporary),
+        PARROTER_TEMP_SWEEP_SECONDS="1",
+    )
+    try:
+        wait_until_answering(worker, name)
+        # Swept before the worker consumed anything.
+        assert not any(path.exists() for path in stale), worker.output()[-3000:]
+        assert fresh.exists()
+        assert "removed 2 stale temporary files of this host" in worker.output()
+        # And again while it runs: a job killed meanwhile left its archive.
+        later = temporary / f"{uuid.uuid4()}-{uuid.uuid4()}.zip.part"
+        later.write_bytes(b"partial")
+        make_old(later)
+        deadline = time.monotonic() + 10
+        while later.exists():
+            assert time.monotonic() < deadline, worker.output()[-3000:]
+            time.sleep(0.1)
+        assert fresh.exists()
+    finally:
+        stop_process(worker)
 
 
 # --- chores: leases, records, the schedule -------------------------------------------------

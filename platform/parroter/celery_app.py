@@ -83,6 +83,39 @@ class FollowQueuePauses(bootsteps.StartStopStep):
 app.steps["consumer"].add(FollowQueuePauses)
 
 
+class SweepTemporaryFiles(bootsteps.StartStopStep):
+    """Sweep this host's stale temporary files when the worker starts, then every
+    PARROTER_TEMP_SWEEP_SECONDS: hosts share no disk, so the housekeeping chore clears only its
+    own host's (jobs.tempfiles). On the consumer's timer, in the worker's main process."""
+
+    requires = {"celery.worker.consumer.tasks:Tasks"}
+
+    def __init__(self, parent, **kwargs) -> None:
+        super().__init__(parent, **kwargs)
+        self.timer = None
+
+    def start(self, consumer) -> None:
+        from django.conf import settings
+
+        self.sweep()
+        every = settings.PARROTER_TEMP_SWEEP_SECONDS
+        self.timer = consumer.timer.call_repeatedly(every, self.sweep, priority=10)
+
+    def stop(self, consumer) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def sweep(self) -> None:
+        from jobs import tempfiles
+
+        removed = tempfiles.sweep_temporary_files(older_than=tempfiles.STALE_AFTER)
+        logger.info("removed %d stale temporary files of this host", removed)
+
+
+app.steps["consumer"].add(SweepTemporaryFiles)
+
+
 @worker_process_init.connect
 def limit_job_memory(**_kwargs: object) -> None:
     """Cap each pool process's address space at what it maps now plus PARROTER_JOB_MEMORY.

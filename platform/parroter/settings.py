@@ -390,6 +390,9 @@ PARROTER_DEFAULT_SIZES = env_list("PARROTER_DEFAULT_SIZES", "128,256,512")
 # A queued job whose message the broker never accepted is sent again after this many seconds
 # (jobs.services.dispatch_waiting_jobs); one the broker took is never sent twice.
 PARROTER_REDISPATCH_AFTER = env_int("PARROTER_REDISPATCH_AFTER", 60)
+# Every worker sweeps its host's stale temporary files (FILE_UPLOAD_TEMP_DIR) when it starts and
+# then this often, in seconds (jobs.tempfiles).
+PARROTER_TEMP_SWEEP_SECONDS = env_int("PARROTER_TEMP_SWEEP_SECONDS", 3600)
 # Finished jobs, their files and task results are deleted after this many days.
 PARROTER_RETENTION_DAYS = env_int("PARROTER_RETENTION_DAYS", 30)
 # The audit log (who retried, cancelled, paused...) is kept longer: it outlives the jobs.
