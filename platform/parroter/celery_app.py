@@ -84,9 +84,10 @@ app.steps["consumer"].add(FollowQueuePauses)
 
 
 class SweepTemporaryFiles(bootsteps.StartStopStep):
-    """Sweep this host's stale temporary files when the worker starts, then every
-    PARROTER_TEMP_SWEEP_SECONDS: hosts share no disk, so the housekeeping chore clears only its
-    own host's (jobs.tempfiles). On the consumer's timer, in the worker's main process."""
+    """Sweep this host's stale temporary files when the worker starts (and when it reconnects
+    to the broker), then every PARROTER_TEMP_SWEEP_SECONDS: hosts share no disk, so the
+    housekeeping chore clears only its own host's (jobs.tempfiles). On the consumer's timer, in
+    the worker's main process."""
 
     requires = {"celery.worker.consumer.tasks:Tasks"}
 
