@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 MANAGE := $(BIN)/python manage.py
 
-.PHONY: setup run test test-cluster cluster iproute2 bench bench-thumbnails bench-memory bench-dashboard bench-load bench-pipeline bench-probes bench-uploads bench-smartcrop bench-fairshare lint chromium postgresql nginx clean
+.PHONY: setup run test test-cluster cluster iproute2 bench bench-thumbnails bench-memory bench-dashboard bench-load bench-pipeline bench-probes bench-uploads bench-smartcrop bench-fairshare bench-sweep lint chromium postgresql nginx clean
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -76,6 +76,11 @@ bench-fairshare: $(INSTALLED)
 # kind's estimate of it (bench/memory.py, about 1.5 minutes).
 bench-memory: $(INSTALLED)
 	$(BIN)/python bench/memory.py
+
+# Peak memory of the orphan sweep at 1,000,000 job folders on disk and 100,000 on S3 (moto), and
+# at a tenth of each, against the listdir() it replaced (bench/sweep.py, about 5 minutes).
+bench-sweep: $(INSTALLED)
+	$(BIN)/python -m bench.sweep $(BENCH_ARGS)
 
 # The web CPU of the worst upload the size limits allow (marker-padded JPEGs) against ordinary
 # photos of the same size, through gunicorn; about a minute (bench/uploads.py).

@@ -215,9 +215,11 @@ def celery_process(arguments: list[str], *, log: Path, **env: str) -> Service:
     )
 
 
-def worker_arguments(hostname: str, *, concurrency: int = 1, queues: str = "celery") -> list[str]:
+def worker_arguments(
+    hostname: str, *, concurrency: int = 1, queues: str = "celery", pool: str = "prefork"
+) -> list[str]:
     return [
-        "worker", "-E", "--pool", "prefork", "--concurrency", str(concurrency),
+        "worker", "-E", "--pool", pool, "--concurrency", str(concurrency),
         "--loglevel", "INFO", "--without-gossip", "--without-mingle",
         "--hostname", hostname, "-Q", queues,
     ]  # fmt: skip

@@ -12,6 +12,7 @@ import urllib.request
 import uuid
 import zipfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -22,6 +23,8 @@ from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
 from django.urls import reverse
+from django.utils import timezone
+from storages.backends.s3 import S3Storage
 
 import parroter.settings
 from jobs import housekeeping, selectors, services
@@ -311,6 +314,43 @@ def test_the_orphan_sweep_removes_folders_of_jobs_that_are_gone(user, on_s3):
     outcome = housekeeping.sweep_orphan_files(older_than=timedelta(0))
     assert outcome["folders"] == 1 and outcome["files"] == 2
     assert bucket_keys(on_s3) == [f"jobs/{kept.pk}/source.jpg"]
+
+
+@pytest.mark.django_db
+def test_the_orphan_sweep_reads_the_bucket_a_page_at_a_time(user, on_s3, monkeypatch):
+    # Over a page of folders (ListObjectsV2 returns up to 1,000), owned by jobs, with orphans
+    # on the first page and after it: the sweep must go on to the next page, and read it only
+    # once it has dealt with the first.
+    now = timezone.now()
+    jobs = Job.objects.bulk_create(
+        Job(owner=user, source_name="a.jpg", params={}, task_id=str(uuid.uuid4()), queued_at=now)
+        for _ in range(1010)
+    )
+    orphans = [f"jobs/00000000-{uuid.uuid4().hex[:4]}-4000-8000-{uuid.uuid4().hex[:12]}"]
+    orphans += [f"jobs/ffffffff-{uuid.uuid4().hex[:4]}-4000-8000-{uuid.uuid4().hex[:12]}"]
+    client, bucket = s3_client(on_s3), on_s3["PARROTER_S3_BUCKET"]
+    keys = [f"jobs/{job.pk}/source.jpg" for job in jobs] + [f"{o}/source.jpg" for o in orphans]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda key: client.put_object(Bucket=bucket, Key=key, Body=b"x"), keys))
+
+    def whole_listing(storage, name):
+        assert name.rstrip("/") != "jobs", "the whole listing of jobs/ was read"
+        return listdir(storage, name)
+
+    listdir = S3Storage.listdir
+    monkeypatch.setattr(S3Storage, "listdir", whole_listing)
+    calls = []
+    events = default_storage.bucket.meta.client.meta.events
+    for operation in ("ListObjectsV2", "DeleteObject"):
+        events.register(f"before-call.s3.{operation}", lambda model, **_: calls.append(model.name))
+
+    outcome = housekeeping.sweep_orphan_files(older_than=timedelta(0))
+    assert outcome == {"folders": 2, "files": 2}
+    # A page, the first orphan (its file, then its folder's key), the next page, the last one.
+    page, delete = "ListObjectsV2", "DeleteObject"
+    assert calls == [page, delete, delete, page, delete, delete]
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    assert sorted(item["Key"] for page in pages for item in page["Contents"]) == sorted(keys[:-2])
 
 
 @pytest.mark.django_db

@@ -395,6 +395,9 @@ PARROTER_REDISPATCH_AFTER = env_int("PARROTER_REDISPATCH_AFTER", 60)
 # what it held: the monitor runs its jobs again elsewhere and puts back the messages it had
 # taken, long before Redis's visibility timeout (jobs.monitoring, parroter.celery_app).
 PARROTER_WORKER_LOST_AFTER = env_float("PARROTER_WORKER_LOST_AFTER", 15.0)
+# Every worker sweeps its host's stale temporary files (FILE_UPLOAD_TEMP_DIR) when it starts and
+# then this often, in seconds (jobs.tempfiles).
+PARROTER_TEMP_SWEEP_SECONDS = env_int("PARROTER_TEMP_SWEEP_SECONDS", 3600)
 # Finished jobs, their files and task results are deleted after this many days.
 PARROTER_RETENTION_DAYS = env_int("PARROTER_RETENTION_DAYS", 30)
 # The audit log (who retried, cancelled, paused...) is kept longer: it outlives the jobs.
