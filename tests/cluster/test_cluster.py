@@ -3,9 +3,11 @@ hosts break. Each scenario asserts exact outcomes from the database and the buck
 the cluster whole for the next. `make test-cluster`; needs root."""
 
 import io
+import os
 import re
 import signal
 import time
+import uuid
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,7 +16,7 @@ import pytest
 import requests
 from PIL import Image
 
-from tests.cluster.harness import BUCKET, OPERATOR, PASSWORD, USERS, Cluster, s3_client
+from tests.cluster.harness import BUCKET, HOSTS, OPERATOR, PASSWORD, USERS, Cluster, s3_client
 
 pytestmark = pytest.mark.cluster
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -288,6 +290,52 @@ def test_retention_on_the_ops_host_removes_the_jobs_objects_from_the_bucket(clus
         assert time.monotonic() < deadline, "the expired jobs' objects are still in the bucket"
         time.sleep(0.5)
     assert all(files == ["source.jpg", "thumbnails.zip"] for files in bucket_folders(kept).values())
+
+
+ORPHAN_SWEEP = """
+from datetime import timedelta
+from jobs import housekeeping
+print(housekeeping.sweep_orphan_files(older_than=timedelta(0)))
+"""
+
+
+def test_the_orphan_sweep_on_ops_reads_the_bucket_and_leaves_every_jobs_files(cluster):
+    ids = submit(cluster, 3)
+    wait_until_finished(cluster, ids, timeout=120)
+    s3 = s3_client()
+    orphans = [f"jobs/{uuid.uuid4()}/thumbnails.zip" for _ in range(3)]
+    for key in orphans:
+        s3.put_object(Bucket=BUCKET, Key=key, Body=b"PK")
+    # Nothing is being written now, so nothing is too young to judge (older_than 0).
+    outcome = cluster.manage("ops", "shell", stdin=ORPHAN_SWEEP)
+    assert "'folders': 3, 'files': 3" in outcome, outcome
+    assert all(s3.list_objects_v2(Bucket=BUCKET, Prefix=key)["KeyCount"] == 0 for key in orphans)
+    assert all(files == ["source.jpg", "thumbnails.zip"] for files in bucket_folders(ids).values())
+
+
+def test_each_host_clears_its_own_stale_temporary_files_when_its_service_starts(cluster):
+    day_and_more = time.time() - 26 * 3600
+    planted = {}
+    for host in ("work1", "web2"):
+        folder = cluster.folder / host / "tmp"
+        stale, fresh = folder / "cut-off-upload.part", folder / "being-written.part"
+        stale.write_bytes(b"x")
+        os.utime(stale, (day_and_more, day_and_more))
+        fresh.write_bytes(b"x")
+        planted[host] = (stale, fresh)
+    service = {"work1": "worker", "web2": "web"}
+    for host, name in service.items():
+        cluster.kill_host(host, signal.SIGTERM)
+        extra = {"WEB_BIND": f"{HOSTS[host]}:8000"} if name == "web" else {}
+        cluster.start_service(host, name, **extra)
+    deadline = time.monotonic() + 60
+    while any(stale.exists() for stale, _ in planted.values()):
+        assert time.monotonic() < deadline, {h: s.exists() for h, (s, _) in planted.items()}
+        time.sleep(0.5)
+    assert all(fresh.exists() for _, fresh in planted.values())  # young: maybe still written
+    while "celery@work1" not in cluster.online_workers():  # back at work for what follows
+        assert time.monotonic() < deadline, "work1 did not come back"
+        time.sleep(0.5)
 
 
 def test_the_cluster_runs_from_its_own_folders(cluster):
