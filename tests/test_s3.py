@@ -17,6 +17,7 @@ from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from botocore.exceptions import ReadTimeoutError
 from django.core.files import File
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
@@ -30,6 +31,7 @@ import parroter.settings
 from jobs import housekeeping, selectors, services
 from jobs.models import Job
 from parroter.local_redis import free_port
+from tests.broker_fakes import HungServer
 from tests.conftest import (
     celery_process,
     image_bytes,
@@ -49,6 +51,7 @@ S3_VARIABLES = (
     "PARROTER_S3_ACCESS_KEY_ID",
     "PARROTER_S3_SECRET_ACCESS_KEY",
     "PARROTER_S3_PRESIGN_SECONDS",
+    "PARROTER_S3_TIMEOUT",
 )
 
 try:
@@ -154,7 +157,10 @@ def test_the_environment_chooses_s3_with_its_own_names(monkeypatch, s3_env):
     assert (options["access_key"], options["secret_key"]) == ("test-key", "test-secret")
     assert options["querystring_auth"] is True and options["querystring_expire"] == 120
     assert options["default_acl"] is None  # private objects
-    assert options["addressing_style"] == "path"  # what every S3-compatible server takes
+    config = options["client_config"]
+    assert config.s3 == {"addressing_style": "path"}  # what every S3-compatible server takes
+    assert config.signature_version == "s3v4"
+    assert config.connect_timeout == config.read_timeout == 5.0
 
 
 def test_without_keys_boto3_finds_credentials_itself_and_aws_needs_no_endpoint(monkeypatch):
@@ -163,8 +169,26 @@ def test_without_keys_boto3_finds_credentials_itself_and_aws_needs_no_endpoint(m
     )
     options = made["STORAGES"]["default"]["OPTIONS"]
     assert options["access_key"] is None and options["secret_key"] is None
-    assert options["endpoint_url"] is None and options["addressing_style"] is None
+    assert options["endpoint_url"] is None
+    assert options["client_config"].s3 == {"addressing_style": None}
     assert options["querystring_expire"] == made["PARROTER_S3_PRESIGN_SECONDS"] == 300
+
+
+def test_a_hung_s3_fails_a_storage_call_within_its_timeouts(monkeypatch, s3_env):
+    hung = HungServer()  # accepts, reads, never answers
+    try:
+        env = {**s3_env, "PARROTER_S3_ENDPOINT_URL": f"http://127.0.0.1:{hung.port}",
+               "PARROTER_S3_TIMEOUT": "0.5"}  # fmt: skip
+        options = settings_under(monkeypatch, env)["STORAGES"]["default"]["OPTIONS"]
+        storage = S3Storage(**options)
+        started = time.monotonic()
+        with pytest.raises(ReadTimeoutError):
+            storage.exists("jobs/anything/source.jpg")
+        took = time.monotonic() - started
+    finally:
+        hung.close()
+    # 3 attempts of 0.5 s each, with standard retries' short backoff between them.
+    assert took < 5, took
 
 
 def test_without_a_bucket_files_stay_on_the_local_disk(monkeypatch):

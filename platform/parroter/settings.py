@@ -207,8 +207,14 @@ PARROTER_S3_BUCKET = os.environ.get("PARROTER_S3_BUCKET", "").strip()
 # How long a download's presigned URL works: it is made right after the permission check.
 PARROTER_S3_PRESIGN_SECONDS = env_int("PARROTER_S3_PRESIGN_SECONDS", 300)
 PARROTER_X_ACCEL = env_bool("PARROTER_X_ACCEL")
+# Seconds a storage request may wait to connect, and then for each read, before it fails (and is
+# tried again, 3 attempts in all): a hung or unreachable S3 fails a request, a job's step or a
+# chore within seconds instead of botocore's 60 s per attempt.
+PARROTER_S3_TIMEOUT = env_float("PARROTER_S3_TIMEOUT", 5.0)
 
 if PARROTER_S3_BUCKET:
+    from botocore.config import Config as _S3Config
+
     _s3_endpoint = env_optional("PARROTER_S3_ENDPOINT_URL")
     _default_storage = {
         "BACKEND": "storages.backends.s3.S3Storage",
@@ -223,10 +229,16 @@ if PARROTER_S3_BUCKET:
             "default_acl": None,
             "querystring_auth": True,
             "querystring_expire": PARROTER_S3_PRESIGN_SECONDS,
-            "signature_version": "s3v4",
-            # Every S3-compatible server (MinIO, Ceph, R2...) takes path-style addresses; AWS's own
-            # endpoint (no PARROTER_S3_ENDPOINT_URL) keeps boto3's choice.
-            "addressing_style": "path" if _s3_endpoint else None,
+            # The client's own settings (django-storages makes them from its options unless given
+            # them whole): every S3-compatible server (MinIO, Ceph, R2...) takes path-style
+            # addresses, AWS's own endpoint (no PARROTER_S3_ENDPOINT_URL) keeps boto3's choice.
+            "client_config": _S3Config(
+                s3={"addressing_style": "path" if _s3_endpoint else None},
+                signature_version="s3v4",
+                connect_timeout=PARROTER_S3_TIMEOUT,
+                read_timeout=PARROTER_S3_TIMEOUT,
+                retries={"mode": "standard", "max_attempts": 3},
+            ),
             # A file read back (a job's source, an archive for a preview) spills from memory to
             # FILE_UPLOAD_TEMP_DIR past this size, so a 50 MB source does not sit in a worker's RAM.
             "max_memory_size": 2 * 1024 * 1024,
