@@ -219,7 +219,7 @@ def worker_arguments(
     hostname: str, *, concurrency: int = 1, queues: str = "celery", pool: str = "prefork"
 ) -> list[str]:
     return [
-        "worker", "-E", "--pool", pool, "--concurrency", str(concurrency),
+        "worker", "--pool", pool, "--concurrency", str(concurrency),
         "--loglevel", "INFO", "--without-gossip", "--without-mingle",
         "--hostname", hostname, "-Q", queues,
     ]  # fmt: skip

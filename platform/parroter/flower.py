@@ -6,6 +6,8 @@ flower/views/monitor.py they are its only views without tornado's @authenticated
 reachable from every container on the compose networks and every local user of a host, and
 /metrics names the tasks, workers and queues. Here they take the same login as the rest, which
 the web app's proxy and nginx already send and a Prometheus scrape job can (`basic_auth`).
+
+Task events follow PARROTER_TASK_EVENTS (settings): off, Flower lists workers and queues only.
 """
 
 import sys
@@ -20,4 +22,7 @@ for view in (Healthcheck, Metrics):
     view.get = authenticated(view.get)
 
 if __name__ == "__main__":
-    app.start(["flower", *sys.argv[1:]])
+    # Flower switches task events on in every worker every 5 s unless told not to: with
+    # PARROTER_TASK_EVENTS off it must leave them off.
+    events = [] if app.conf.worker_send_task_events else ["--enable_events=False"]
+    app.start(["flower", *events, *sys.argv[1:]])

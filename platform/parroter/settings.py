@@ -314,7 +314,13 @@ CELERY_DB_REUSE_MAX = 1_000_000
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
-CELERY_TASK_SEND_SENT_EVENT = True
+# Task events (sent, received, started, succeeded...) are what Flower's task list is made of;
+# they cost ~3.7 ms per job over web, worker and Flower (deploy/README, "Capacity model"). The
+# console and the monitor need none of them: the Job rows have every job, and workers send
+# their heartbeats either way. Off at high rates, Flower shows workers and queues only.
+PARROTER_TASK_EVENTS = env_bool("PARROTER_TASK_EVENTS", True)
+CELERY_WORKER_SEND_TASK_EVENTS = PARROTER_TASK_EVENTS
+CELERY_TASK_SEND_SENT_EVENT = PARROTER_TASK_EVENTS
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # A pool process still holding this much memory (KiB) after a job is replaced by a fresh one.
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("CELERY_WORKER_MAX_MEMORY_PER_CHILD", 512 * 1024)

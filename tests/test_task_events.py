@@ -1,0 +1,109 @@
+"""Task events are a choice (PARROTER_TASK_EVENTS, settings): on by default, so Flower lists every
+task; off, at rates where their cost counts, no worker sends any, Flower does not switch them
+back on, and workers still send the heartbeats the monitor and the console go by."""
+
+import os
+import threading
+import time
+
+import pytest
+from kombu import Connection
+
+from parroter.celery_app import app as celery_app
+from tests.conftest import (
+    celery_process,
+    checkout_path,
+    image_bytes,
+    procfile,
+    service_env,
+    start_service,
+    stop_process,
+    submit_image,
+    wait_for_job,
+    wait_until_answering,
+    worker_arguments,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+FLOWER_ENABLES_EVERY = 5  # seconds: flower.events.Events.events_enable_interval
+
+
+class EventLog:
+    """Every event on the broker's event exchange, from a receiver in a thread of its own."""
+
+    def __init__(self, broker_url: str) -> None:
+        self.events: list[dict] = []
+        self.connection = Connection(broker_url)
+        self.receiver = celery_app.events.Receiver(
+            self.connection, handlers={"*": self.events.append}
+        )
+        self.thread = threading.Thread(target=self._capture, daemon=True)
+
+    def _capture(self) -> None:
+        self.receiver.capture(limit=None, timeout=None, wakeup=False)
+
+    def __enter__(self) -> "EventLog":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.receiver.should_stop = True
+        self.thread.join(timeout=5)
+        self.connection.release()
+
+    def of(self, hostname: str) -> list[str]:
+        return [event["type"] for event in list(self.events) if event["hostname"] == hostname]
+
+    def wait_for_heartbeat(self, hostname: str, timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while "worker-heartbeat" not in self.of(hostname):
+            assert time.monotonic() < deadline, f"no heartbeat from {hostname}"
+            time.sleep(0.1)
+
+
+def run_one_job(user, events: EventLog, worker_name: str) -> None:
+    job = wait_for_job(submit_image(user, image_bytes((80, 60))))
+    assert job.status == "succeeded" and job.worker == worker_name
+    time.sleep(1)  # the worker's last events of the job reach the receiver
+
+
+def test_workers_send_task_events_by_default(user, own_broker, media_root, tmp_path):
+    name = f"events-on-{os.getpid()}@host"
+    worker = celery_process(
+        worker_arguments(name), log=tmp_path / "w.log", REDIS_URL=own_broker.url
+    )
+    try:
+        with EventLog(own_broker.url) as events:
+            wait_until_answering(worker, name)
+            events.wait_for_heartbeat(name)
+            run_one_job(user, events, name)
+            assert {"task-received", "task-started", "task-succeeded"} <= set(events.of(name))
+    finally:
+        stop_process(worker)
+
+
+def test_with_task_events_off_only_heartbeats_are_sent_even_with_flower_running(
+    user, own_broker, media_root, tmp_path
+):
+    off = {"REDIS_URL": own_broker.url, "PARROTER_TASK_EVENTS": "false"}
+    name = f"events-off-{os.getpid()}@host"
+    worker = celery_process(worker_arguments(name), log=tmp_path / "w.log", **off)
+    flower_env = service_env(
+        **off, PYTHONPATH=checkout_path(), FLOWER_PORT="0", FLOWER_BASIC_AUTH="operator:long-secret"
+    )
+    flower = start_service(
+        ["/bin/sh", "-c", procfile()["flower"]], log=tmp_path / "f.log", env=flower_env
+    )
+    try:
+        with EventLog(own_broker.url) as events:
+            wait_until_answering(worker, name)
+            events.wait_for_heartbeat(name)
+            time.sleep(FLOWER_ENABLES_EVERY + 1)  # Flower's timer would have switched them on
+            assert flower.alive, flower.output()[-2000:]
+            run_one_job(user, events, name)
+            sent = set(events.of(name))
+            assert "worker-heartbeat" in sent
+            assert not {kind for kind in sent if kind.startswith("task-")}, sent
+    finally:
+        stop_process(flower)
+        stop_process(worker)
