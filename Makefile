@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 MANAGE := $(BIN)/python manage.py
 
-.PHONY: setup run test bench bench-thumbnails bench-memory bench-dashboard bench-load bench-pipeline bench-probes bench-uploads bench-smartcrop bench-fairshare bench-finishes lint chromium postgresql nginx clean
+.PHONY: setup run test test-cluster cluster iproute2 bench bench-thumbnails bench-memory bench-dashboard bench-load bench-pipeline bench-probes bench-uploads bench-smartcrop bench-fairshare bench-sweep bench-finishes lint chromium postgresql nginx clean
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,20 @@ nginx:
 test: $(INSTALLED) chromium nginx
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Hosts made of network namespaces need Debian's ip (iproute2); install it when missing (root).
+iproute2:
+	@command -v ip >/dev/null || [ "$$(id -u)" != 0 ] || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >/dev/null)
+
+# Parroter on seven hosts made of network namespaces (tests/cluster/harness.py), broken as hosts
+# break: a host killed mid-run, Redis restarted. Needs root; a few minutes.
+test-cluster: $(INSTALLED) nginx postgresql iproute2
+	$(BIN)/python -m pytest -m cluster tests/cluster $(PYTEST_ARGS)
+
+# The same cluster to look at: it prints its addresses and logins; Ctrl-C removes it.
+cluster: $(INSTALLED) nginx postgresql iproute2
+	$(BIN)/python -m tests.cluster.harness
+
 # The thumbnail kind against the tutorial's way, a 200-image job against single-image jobs, and
 # what animated thumbnails cost (bench/thumbnails.py, ~4 minutes); BENCH_ARGS=--quick to smoke it.
 bench: $(INSTALLED)
@@ -62,6 +76,11 @@ bench-fairshare: $(INSTALLED)
 # kind's estimate of it (bench/memory.py, about 1.5 minutes).
 bench-memory: $(INSTALLED)
 	$(BIN)/python bench/memory.py
+
+# Peak memory of the orphan sweep at 1,000,000 job folders on disk and 100,000 on S3 (moto), and
+# at a tenth of each, against the listdir() it replaced (bench/sweep.py, about 5 minutes).
+bench-sweep: $(INSTALLED)
+	$(BIN)/python -m bench.sweep $(BENCH_ARGS)
 
 # The web CPU of the worst upload the size limits allow (marker-padded JPEGs) against ordinary
 # photos of the same size, through gunicorn; about a minute (bench/uploads.py).

@@ -1,4 +1,5 @@
-"""Plain Redis commands to the broker: its run id, a ping, the length of a queue.
+"""Plain Redis commands to the broker: its run id, a ping, the length of a queue; and the
+messages workers have taken but not acked (kombu's "unacked" hash and its index).
 
 A client of their own (kombu's channels keep protocol state a stray command would upset), with
 short connect and read timeouts: a broker that is down, hung (accepts, never answers) or slow
@@ -7,6 +8,8 @@ that; the run id read before every publish gets a whole second, so a loaded mach
 does not leave a job unsent until the dispatcher's next round.
 """
 
+import json
+import time
 from functools import cache
 
 import redis
@@ -70,3 +73,53 @@ def queue_lengths(names: list[str]) -> dict[str, int]:
         name: sum(lengths[index * per_queue : (index + 1) * per_queue])
         for index, name in enumerate(names)
     }
+
+
+# kombu's Redis transport keeps each message a worker has taken, until it is acked, in a hash
+# beside an index of when it was taken; it puts back only those taken longer ago than the
+# visibility timeout (an hour: longer than any job may run). Workers renew the time of what
+# they hold (parroter.celery_app.KeepHeldMessagesFresh), so a message whose time is old is held
+# by nobody: the monitor puts it back within seconds (restore_abandoned_messages).
+
+
+def renew_held_messages(channel, *, now: float | None = None) -> int:
+    """Mark the messages this worker's channel holds as held now; returns how many. XX: one
+    acked meanwhile is not brought back into the index."""
+    held = [tag for tag in channel.qos._delivered if tag not in channel.qos._dirty]
+    if not held:
+        return 0
+    stamp = time.time() if now is None else now
+    # A connection from the pool, as kombu's own acks use: the channel's `client` is the one
+    # its event loop has a BRPOP outstanding on, and a command sent there corrupts that.
+    with channel.conn_or_acquire() as client:
+        client.zadd(channel.unacked_index_key, dict.fromkeys(held, stamp), xx=True)
+    return len(held)
+
+
+def restore_abandoned_messages(*, queues: set[str], held_for: float, limit: int = 100) -> int:
+    """Put back at the head of their queue the messages of `queues` that no worker has renewed
+    for `held_for` seconds (their worker died or was cut off); returns how many. Only job
+    queues: a job runs once however often its message comes (jobs.services._claim), where a
+    chore or an alert notice would be done twice."""
+    if not is_redis():
+        return 0
+    with app.connection_for_write() as connection:
+        channel = connection.default_channel
+        with channel.conn_or_acquire() as client:
+            return _restore_unrenewed(
+                channel, client, queues=queues, held_for=held_for, limit=limit
+            )
+
+
+def _restore_unrenewed(channel, client, *, queues: set[str], held_for: float, limit: int) -> int:
+    cutoff = time.time() - held_for
+    restored = 0
+    for tag in client.zrangebyscore(channel.unacked_index_key, 0, cutoff, start=0, num=limit):
+        stored = client.hget(channel.unacked_key, tag)
+        if stored is None:  # acked meanwhile
+            continue
+        _message, _exchange, routing_key = json.loads(stored)
+        if routing_key in queues:
+            channel.qos.restore_by_tag(tag, client=client)  # next to be taken
+            restored += 1
+    return restored

@@ -9,6 +9,7 @@ skipped), so an expired lease costs time, never data.
 
 import logging
 import os
+import posixpath
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -17,24 +18,24 @@ from datetime import datetime, timedelta
 from itertools import islice
 
 from django.apps import apps as installed_apps
-from django.conf import settings
-from django.core.files.storage import default_storage
+from django.core.files.storage import Storage, default_storage
 from django.db import connection, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Mod
 from django.utils import timezone
 from django_celery_results.models import TaskResult
+from storages.backends.s3 import S3Storage
 
-from jobs import rollups
+from jobs import rollups, tempfiles
 from jobs.models import AuditedJob, AuditEntry, Chore, Job, JobRollup
 
 logger = logging.getLogger(__name__)
 
 QUEUE = "housekeeping"
 BATCH_SIZE = 500
-# Files no job owns, and temporary files, are left this long: an upload or a job may still be
-# writing them (a job's folder exists a moment before its row is committed).
-STALE_AFTER = timedelta(days=1)
+# Files no job owns are left as long as temporary files: an upload or a job may still be writing
+# them (a job's folder exists a moment before its row is committed).
+STALE_AFTER = tempfiles.STALE_AFTER
 # Longer than any chore runs: a beat that died holding a lease frees it after this.
 LEASE = timedelta(minutes=30)
 # A retention run stops after this long and goes on at its next run: a first run after a year
@@ -215,17 +216,13 @@ def purge_expired_jobs(
     return counts
 
 
-def sweep_orphan_files(*, older_than: timedelta) -> dict[str, int]:
-    """Remove job folders whose job no longer exists and temporary files nobody finished (an
-    upload cut off by a timeout, the pending archive of a killed worker), all untouched for
-    `older_than`. The temporary folder is local to each host: this sweeps the host it runs on."""
+def sweep_orphan_files(*, older_than: timedelta, batch_size: int = BATCH_SIZE) -> dict[str, int]:
+    """Remove job folders whose job no longer exists, untouched for `older_than`. Folders are
+    read as a stream and looked up a batch at a time, so memory stays flat at any number of
+    jobs."""
     cutoff = timezone.now() - older_than
-    counts = {"folders": 0, "files": 0, "temporary_files": 0}
-    try:
-        folders, _ = default_storage.listdir("jobs")
-    except FileNotFoundError:
-        folders = []
-    for chunk in _chunks(folders, BATCH_SIZE):
+    counts = {"folders": 0, "files": 0}
+    for chunk in _chunks(job_folders(default_storage), batch_size):
         known = set(Job.objects.filter(pk__in=_uuids(chunk)).values_list("pk", flat=True))
         for folder in chunk:
             if _uuid(folder) not in known:
@@ -233,13 +230,33 @@ def sweep_orphan_files(*, older_than: timedelta) -> dict[str, int]:
                 if removed is not None:
                     counts["folders"] += 1
                     counts["files"] += removed
-    stale = cutoff.timestamp()
-    with os.scandir(settings.FILE_UPLOAD_TEMP_DIR) as entries:
-        for entry in entries:
-            if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < stale:
-                os.unlink(entry.path)
-                counts["temporary_files"] += 1
     return counts
+
+
+def job_folders(storage: Storage) -> Iterator[str]:
+    """The names of the folders under jobs/, one at a time: never the whole listing, which
+    holds a name per job (~100 MB at a million). The storage's own listdir() would build it.
+
+    Local disk: os.scandir reads the directory a block at a time. S3: ListObjectsV2 pages of
+    up to 1,000 folders ("/" as the delimiter, so a folder's objects are never listed), each
+    request bounded by the client's timeouts."""
+    if isinstance(storage, S3Storage):
+        prefix = posixpath.join(storage.location, "jobs/")
+        client = storage.bucket.meta.client
+        pages = client.get_paginator("list_objects_v2").paginate(
+            Bucket=storage.bucket_name, Prefix=prefix, Delimiter="/"
+        )
+        for page in pages:
+            for folder in page.get("CommonPrefixes", ()):
+                yield folder["Prefix"][len(prefix) : -1]
+        return
+    try:
+        with os.scandir(storage.path("jobs")) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    yield entry.name
+    except FileNotFoundError:  # no job has stored a file yet
+        return
 
 
 def compact_rollups(

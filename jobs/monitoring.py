@@ -12,6 +12,12 @@ worker consumes comes from Celery's inspect (active_queues), asked outside any r
 queue is served while an online worker consumes it: the housekeeping worker keeps its own
 queue alive, not the jobs'. A report older than STALE_AFTER means the monitor itself is not
 running, and then nothing is claimed about workers at all.
+
+The monitor also puts back what a lost worker held. A job worker not heard from for
+PARROTER_WORKER_LOST_AFTER (its host died, or was cut off) has its running jobs run again
+elsewhere under new task ids, and the job messages nobody renews for as long (taken by a worker
+that died before it claimed their jobs) go back to their queue: a dead host's jobs run again
+within seconds, not after Redis's visibility timeout of an hour.
 """
 
 import logging
@@ -23,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from jobs import broker
+from jobs import broker, services
 from jobs.models import ClusterReport
 from parroter.celery_app import app
 
@@ -184,6 +190,8 @@ class ClusterMonitor:
         self.last_heartbeat: dict[str, datetime] = {}
         previous = cluster_facts()
         self.remembered = {worker.name: worker for worker in previous.workers} if previous else {}
+        self.started = time.monotonic()
+        self.recovered: set[str] = set()  # lost workers whose jobs were put back
 
     def run(self) -> None:
         threads = [
@@ -195,9 +203,11 @@ class ClusterMonitor:
         while not self.stopping.is_set():
             started = time.monotonic()
             try:
-                save_report(self.observe())
+                facts = self.observe()
+                save_report(facts)
+                self.put_back_lost_work(facts)
             except Exception:  # the database, most likely: try again at the next round
-                logger.exception("could not write the cluster report")
+                logger.exception("could not write the cluster report or put back lost work")
             self.stopping.wait(max(REPORT_EVERY - (time.monotonic() - started), 0.1))
 
     def stop(self) -> None:
@@ -227,6 +237,31 @@ class ClusterMonitor:
         return ClusterFacts(
             checked_at=now, broker_error=broker_error, queues=queues, workers=workers
         )
+
+    def put_back_lost_work(self, facts: ClusterFacts) -> None:
+        """Run again the jobs of job workers lost for PARROTER_WORKER_LOST_AFTER, once per loss,
+        and put back the job messages nobody holds any more. Only while the monitor hears the
+        broker and some worker (when it hears none, it may be the one cut off), and not before
+        it has been up that long itself (a live worker may not have been heard from yet)."""
+        lost_after = settings.PARROTER_WORKER_LOST_AFTER
+        if time.monotonic() - self.started < lost_after or not (facts.broker_ok and facts.online):
+            return
+        for worker in facts.workers:
+            if worker.online:
+                self.recovered.discard(worker.name)
+            elif worker.name not in self.recovered and self._lost(worker, facts, lost_after):
+                counts = services.recover_jobs_of_lost_worker(worker=worker.name, on_its_host=False)
+                self.recovered.add(worker.name)
+                if any(counts.values()):
+                    logger.warning("worker %s lost: its jobs %s", worker.name, counts)
+        restored = broker.restore_abandoned_messages(queues={job_queue()}, held_for=lost_after)
+        if restored:
+            logger.warning("%d job messages of lost workers put back in the queue", restored)
+
+    @staticmethod
+    def _lost(worker: WorkerFacts, facts: ClusterFacts, lost_after: float) -> bool:
+        heard = worker.last_heartbeat
+        return heard is not None and (facts.checked_at - heard).total_seconds() >= lost_after
 
     def _workers(self, now: datetime) -> list[WorkerFacts]:
         seen = {}

@@ -775,7 +775,7 @@ def _slot_start(value: datetime | str) -> datetime:
 
 def _failure_trends(signatures: list[str], *, since: datetime, slot: str) -> dict[str, list[int]]:
     """Failures per slot (a minute or an hour, in UTC) of each group since `since`, in one
-    query over the range's part of job_failures_idx."""
+    query over each group's range of job_failures_idx."""
     length = SLOT_LENGTHS[slot]
     origin = since.astimezone(UTC).replace(second=0, microsecond=0)
     if slot == "hour":

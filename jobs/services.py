@@ -311,12 +311,15 @@ def reap_stuck_jobs(*, running_longer_than: timedelta) -> dict[str, int]:
     return _requeue_or_give_up(Job.objects.filter(status=Job.Status.RUNNING, started_at__lt=cutoff))
 
 
-def recover_jobs_of_lost_worker(*, worker: str) -> dict[str, int]:
-    """A worker starting under a name that was running jobs: its previous life died with them
-    (node names are unique among live workers), so they run again now, not after the reaper."""
-    # Runs on that worker's host, so it can also remove what those deliveries were writing.
-    running_here = Job.objects.filter(status=Job.Status.RUNNING, worker=worker)
-    return _requeue_or_give_up(running_here, discard_pending=True)
+def recover_jobs_of_lost_worker(*, worker: str, on_its_host: bool) -> dict[str, int]:
+    """The jobs a worker was running when it was lost run again now (under a new task id, so
+    whatever that worker still does with them is not recorded), not after the reaper: called
+    when a worker starts under a name that was running jobs (its previous life died with them;
+    node names are unique among live workers), and by the monitor when a worker has not been
+    heard from for PARROTER_WORKER_LOST_AFTER. Only on the worker's own host can what those
+    deliveries were writing be removed; elsewhere that host's temporary sweep does it."""
+    running_there = Job.objects.filter(status=Job.Status.RUNNING, worker=worker)
+    return _requeue_or_give_up(running_there, discard_pending=on_its_host)
 
 
 def _requeue_or_give_up(

@@ -8,7 +8,7 @@ from celery.worker.request import Request
 from django.conf import settings
 from django.utils import timezone
 
-from jobs import alerts, housekeeping, services
+from jobs import alerts, housekeeping, services, tempfiles
 
 
 class JobRequest(Request):
@@ -94,10 +94,14 @@ def purge_expired_jobs() -> dict | None:
 
 @shared_task(name="jobs.sweep_orphan_files", ignore_result=True)
 def sweep_orphan_files() -> dict | None:
-    return housekeeping.run_chore(
-        "sweep_orphan_files",
-        lambda: housekeeping.sweep_orphan_files(older_than=housekeeping.STALE_AFTER),
-    )
+    def sweep() -> dict:
+        # This host's temporary files too; every other host sweeps its own (jobs.tempfiles).
+        return {
+            **housekeeping.sweep_orphan_files(older_than=housekeeping.STALE_AFTER),
+            "temporary_files": tempfiles.sweep_temporary_files(older_than=tempfiles.STALE_AFTER),
+        }
+
+    return housekeeping.run_chore("sweep_orphan_files", sweep)
 
 
 @shared_task(name="jobs.compact_rollups", ignore_result=True)
@@ -137,7 +141,7 @@ def deliver_alert(self, delivery_id: int) -> None:
 
 @worker_ready.connect
 def recover_jobs_of_previous_life(sender=None, **kwargs) -> None:
-    services.recover_jobs_of_lost_worker(worker=sender.hostname)
+    services.recover_jobs_of_lost_worker(worker=sender.hostname, on_its_host=True)
 
 
 @task_revoked.connect

@@ -215,9 +215,11 @@ def celery_process(arguments: list[str], *, log: Path, **env: str) -> Service:
     )
 
 
-def worker_arguments(hostname: str, *, concurrency: int = 1, queues: str = "celery") -> list[str]:
+def worker_arguments(
+    hostname: str, *, concurrency: int = 1, queues: str = "celery", pool: str = "prefork"
+) -> list[str]:
     return [
-        "worker", "-E", "--pool", "prefork", "--concurrency", str(concurrency),
+        "worker", "-E", "--pool", pool, "--concurrency", str(concurrency),
         "--loglevel", "INFO", "--without-gossip", "--without-mingle",
         "--hostname", hostname, "-Q", queues,
     ]  # fmt: skip
@@ -260,12 +262,13 @@ def celery_worker(redis_url, django_db_setup, django_db_blocker, media_root, tmp
         stop_process(worker)
 
 
-def start_monitor(broker_url: str, *, log: Path) -> Service:
-    """`manage.py monitor` (the Procfile's line) on the given broker and the test database."""
+def start_monitor(broker_url: str, *, log: Path, **env: str) -> Service:
+    """`manage.py monitor` (the Procfile's line) on the given broker and the test database;
+    `env` adds to or overrides the environment."""
     return start_service(
         [sys.executable, str(settings.BASE_DIR / "manage.py"), "monitor"],
         log=log,
-        env={**os.environ, **app_env(), "REDIS_URL": broker_url},
+        env={**os.environ, **app_env(), **env, "REDIS_URL": broker_url},
     )
 
 

@@ -97,6 +97,20 @@ def test_each_instance_has_a_control_socket_of_its_own(start_web, tmp_path):
     assert not (home / ".gunicorn").exists()
 
 
+def test_web_sweeps_its_hosts_stale_temporary_files_when_it_starts(start_web, tmp_path):
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    stale, fresh = temporary / "abc.upload.jpg", temporary / "def.upload.jpg"
+    for path in (stale, fresh):
+        path.write_bytes(b"an upload cut off")
+    day_ago = time.time() - 2 * 86400
+    os.utime(stale, (day_ago, day_ago))
+
+    web, _ = start_web(tmp_path / "web", FILE_UPLOAD_TEMP_DIR=str(temporary))
+    assert not stale.exists() and fresh.exists()
+    assert "Removed 1 stale temporary files of this host" in web.output()
+
+
 @pytest.mark.django_db(transaction=True)
 def test_four_workers_under_sixteen_threads_let_exactly_the_rate_through(
     start_web, tmp_path, user, redis_url

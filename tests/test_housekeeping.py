@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from django.core.cache import cache
 from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
+from django.core.files.storage import FileSystemStorage, default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
@@ -20,12 +20,19 @@ from django_celery_beat.schedulers import DatabaseScheduler
 from django_celery_results.models import TaskResult
 
 from dashboard.forms import HISTORY_RANGES
-from jobs import audit, broker, housekeeping, rollups, selectors, services
+from jobs import audit, broker, housekeeping, rollups, selectors, services, tasks, tempfiles
 from jobs.kinds import thumbnails
 from jobs.models import AuditedJob, AuditEntry, Chore, Job, JobRollup
 from parroter.celery_app import app as celery_app
 from parroter.local_redis import LocalRedis, free_port
-from tests.conftest import image_bytes, wait_for_job
+from tests.conftest import (
+    celery_process,
+    image_bytes,
+    stop_process,
+    wait_for_job,
+    wait_until_answering,
+    worker_arguments,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 HOUR_AGO = timedelta(hours=1)
@@ -143,7 +150,8 @@ def test_a_worker_starting_again_under_its_name_requeues_what_its_last_life_was_
     others = stored_job(user, status=Job.Status.RUNNING, attempts=1, worker="w2@host")
     old_task_id = mine.task_id
 
-    assert services.recover_jobs_of_lost_worker(worker="w1@host") == {"requeued": 1, "failed": 0}
+    recovered = services.recover_jobs_of_lost_worker(worker="w1@host", on_its_host=True)
+    assert recovered == {"requeued": 1, "failed": 0}
     mine.refresh_from_db()
     others.refresh_from_db()
     assert (mine.status, others.status) == (Job.Status.QUEUED, Job.Status.RUNNING)
@@ -230,32 +238,125 @@ def make_old(path, days: float = 2) -> None:
     os.utime(path, (stamp, stamp))
 
 
-def test_the_sweep_removes_stale_orphans_and_temporary_files_only(user, tmp_path, settings):
+def test_the_sweep_removes_stale_orphan_folders_only(user, tmp_path, settings, monkeypatch):
     media_root = settings.MEDIA_ROOT = tmp_path  # only what this test made
-    settings.FILE_UPLOAD_TEMP_DIR = tmp_path / "tmp"
-    settings.FILE_UPLOAD_TEMP_DIR.mkdir()
     owned = stored_job(user)
-    for path in (media_root / owned.source.name,):
-        make_old(path)
+    make_old(media_root / owned.source.name)
     orphan = default_storage.save(f"jobs/{uuid.uuid4()}/thumbnails.zip", ContentFile(b"PK"))
     default_storage.save(orphan.replace("thumbnails.zip", "source.jpg"), ContentFile(b"x"))
     fresh_orphan = default_storage.save(f"jobs/{uuid.uuid4()}/source.jpg", ContentFile(b"x"))
     for name in default_storage.listdir(orphan.rsplit("/", 1)[0])[1]:
         make_old(media_root / orphan.rsplit("/", 1)[0] / name)
-    temp = settings.FILE_UPLOAD_TEMP_DIR
-    stale_upload, fresh_upload = temp / "abc.upload.jpg", temp / "def.upload.jpg"
-    stale_archive = temp / f"{uuid.uuid4()}-{uuid.uuid4()}.zip.part"
+    (media_root / "jobs" / "not-a-job.txt").write_bytes(b"x")  # a file is no job's folder
+    # The folders are read as a stream, never as one listing of every job's folder.
+    listdir = FileSystemStorage.listdir
+
+    def listdir_but_jobs(storage, name):
+        assert name != "jobs", "the whole listing of jobs/ was read"
+        return listdir(storage, name)
+
+    monkeypatch.setattr(FileSystemStorage, "listdir", listdir_but_jobs)
+
+    counts = housekeeping.sweep_orphan_files(older_than=timedelta(days=1))
+    assert counts == {"folders": 1, "files": 2}
+    assert not default_storage.exists(orphan.rsplit("/", 1)[0])
+    assert default_storage.exists(fresh_orphan)  # may be a job being submitted right now
+    assert default_storage.exists(owned.source.name)
+
+
+def test_the_sweep_reads_job_folders_in_batches_of_its_own(user, tmp_path, settings):
+    settings.MEDIA_ROOT = tmp_path
+    kept = [stored_job(user) for _ in range(5)]
+    orphans = [uuid.uuid4() for _ in range(7)]
+    for orphan in orphans:
+        default_storage.save(f"jobs/{orphan}/source.jpg", ContentFile(b"x"))
+
+    folders = housekeeping.job_folders(default_storage)
+    assert not isinstance(folders, list | tuple)  # lazy: nothing listed before it is read
+    assert sorted(folders) == sorted(str(pk) for pk in [*(job.pk for job in kept), *orphans])
+    counts = housekeeping.sweep_orphan_files(older_than=timedelta(0), batch_size=3)
+    assert counts == {"folders": 7, "files": 7}
+    assert sorted(housekeeping.job_folders(default_storage)) == sorted(str(j.pk) for j in kept)
+
+
+def test_no_jobs_folder_yet_is_nothing_to_sweep(tmp_path, settings):
+    settings.MEDIA_ROOT = tmp_path
+    assert housekeeping.sweep_orphan_files(older_than=timedelta(0)) == {"folders": 0, "files": 0}
+
+
+def stale_and_fresh_temporary_files(folder) -> tuple:
+    """An upload cut off a day ago, a killed job's pending archive, and an upload in progress."""
+    stale_upload, fresh_upload = folder / "abc.upload.jpg", folder / "def.upload.jpg"
+    stale_archive = folder / f"{uuid.uuid4()}-{uuid.uuid4()}.zip.part"
     for path in (stale_upload, fresh_upload, stale_archive):
         path.write_bytes(b"partial")
     make_old(stale_upload)
     make_old(stale_archive)
+    return [stale_upload, stale_archive], fresh_upload
 
-    counts = housekeeping.sweep_orphan_files(older_than=timedelta(days=1))
-    assert counts == {"folders": 1, "files": 2, "temporary_files": 2}
-    assert not default_storage.exists(orphan.rsplit("/", 1)[0])
-    assert default_storage.exists(fresh_orphan)  # may be a job being submitted right now
-    assert default_storage.exists(owned.source.name)
-    assert fresh_upload.exists() and not stale_upload.exists() and not stale_archive.exists()
+
+def test_stale_temporary_files_of_this_host_are_removed_and_fresh_ones_kept(tmp_path, settings):
+    settings.FILE_UPLOAD_TEMP_DIR = tmp_path
+    stale, fresh = stale_and_fresh_temporary_files(tmp_path)
+    (tmp_path / "a-folder").mkdir()  # not a file: left as it is
+    make_old(tmp_path / "a-folder")
+
+    assert tempfiles.sweep_temporary_files(older_than=timedelta(days=1)) == 2
+    assert fresh.exists() and not any(path.exists() for path in stale)
+    assert (tmp_path / "a-folder").is_dir()
+    assert tempfiles.sweep_temporary_files(older_than=timedelta(days=1)) == 0
+
+
+def test_the_chore_sweeps_orphans_and_the_temporary_files_of_its_own_host(user, tmp_path, settings):
+    settings.MEDIA_ROOT = tmp_path
+    settings.FILE_UPLOAD_TEMP_DIR = tmp_path / "tmp"
+    settings.FILE_UPLOAD_TEMP_DIR.mkdir()
+    stale, fresh = stale_and_fresh_temporary_files(settings.FILE_UPLOAD_TEMP_DIR)
+    orphan = default_storage.save(f"jobs/{uuid.uuid4()}/source.jpg", ContentFile(b"x"))
+    make_old(tmp_path / orphan)
+
+    assert tasks.sweep_orphan_files() == {"folders": 1, "files": 1, "temporary_files": 2}
+    assert Chore.objects.get(name="sweep_orphan_files").outcome["temporary_files"] == 2
+    assert fresh.exists() and not any(path.exists() for path in stale)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("queues", "pool"),
+    [("celery", "prefork"), ("housekeeping", "solo")],
+    ids=["jobs", "housekeeping"],
+)
+def test_every_worker_sweeps_its_hosts_temporary_files_at_start_and_then_periodically(
+    queues, pool, own_broker, tmp_path
+):
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    stale, fresh = stale_and_fresh_temporary_files(temporary)
+    name = f"sweep-{uuid.uuid4().hex[:6]}@localhost"
+    worker = celery_process(
+        worker_arguments(name, queues=queues, pool=pool),
+        log=tmp_path / "worker.log",
+        REDIS_URL=own_broker.url,
+        FILE_UPLOAD_TEMP_DIR=str(temporary),
+        PARROTER_TEMP_SWEEP_SECONDS="1",
+    )
+    try:
+        wait_until_answering(worker, name)
+        # Swept before the worker consumed anything.
+        assert not any(path.exists() for path in stale), worker.output()[-3000:]
+        assert fresh.exists()
+        assert "removed 2 stale temporary files of this host" in worker.output()
+        # And again while it runs: a job killed meanwhile left its archive.
+        later = temporary / f"{uuid.uuid4()}-{uuid.uuid4()}.zip.part"
+        later.write_bytes(b"partial")
+        make_old(later)
+        deadline = time.monotonic() + 10
+        while later.exists():
+            assert time.monotonic() < deadline, worker.output()[-3000:]
+            time.sleep(0.1)
+        assert fresh.exists()
+    finally:
+        stop_process(worker)
 
 
 # --- chores: leases, records, the schedule -------------------------------------------------

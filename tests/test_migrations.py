@@ -66,7 +66,7 @@ def test_the_search_name_migration_case_folds_every_existing_name(django_user_mo
 
 @pytest.mark.django_db(transaction=True)
 def test_the_shards_migration_keeps_earlier_history_in_shard_0(monkeypatch):
-    before = [("jobs", "0019_failure_groups")]
+    before = [("jobs", "0020_failures_index_by_signature")]
     executor = MigrationExecutor(connection)
     executor.migrate(before)
     try:

@@ -4,14 +4,11 @@ free loopback ports. Only the lines the file marks "# HOST" are replaced, each b
 """
 
 import base64
-import datetime
 import http.client
-import ipaddress
 import json
 import os
 import re
 import secrets
-import shutil
 import ssl
 import subprocess
 import sys
@@ -37,66 +34,16 @@ from tests.conftest import (
     submit_image,
     wait_until_listening,
 )
+from tests.nginx_conf import (
+    FLOWER_AUTH_SCRIPT,
+    MIME_TYPES,
+    NGINX,
+    NGINX_CONF,
+    configure_nginx,
+    self_signed_certificate,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-NGINX_CONF = settings.BASE_DIR / "deploy" / "nginx.conf"
-FLOWER_AUTH_SCRIPT = settings.BASE_DIR / "deploy" / "nginx-flower-auth.sh"
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-MIME_TYPES = Path("/etc/nginx/mime.types")  # Debian's, as its own nginx.conf includes it
-
-
-def with_host_values(text: str, values: dict[str, str]) -> str:
-    """The file with each line marked "# HOST" set to values[<its directive>]. Every marked
-    line must have a value and every value must be used, so the file cannot grow a host-specific
-    line this test does not know about, nor lose one it does."""
-    used = set()
-    lines = []
-    for line in text.splitlines():
-        if re.search(r";\s*# HOST\b", line):  # a directive marked at its end
-            directive = line.split(";")[0].strip()
-            assert directive in values, f"no test value for the host-specific line {line!r}"
-            used.add(directive)
-            line = f"{line[: len(line) - len(line.lstrip())]}{values[directive]};"
-        lines.append(line)
-    assert used == set(values), f"not marked # HOST in deploy/nginx.conf: {set(values) - used}"
-    return "\n".join(lines) + "\n"
-
-
-def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1, which the test's client trusts alone."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = folder / "fullchain.pem", folder / "privkey.pem"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
 
 
 class Site:
@@ -163,53 +110,21 @@ def site(django_db_setup, redis_url, media_root, static_root, flower, tmp_path_f
     web_port, https_port, http_port = free_port(), free_port(), free_port()
 
     cert, key = self_signed_certificate(folder)
-    # flower-auth.conf beside the main file, where `include flower-auth.conf` finds it.
-    subprocess.run(
-        ["/bin/sh", str(FLOWER_AUTH_SCRIPT), str(folder / "flower-auth.conf")],
-        env={**os.environ, "FLOWER_BASIC_AUTH": flower.credentials}, check=True,
-    )  # fmt: skip
     flower_address = flower.url.removeprefix("http://")
-    (folder / "parroter.conf").write_text(
-        with_host_values(
-            NGINX_CONF.read_text(),
-            {
-                "server web:8000": f"server 127.0.0.1:{web_port}",
-                "server flower:5555": f"server {flower_address}",
-                "listen 80": f"listen 127.0.0.1:{http_port}",
-                "listen 443 ssl http2": f"listen 127.0.0.1:{https_port} ssl http2",
-                "ssl_certificate /etc/nginx/tls/fullchain.pem": f"ssl_certificate {cert}",
-                "ssl_certificate_key /etc/nginx/tls/privkey.pem": f"ssl_certificate_key {key}",
-                "alias /srv/parroter/static/": f"alias {static_root}/",
-                "alias /srv/parroter/media/": f"alias {media_root}/",
-            },
-        )
+    nginx = configure_nginx(
+        folder,
+        values={
+            "server web:8000": f"server 127.0.0.1:{web_port}",
+            "server flower:5555": f"server {flower_address}",
+            "listen 80": f"listen 127.0.0.1:{http_port}",
+            "listen 443 ssl http2": f"listen 127.0.0.1:{https_port} ssl http2",
+            "ssl_certificate /etc/nginx/tls/fullchain.pem": f"ssl_certificate {cert}",
+            "ssl_certificate_key /etc/nginx/tls/privkey.pem": f"ssl_certificate_key {key}",
+            "alias /srv/parroter/static/": f"alias {static_root}/",
+            "alias /srv/parroter/media/": f"alias {media_root}/",
+        },
+        flower_credentials=flower.credentials,
     )
-    # The main file an nginx.conf of Debian's would be, with everything in this folder. As root,
-    # nginx's workers run as root: the test's files are in root's private temporary folder.
-    user = "user root root;" if os.geteuid() == 0 else ""
-    temporary = "\n".join(
-        f"    {kind}_temp_path {folder / kind};"
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    (folder / "nginx.conf").write_text(
-        f"""{user}
-daemon off;
-worker_processes 1;
-pid {folder / "nginx.pid"};
-error_log stderr notice;
-events {{ worker_connections 64; }}
-http {{
-    include {MIME_TYPES};
-    default_type application/octet-stream;
-    access_log {folder / "access.log"};
-{temporary}
-    include parroter.conf;
-}}
-"""
-    )
-    nginx = [NGINX, "-p", str(folder), "-e", "stderr", "-c", str(folder / "nginx.conf")]
-    check = subprocess.run([*nginx, "-t"], capture_output=True, text=True)
-    assert check.returncode == 0, check.stderr
     app_log = folder / "gunicorn.log"
     app = start_service(
         ["/bin/sh", "-c", procfile()["web"]],

@@ -12,21 +12,26 @@ import urllib.request
 import uuid
 import zipfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from botocore.exceptions import ReadTimeoutError
 from django.core.files import File
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
 from django.urls import reverse
+from django.utils import timezone
+from storages.backends.s3 import S3Storage
 
 import parroter.settings
 from jobs import housekeeping, selectors, services
 from jobs.models import Job
 from parroter.local_redis import free_port
+from tests.broker_fakes import HungServer
 from tests.conftest import (
     celery_process,
     image_bytes,
@@ -46,6 +51,7 @@ S3_VARIABLES = (
     "PARROTER_S3_ACCESS_KEY_ID",
     "PARROTER_S3_SECRET_ACCESS_KEY",
     "PARROTER_S3_PRESIGN_SECONDS",
+    "PARROTER_S3_TIMEOUT",
 )
 
 try:
@@ -151,7 +157,10 @@ def test_the_environment_chooses_s3_with_its_own_names(monkeypatch, s3_env):
     assert (options["access_key"], options["secret_key"]) == ("test-key", "test-secret")
     assert options["querystring_auth"] is True and options["querystring_expire"] == 120
     assert options["default_acl"] is None  # private objects
-    assert options["addressing_style"] == "path"  # what every S3-compatible server takes
+    config = options["client_config"]
+    assert config.s3 == {"addressing_style": "path"}  # what every S3-compatible server takes
+    assert config.signature_version == "s3v4"
+    assert config.connect_timeout == config.read_timeout == 5.0
 
 
 def test_without_keys_boto3_finds_credentials_itself_and_aws_needs_no_endpoint(monkeypatch):
@@ -160,8 +169,26 @@ def test_without_keys_boto3_finds_credentials_itself_and_aws_needs_no_endpoint(m
     )
     options = made["STORAGES"]["default"]["OPTIONS"]
     assert options["access_key"] is None and options["secret_key"] is None
-    assert options["endpoint_url"] is None and options["addressing_style"] is None
+    assert options["endpoint_url"] is None
+    assert options["client_config"].s3 == {"addressing_style": None}
     assert options["querystring_expire"] == made["PARROTER_S3_PRESIGN_SECONDS"] == 300
+
+
+def test_a_hung_s3_fails_a_storage_call_within_its_timeouts(monkeypatch, s3_env):
+    hung = HungServer()  # accepts, reads, never answers
+    try:
+        env = {**s3_env, "PARROTER_S3_ENDPOINT_URL": f"http://127.0.0.1:{hung.port}",
+               "PARROTER_S3_TIMEOUT": "0.5"}  # fmt: skip
+        options = settings_under(monkeypatch, env)["STORAGES"]["default"]["OPTIONS"]
+        storage = S3Storage(**options)
+        started = time.monotonic()
+        with pytest.raises(ReadTimeoutError):
+            storage.exists("jobs/anything/source.jpg")
+        took = time.monotonic() - started
+    finally:
+        hung.close()
+    # 3 attempts of 0.5 s each, with standard retries' short backoff between them.
+    assert took < 5, took
 
 
 def test_without_a_bucket_files_stay_on_the_local_disk(monkeypatch):
@@ -311,6 +338,43 @@ def test_the_orphan_sweep_removes_folders_of_jobs_that_are_gone(user, on_s3):
     outcome = housekeeping.sweep_orphan_files(older_than=timedelta(0))
     assert outcome["folders"] == 1 and outcome["files"] == 2
     assert bucket_keys(on_s3) == [f"jobs/{kept.pk}/source.jpg"]
+
+
+@pytest.mark.django_db
+def test_the_orphan_sweep_reads_the_bucket_a_page_at_a_time(user, on_s3, monkeypatch):
+    # Over a page of folders (ListObjectsV2 returns up to 1,000), owned by jobs, with orphans
+    # on the first page and after it: the sweep must go on to the next page, and read it only
+    # once it has dealt with the first.
+    now = timezone.now()
+    jobs = Job.objects.bulk_create(
+        Job(owner=user, source_name="a.jpg", params={}, task_id=str(uuid.uuid4()), queued_at=now)
+        for _ in range(1010)
+    )
+    orphans = [f"jobs/00000000-{uuid.uuid4().hex[:4]}-4000-8000-{uuid.uuid4().hex[:12]}"]
+    orphans += [f"jobs/ffffffff-{uuid.uuid4().hex[:4]}-4000-8000-{uuid.uuid4().hex[:12]}"]
+    client, bucket = s3_client(on_s3), on_s3["PARROTER_S3_BUCKET"]
+    keys = [f"jobs/{job.pk}/source.jpg" for job in jobs] + [f"{o}/source.jpg" for o in orphans]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda key: client.put_object(Bucket=bucket, Key=key, Body=b"x"), keys))
+
+    def whole_listing(storage, name):
+        assert name.rstrip("/") != "jobs", "the whole listing of jobs/ was read"
+        return listdir(storage, name)
+
+    listdir = S3Storage.listdir
+    monkeypatch.setattr(S3Storage, "listdir", whole_listing)
+    calls = []
+    events = default_storage.bucket.meta.client.meta.events
+    for operation in ("ListObjectsV2", "DeleteObject"):
+        events.register(f"before-call.s3.{operation}", lambda model, **_: calls.append(model.name))
+
+    outcome = housekeeping.sweep_orphan_files(older_than=timedelta(0))
+    assert outcome == {"folders": 2, "files": 2}
+    # A page, the first orphan (its file, then its folder's key), the next page, the last one.
+    page, delete = "ListObjectsV2", "DeleteObject"
+    assert calls == [page, delete, delete, page, delete, delete]
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    assert sorted(item["Key"] for page in pages for item in page["Contents"]) == sorted(keys[:-2])
 
 
 @pytest.mark.django_db

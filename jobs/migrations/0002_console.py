@@ -11,7 +11,7 @@ def backfill(apps, schema_editor):
     """Jobs made before this migration: queued when created, and counted in the rollups.
 
     Summed with jobs.rollups' arithmetic but written through this migration's own model:
-    rollups.record() writes the table as it is now (0020 added the shard to its key). The
+    rollups.record() writes the table as it is now (0021 added the shard to its key). The
     sums are a row per minute, kind and outcome with a finish, few for an install this old."""
     from jobs import rollups
 

@@ -37,30 +37,50 @@ def leave_paused_queues(instance, **_kwargs: object) -> None:
         logger.info("not consuming %s: paused by the operators", ", ".join(paused))
 
 
-class FollowQueuePauses(bootsteps.StartStopStep):
-    """Every PARROTER_QUEUE_PAUSE_CHECK_SECONDS, stop consuming this worker's queues that
-    operators paused and consume again those they resumed: read from the database, so a pause
-    holds for workers that restart, and no broadcast can be missed. Messages a worker has
-    already taken (its prefetch) still run."""
+class RepeatingStep(bootsteps.StartStopStep):
+    """A step of the worker's consumer that calls tick() on the consumer's timer, in the
+    worker's main process, every interval() seconds (None: not on this worker), and once at
+    the start too when `at_start`. The consumer restarts its steps after a broker outage."""
 
     requires = {"celery.worker.consumer.tasks:Tasks"}
+    at_start = False
 
     def __init__(self, parent, **kwargs) -> None:
         super().__init__(parent, **kwargs)
         self.timer = None
 
-    def start(self, consumer) -> None:
-        from django.conf import settings
+    def interval(self, consumer) -> float | None:
+        raise NotImplementedError
 
-        every = settings.PARROTER_QUEUE_PAUSE_CHECK_SECONDS
-        self.timer = consumer.timer.call_repeatedly(every, self.follow, (consumer,), priority=10)
+    def tick(self, consumer) -> None:
+        raise NotImplementedError
+
+    def start(self, consumer) -> None:
+        every = self.interval(consumer)
+        if every is None:
+            return
+        if self.at_start:
+            self.tick(consumer)
+        self.timer = consumer.timer.call_repeatedly(every, self.tick, (consumer,), priority=10)
 
     def stop(self, consumer) -> None:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
 
-    def follow(self, consumer) -> None:
+
+class FollowQueuePauses(RepeatingStep):
+    """Every PARROTER_QUEUE_PAUSE_CHECK_SECONDS, stop consuming this worker's queues that
+    operators paused and consume again those they resumed: read from the database, so a pause
+    holds for workers that restart, and no broadcast can be missed. Messages a worker has
+    already taken (its prefetch) still run."""
+
+    def interval(self, consumer) -> float:
+        from django.conf import settings
+
+        return settings.PARROTER_QUEUE_PAUSE_CHECK_SECONDS
+
+    def tick(self, consumer) -> None:
         from django.db import DatabaseError, close_old_connections
 
         from jobs import selectors
@@ -80,7 +100,50 @@ class FollowQueuePauses(bootsteps.StartStopStep):
             consumer.add_task_queue(name)
 
 
-app.steps["consumer"].add(FollowQueuePauses)
+class KeepHeldMessagesFresh(RepeatingStep):
+    """Every third of PARROTER_WORKER_LOST_AFTER, renew in the broker the time of the messages
+    this worker has taken and not yet acked (running or waiting for a free process), so the
+    monitor can tell them from those of a worker that died holding some (jobs.broker)."""
+
+    def interval(self, consumer) -> float | None:
+        from django.conf import settings
+
+        if consumer.connection.transport.driver_type != "redis":
+            return None
+        return settings.PARROTER_WORKER_LOST_AFTER / 3
+
+    def tick(self, consumer) -> None:
+        import redis
+
+        from jobs import broker
+
+        try:
+            broker.renew_held_messages(consumer.task_consumer.channel)
+        except redis.RedisError as error:  # the broker is away: the consumer reconnects itself
+            logger.warning("could not renew the messages this worker holds: %s", error)
+
+
+class SweepTemporaryFiles(RepeatingStep):
+    """Sweep this host's stale temporary files when the worker starts (and when it reconnects
+    to the broker), then every PARROTER_TEMP_SWEEP_SECONDS: hosts share no disk, so the
+    housekeeping chore clears only its own host's (jobs.tempfiles)."""
+
+    at_start = True
+
+    def interval(self, consumer) -> float:
+        from django.conf import settings
+
+        return settings.PARROTER_TEMP_SWEEP_SECONDS
+
+    def tick(self, consumer) -> None:
+        from jobs import tempfiles
+
+        removed = tempfiles.sweep_temporary_files(older_than=tempfiles.STALE_AFTER)
+        logger.info("removed %d stale temporary files of this host", removed)
+
+
+for step in (FollowQueuePauses, KeepHeldMessagesFresh, SweepTemporaryFiles):
+    app.steps["consumer"].add(step)
 
 
 @worker_process_init.connect

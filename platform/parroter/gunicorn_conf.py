@@ -17,3 +17,14 @@ forwarded_allow_ips = ",".join(str(network) for network in PARROTER_TRUSTED_PROX
 # start and removed by the first to stop, so gunicornc would reload or stop another instance.
 control_socket = str(VAR_DIR / "gunicorn.ctl")
 accesslog = "-"
+
+
+def on_starting(server) -> None:
+    """Sweep this host's stale temporary files (jobs.tempfiles) before serving: hosts share no
+    disk, so no other process clears what this host's uploads left. In the master, once per
+    start; jobs.tempfiles imports no models, so the app is still loaded afresh by each worker."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "parroter.settings")
+    from jobs import tempfiles
+
+    removed = tempfiles.sweep_temporary_files(older_than=tempfiles.STALE_AFTER)
+    server.log.info("Removed %d stale temporary files of this host", removed)

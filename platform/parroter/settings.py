@@ -207,8 +207,14 @@ PARROTER_S3_BUCKET = os.environ.get("PARROTER_S3_BUCKET", "").strip()
 # How long a download's presigned URL works: it is made right after the permission check.
 PARROTER_S3_PRESIGN_SECONDS = env_int("PARROTER_S3_PRESIGN_SECONDS", 300)
 PARROTER_X_ACCEL = env_bool("PARROTER_X_ACCEL")
+# Seconds a storage request may wait to connect, and then for each read, before it fails (and is
+# tried again, 3 attempts in all): a hung or unreachable S3 fails a request, a job's step or a
+# chore within seconds instead of botocore's 60 s per attempt.
+PARROTER_S3_TIMEOUT = env_float("PARROTER_S3_TIMEOUT", 5.0)
 
 if PARROTER_S3_BUCKET:
+    from botocore.config import Config as _S3Config
+
     _s3_endpoint = env_optional("PARROTER_S3_ENDPOINT_URL")
     _default_storage = {
         "BACKEND": "storages.backends.s3.S3Storage",
@@ -223,10 +229,16 @@ if PARROTER_S3_BUCKET:
             "default_acl": None,
             "querystring_auth": True,
             "querystring_expire": PARROTER_S3_PRESIGN_SECONDS,
-            "signature_version": "s3v4",
-            # Every S3-compatible server (MinIO, Ceph, R2...) takes path-style addresses; AWS's own
-            # endpoint (no PARROTER_S3_ENDPOINT_URL) keeps boto3's choice.
-            "addressing_style": "path" if _s3_endpoint else None,
+            # The client's own settings (django-storages makes them from its options unless given
+            # them whole): every S3-compatible server (MinIO, Ceph, R2...) takes path-style
+            # addresses, AWS's own endpoint (no PARROTER_S3_ENDPOINT_URL) keeps boto3's choice.
+            "client_config": _S3Config(
+                s3={"addressing_style": "path" if _s3_endpoint else None},
+                signature_version="s3v4",
+                connect_timeout=PARROTER_S3_TIMEOUT,
+                read_timeout=PARROTER_S3_TIMEOUT,
+                retries={"mode": "standard", "max_attempts": 3},
+            ),
             # A file read back (a job's source, an archive for a preview) spills from memory to
             # FILE_UPLOAD_TEMP_DIR past this size, so a 50 MB source does not sit in a worker's RAM.
             "max_memory_size": 2 * 1024 * 1024,
@@ -308,8 +320,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("CELERY_WORKER_MAX_MEMORY_PER_CHILD", 512 * 1024)
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 300)
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 360)
-# A job message that is not acked (worker died) comes back after this many seconds;
-# it must be longer than the hard time limit or a slow job would run twice.
+# A job message that is not acked (worker died) comes back after this many seconds at the
+# latest; it must be longer than the hard time limit or a slow job would run twice. The monitor
+# puts back a lost worker's messages much sooner (PARROTER_WORKER_LOST_AFTER).
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600),
     # A synchronous command (a publish from web, an ack, an inspect) gives up on a broker that
@@ -390,6 +403,13 @@ PARROTER_DEFAULT_SIZES = env_list("PARROTER_DEFAULT_SIZES", "128,256,512")
 # A queued job whose message the broker never accepted is sent again after this many seconds
 # (jobs.services.dispatch_waiting_jobs); one the broker took is never sent twice.
 PARROTER_REDISPATCH_AFTER = env_int("PARROTER_REDISPATCH_AFTER", 60)
+# A job worker not heard from for this many seconds (its host died, or was cut off) has lost
+# what it held: the monitor runs its jobs again elsewhere and puts back the messages it had
+# taken, long before Redis's visibility timeout (jobs.monitoring, parroter.celery_app).
+PARROTER_WORKER_LOST_AFTER = env_float("PARROTER_WORKER_LOST_AFTER", 15.0)
+# Every worker sweeps its host's stale temporary files (FILE_UPLOAD_TEMP_DIR) when it starts and
+# then this often, in seconds (jobs.tempfiles).
+PARROTER_TEMP_SWEEP_SECONDS = env_int("PARROTER_TEMP_SWEEP_SECONDS", 3600)
 # Finished jobs, their files and task results are deleted after this many days.
 PARROTER_RETENTION_DAYS = env_int("PARROTER_RETENTION_DAYS", 30)
 # The audit log (who retried, cancelled, paused...) is kept longer: it outlives the jobs.

@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('jobs', '0019_failure_groups'),
+        ('jobs', '0020_failures_index_by_signature'),
     ]
 
     operations = [
