@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 MANAGE := $(BIN)/python manage.py
 
-.PHONY: setup run test test-cluster cluster iproute2 bench bench-thumbnails bench-memory bench-dashboard bench-load bench-pipeline bench-probes bench-uploads bench-smartcrop bench-fairshare bench-sweep lint chromium postgresql nginx clean
+.PHONY: setup run test test-cluster cluster iproute2 bench bench-thumbnails bench-memory bench-dashboard bench-load bench-pipeline bench-probes bench-uploads bench-smartcrop bench-fairshare bench-sweep bench-finishes lint chromium postgresql nginx clean
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -109,6 +109,12 @@ bench-probes: $(INSTALLED) postgresql
 # BENCH_ARGS="--jobs 300 --databases sqlite --no-with-flower".
 bench-pipeline: $(INSTALLED) postgresql
 	$(BIN)/python bench/pipeline.py $(BENCH_ARGS)
+
+# Finishes per second on a private PostgreSQL with 1, 4, 16 and 64 concurrent finishers: a job's
+# finish with its rollup write, sharded and on one row, against the same transaction without it
+# (bench/finishes.py, about 4 minutes). BENCH_ARGS="--rounds 3 --finishers 1,64" for a quick run.
+bench-finishes: $(INSTALLED) postgresql
+	$(BIN)/python bench/finishes.py $(BENCH_ARGS)
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .

@@ -13,7 +13,8 @@ Queue waits are mostly sub-second, with a few worker outages whose jobs waited m
 times ~10-50 ms with a tail of big images. Every job that reached a worker has the
 django-celery-results TaskResult row the worker would have stored (result_extended=True:
 task_args is the JSON of Celery's argsrepr), retried jobs also the row of their earlier task.
-JobRollup rows are summed with jobs.rollups' own arithmetic (rollups.deltas) and bulk-loaded,
+JobRollup rows are summed with jobs.rollups' own arithmetic (rollups.deltas), each finish in one
+of PARROTER_ROLLUP_SHARDS shards by its job id (busy pool processes fill every shard), bulk-loaded,
 checked against direct counts over the jobs, then compacted as the hourly chore leaves them
 (jobs.housekeeping.compact_rollups: minutes for the last day, hours for the last week, days
 before), checking that no total and none of the 1 h, 24 h and 7 d histories changed.
@@ -429,7 +430,7 @@ class Facts:
     # Matches per name prefix searched (case-insensitive), see NAME_PREFIXES.
     name_prefixes: dict[str, int] = field(default_factory=dict)
     rollup_minutes: int = 0  # minutes of the month in which some attempt finished
-    rollup_rows: int = 0  # as loaded: one per minute, kind and outcome
+    rollup_rows: int = 0  # as loaded: one per minute, kind, outcome and shard
     rollup_rows_compacted: int = 0  # as the hourly compaction chore leaves them
     samples: list[dict] = field(default_factory=list)  # a few generated jobs, to read back
     audit_entries: int = 0
@@ -782,7 +783,7 @@ GENERATED_FIELDS = {
         "worker", "created_at", "queued_at", "started_at", "finished_at", "updated_at",
     },
     "jobs.JobRollup": {
-        "minute", "kind", "status", "jobs", "retried", "run_seconds", "wait_seconds",
+        "minute", "kind", "status", "shard", "jobs", "retried", "run_seconds", "wait_seconds",
         *(f"{metric}_{index}" for metric in ("run", "wait") for index in range(16)),
     },
     "jobs.AuditEntry": {
@@ -908,6 +909,7 @@ def _rollup_job(values: dict):
 
 
 def load(jobs: int, seed: int, timer: Timer) -> Facts:
+    from django.conf import settings
     from django.db import connection, transaction
     from django_celery_results.models import TaskResult
 
@@ -915,6 +917,7 @@ def load(jobs: int, seed: int, timer: Timer) -> Facts:
     from jobs.models import Job, JobRollup
 
     vendor = connection.vendor
+    shards = settings.PARROTER_ROLLUP_SHARDS
     start = time.perf_counter()
     owner_ids = make_users()
     timer.add("users", start)
@@ -957,11 +960,17 @@ def load(jobs: int, seed: int, timer: Timer) -> Facts:
             result_writer.write(results)
             timer.add("task results", start)
             start = time.perf_counter()
-            finished = [_rollup_job(job) for job in batch if job["finished_at"] is not None]
-            for key, delta in rollups.deltas(finished).items():
-                row = rollup_rows[key]
-                for column, amount in delta.items():
-                    row[column] += amount
+            # Each finish in a shard of its own as busy pool processes would spread them, so
+            # the last two hours' charts (never compacted) read every shard's row.
+            by_shard = defaultdict(list)
+            for job in batch:
+                if job["finished_at"] is not None:
+                    by_shard[job["id"].int % shards].append(_rollup_job(job))
+            for shard, finished in by_shard.items():
+                for key, delta in rollups.deltas(finished).items():
+                    row = rollup_rows[(*key, shard)]
+                    for column, amount in delta.items():
+                        row[column] += amount
             timer.add("rollups (sum)", start)
         for job in batch:
             status = job["status"]
@@ -988,12 +997,13 @@ def load(jobs: int, seed: int, timer: Timer) -> Facts:
                     "minute": minute,
                     "kind": kind,
                     "status": status,
+                    "shard": shard,
                 }  # fmt: skip
-                for (minute, kind, status), row in sorted(rollup_rows.items())
+                for (minute, kind, status, shard), row in sorted(rollup_rows.items())
             ]
         )
     timer.add("rollups (bulk)", start)
-    facts.rollup_minutes = len({minute for minute, _, _ in rollup_rows})
+    facts.rollup_minutes = len({minute for minute, *_ in rollup_rows})
     facts.failure_groups = load_failure_groups(facts)
     # The searched-for job: a succeeded one from the middle of the month.
     middle = [s for s in facts.samples if s["status"] == "succeeded"]
@@ -1139,8 +1149,11 @@ def check_data(facts: Facts) -> list[tuple[str, bool]]:
     checks.append((f"rollup totals by status equal the jobs {rolled}", rolled == finished))
 
     rng = random.Random(3)  # noqa: S311 - test data
-    keys = list(JobRollup.objects.values_list("minute", "kind", "status", "jobs", "run_seconds",
-                                              "wait_seconds"))  # fmt: skip
+    keys = list(
+        JobRollup.objects.values_list("minute", "kind", "status")
+        .annotate(Sum("jobs"), Sum("run_seconds"), Sum("wait_seconds"))
+        .order_by()
+    )  # a minute's shards summed, as every reader does
     sample = rng.sample(keys, min(40, len(keys)))
     window = Q()
     for minute, *_ in sample:

@@ -266,11 +266,12 @@ def compact_rollups(
     minutes_for: timedelta = MINUTES_KEPT,
 ) -> dict[str, int]:
     """Merge per-minute rollups older than `minutes_for` into one row per 5 minutes, kind and
-    outcome, those older than `five_minutes_for` into one per hour, and everything older than
-    `older_than` into one per day, a period per transaction: history stays exact in total, and
-    the charts' queries read a bounded number of rows (an hour of minutes, a day of 5-minute
-    rows, a week of hours) however busy the month was. Run hourly, each run merges what aged
-    out since the last; the first run after a long pause catches up."""
+    outcome (their shards too), those older than `five_minutes_for` into one per hour, and
+    everything older than `older_than` into one per day, a period per transaction: history
+    stays exact in total, and the charts' queries read a bounded number of rows (an hour of
+    minutes, a day of 5-minute rows, a week of hours) however busy the month was. Run hourly,
+    each run merges what aged out since the last; the first run after a long pause catches up.
+    """
     now = timezone.now()
     day_cutoff = rollups.start_of_day(now - older_than)
     hour_cutoff = rollups.minute_of(now - five_minutes_for) // 60 * 60
@@ -283,14 +284,14 @@ def compact_rollups(
 
 def _compact_before(cutoff: int, minutes: int, *, since: int | None) -> int:
     """Merge each period of `minutes` before `cutoff` (from `since`) that holds rows off its
-    first minute. Periods merged by earlier runs are not visited again: the search starts at
-    the oldest row that is not at a period's first minute."""
+    first minute or off shard 0. Periods merged by earlier runs are not visited again: the
+    search starts at the oldest row that is not at a period's first minute in shard 0."""
     rows = JobRollup.objects.filter(minute__lt=cutoff)
     if since is not None:
         rows = rows.filter(minute__gte=since)
     oldest = (
         rows.annotate(into_period=Mod("minute", minutes))
-        .exclude(into_period=0)
+        .exclude(into_period=0, shard=0)
         .order_by("minute")
         .values_list("minute", flat=True)
         .first()

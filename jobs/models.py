@@ -268,8 +268,8 @@ class Rerun(models.Model):
 
 
 class JobRollup(models.Model):
-    """Finished attempts per minute, kind and status, with duration sums and histograms, and
-    the retries made from that status in that minute.
+    """Finished attempts per minute, kind and status (spread over a few shards), with duration
+    sums and histograms, and the retries made from that status in that minute.
 
     Written by jobs.services in the same transaction as each attempt's finish (and each retry),
     and only ever added to: history is what happened, so a later retry, cancel or delete never
@@ -287,14 +287,17 @@ class JobRollup(models.Model):
     retried = models.IntegerField(db_default=0)
     run_seconds = models.FloatField(db_default=0)
     wait_seconds = models.FloatField(db_default=0)
+    # Which of the minute's rows for this kind and outcome (jobs.rollups.shard): concurrent
+    # finishes add to different rows instead of waiting on one row's lock. Readers sum them.
+    shard = models.PositiveSmallIntegerField(db_default=0)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["minute", "kind", "status"], name="rollup_key")
+            models.UniqueConstraint(fields=["minute", "kind", "status", "shard"], name="rollup_key")
         ]
 
     def __str__(self) -> str:
-        return f"{self.minute} {self.kind} {self.status}: {self.jobs}"
+        return f"{self.minute} {self.kind} {self.status} #{self.shard}: {self.jobs}"
 
 
 # run_0 .. run_15 and wait_0 .. wait_15: how many jobs fell in each DURATION_BOUNDS bucket.

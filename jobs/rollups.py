@@ -3,14 +3,17 @@ counts in, the upserts that add it (and a retry, beside it), and percentiles fro
 
 Only jobs.services writes rollups, inside the transaction of the job's own transition. Rows
 only ever grow: history is what happened, so a later retry, cancel or delete never takes an
-attempt back out of the minute it finished in.
+attempt back out of the minute it finished in. A minute's row per kind and outcome is spread
+over shards (see shard()), which every reader sums and compaction merges into shard 0.
 """
 
+import threading
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Sum
 
@@ -22,7 +25,7 @@ from jobs.models import (
     JobRollup,
 )
 
-KEY_FIELDS = ("minute", "kind", "status")
+KEY_FIELDS = ("minute", "kind", "status", "shard")
 
 
 def minute_of(moment: datetime) -> int:
@@ -52,13 +55,14 @@ def record(jobs: Iterable[Job]) -> None:
     Call inside the transaction that moves the jobs into a finished state, with their fields as
     they are once finished.
     """
+    into = shard()
     for key, delta in deltas(jobs).items():
-        _add(key, delta)
+        _add((*key, into), delta)
 
 
 def deltas(jobs: Iterable[Job]) -> dict[tuple, dict[str, float]]:
     """What finished attempts add to each rollup row: (minute, kind, status) -> column -> amount
-    (a bulk load, such as the dashboard benchmark's, writes these itself)."""
+    (a bulk load, such as the dashboard benchmark's, writes these itself, in shard 0)."""
     added: dict[tuple, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for job in jobs:
         if job.finished_at is None:  # never finished (e.g. made by hand): in no bucket
@@ -82,10 +86,22 @@ def record_retries(jobs: Iterable[Job], *, at: datetime) -> None:
     Call inside the transaction of the retry, with the jobs' status still the one they leave.
     """
     retried: dict[tuple, int] = defaultdict(int)
+    into = shard()
     for job in jobs:
-        retried[(minute_of(at), job.kind, job.status)] += 1
+        retried[(minute_of(at), job.kind, job.status, into)] += 1
     for key, count in retried.items():
         _add(key, {"retried": count})
+
+
+def shard() -> int:
+    """The shard the calling finisher adds to. The upsert keeps its row locked until the job's
+    transaction commits, so finishes of one minute, kind and outcome would queue on a single
+    row's lock; on N rows, only finishers that share a shard wait for each other.
+
+    The thread's id (a prefork pool process's pid) rather than a random number: a finisher
+    stays on one row, so a quiet worker writes one row a minute, not N for readers to sum, and
+    the ids the kernel hands out in turn put one host's pool processes on different rows."""
+    return threading.get_native_id() % settings.PARROTER_ROLLUP_SHARDS
 
 
 def _durations(job: Job) -> tuple[float | None, float | None]:
@@ -98,23 +114,23 @@ def _durations(job: Job) -> tuple[float | None, float | None]:
 
 
 def compact(start_minute: int, minutes: int) -> int:
-    """Merge the rows of [start_minute, start_minute + minutes) into a single row per kind and
-    outcome at start_minute (an hour's or a day's first minute); returns how many rows were
-    merged away. Counts, sums and histograms are unchanged; only the minute of each attempt
-    within that period is forgotten."""
+    """Merge the rows of [start_minute, start_minute + minutes), every shard, into a single row
+    per kind and outcome at start_minute (an hour's or a day's first minute) in shard 0; returns
+    how many rows were merged away. Counts, sums and histograms are unchanged; only the minute
+    of each attempt within that period, and its shard, are forgotten."""
     rows = JobRollup.objects.filter(minute__gte=start_minute, minute__lt=start_minute + minutes)
     columns = [f.name for f in JobRollup._meta.fields if f.name not in ("id", *KEY_FIELDS)]
     with transaction.atomic():
+        if not rows.exclude(minute=start_minute, shard=0).exists():
+            return 0  # already one row per kind and outcome, where merging puts it
         before = rows.count()
         merged = list(
             rows.values("kind", "status").annotate(**{f"sum_{c}": Sum(c) for c in columns})
         )
-        if before <= len(merged):
-            return 0  # already one row per kind and outcome
         rows.delete()
         for group in merged:
             delta = {c: group[f"sum_{c}"] for c in columns if group[f"sum_{c}"]}
-            _add((start_minute, group["kind"], group["status"]), delta or {"jobs": 0})
+            _add((start_minute, group["kind"], group["status"], 0), delta or {"jobs": 0})
     return before - len(merged)
 
 

@@ -5,6 +5,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
+from jobs import rollups
 from jobs.models import Job, JobRollup
 
 
@@ -61,3 +62,23 @@ def test_the_search_name_migration_case_folds_every_existing_name(django_user_mo
     stored = dict(Job.objects.values_list("source_name", "search_name"))
     assert stored == {name: name.casefold() for name in names}
     assert stored["Ünïcode Straße.PNG"] == "ünïcode strasse.png"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_shards_migration_keeps_earlier_history_in_shard_0(monkeypatch):
+    before = [("jobs", "0020_failures_index_by_signature")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    try:
+        old_rollup = executor.loader.project_state(before).apps.get_model("jobs", "JobRollup")
+        old_rollup.objects.create(minute=29_000_000, kind="thumbnails", status="failed", jobs=3)
+    finally:
+        MigrationExecutor(connection).migrate(executor.loader.graph.leaf_nodes())
+
+    assert list(JobRollup.objects.values_list("minute", "shard", "jobs")) == [(29_000_000, 0, 3)]
+    # The same minute, kind and outcome in another shard is a row of its own.
+    monkeypatch.setattr(rollups, "shard", lambda: 7)
+    at = datetime.fromtimestamp(29_000_000 * 60, tz=UTC)
+    job = Job(kind="thumbnails", status="failed", queued_at=at, started_at=at, finished_at=at)
+    rollups.record([job])
+    assert sorted(JobRollup.objects.values_list("shard", "jobs")) == [(0, 3), (7, 1)]

@@ -1,24 +1,31 @@
 """The rollups the console reads count each finished attempt when it finished, and each retry
 beside it: compared with a ledger of what happened, kept by the test itself."""
 
+import itertools
+import threading
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from unittest import mock
 
 import pytest
 from django.conf import settings
-from django.db import transaction
+from django.core.cache import cache
+from django.db import connection, transaction
+from django.db.models import Sum
 from django.utils import timezone
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from jobs import rollups, services
+from dashboard.forms import HISTORY_RANGES
+from jobs import alerts, housekeeping, rollups, services
 from jobs.kinds import thumbnails
-from jobs.models import RUN_BUCKET_FIELDS, WAIT_BUCKET_FIELDS, Job, JobRollup
-from jobs.selectors import job_history
+from jobs.models import RUN_BUCKET_FIELDS, WAIT_BUCKET_FIELDS, AlertRule, Job, JobRollup
+from jobs.selectors import job_history, recent_rate, rollup_totals
 from tests.conftest import image_bytes, run_in_process, submit_image
 
 pytestmark = pytest.mark.django_db
@@ -326,3 +333,141 @@ def test_history_adds_up_slots_that_saw_different_outcomes():
     assert history.total.counts == {"succeeded": 2, "failed": 1}
     assert [slot.counts for slot in history.slots[-2:]] == [{"succeeded": 2}, {"failed": 1}]
     assert history.total.failure_rate == pytest.approx(1 / 3)
+
+
+# --- shards: a minute's row per kind and outcome is spread over PARROTER_ROLLUP_SHARDS rows ---
+
+
+@pytest.mark.django_db(transaction=True)  # each finisher commits on its own connection
+def test_concurrent_finishes_on_different_shards_add_up_exactly(user, settings):
+    settings.PARROTER_ROLLUP_SHARDS = 16
+    finishers, each = 8, 15
+    started = timezone.now()
+    Job.objects.bulk_create(
+        Job(owner=user, source_name="a.jpg", task_id=str(uuid.uuid4()), status="running",
+            queued_at=started - timedelta(seconds=2), started_at=started - timedelta(seconds=1))
+        for _ in range(finishers * each)
+    )  # fmt: skip
+    pks = list(Job.objects.order_by("pk").values_list("pk", flat=True))
+    together = threading.Barrier(finishers)
+
+    def finish(share: list) -> tuple[int, int]:
+        try:
+            together.wait(timeout=30)
+            done = 0
+            for job in Job.objects.filter(pk__in=share):
+                status = Job.Status.FAILED if job.pk.int % 3 == 0 else Job.Status.SUCCEEDED
+                done += services._finish(job, status=status)
+            return rollups.shard(), done
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(finishers) as pool:
+        results = list(pool.map(finish, [pks[n::finishers] for n in range(finishers)]))
+
+    assert sum(done for _, done in results) == finishers * each
+    by_shard: dict[int, int] = defaultdict(int)
+    for shard, done in results:
+        by_shard[shard] += done
+    assert len(by_shard) > 1  # 8 threads' ids on one of 16 shards: about 1 in 270 million
+    stored = JobRollup.objects.values("shard").annotate(jobs=Sum("jobs")).order_by()
+    assert {row["shard"]: row["jobs"] for row in stored} == by_shard
+    failed = sum(1 for pk in pks if pk.int % 3 == 0)
+    history = job_history(window=timedelta(hours=1), slot=timedelta(minutes=1)).total
+    assert history.counts == {"succeeded": finishers * each - failed, "failed": failed}
+    assert history.wait_buckets[rollups.bucket_of(1.0)] == finishers * each  # 1 s each
+    assert history.wait_seconds == pytest.approx(finishers * each, abs=1e-6)
+
+
+def test_compaction_merges_every_shard_into_shard_0():
+    start = 29_000_000 // 60 * 60  # an hour's first minute, long ago
+    for minute, shard, jobs in [(start, 3, 2), (start, 9, 5), (start + 7, 0, 1), (start + 7, 4, 3)]:
+        JobRollup.objects.create(minute=minute, kind="thumbnails", status="succeeded", shard=shard,
+                                 jobs=jobs, run_seconds=jobs * 0.5, run_4=jobs)  # fmt: skip
+    JobRollup.objects.create(minute=start + 59, kind="thumbnails", status="failed", shard=11,
+                             jobs=1, retried=1)  # fmt: skip
+    JobRollup.objects.create(minute=start + 60, kind="thumbnails", status="failed", shard=2, jobs=4)
+
+    assert rollups.compact(start, 60) == 3  # five rows in, one per outcome out
+    assert sorted(JobRollup.objects.values_list("minute", "status", "shard", "jobs", "retried",
+                                                "run_seconds", "run_4")) == [
+        (start, "failed", 0, 1, 1, 0.0, 0),
+        (start, "succeeded", 0, 11, 0, 5.5, 11),
+        (start + 60, "failed", 2, 4, 0, 0.0, 0),  # the next hour's, untouched
+    ]  # fmt: skip
+    assert rollups.compact(start, 60) == 0
+    # A lone row in another shard moves to shard 0 (nothing merged away), so the chore's
+    # search for periods left to merge does not find it again on every run.
+    assert rollups.compact(start + 60, 60) == 0
+    assert JobRollup.objects.get(minute=start + 60).shard == 0
+
+
+def test_the_compaction_chore_merges_shards_that_sit_on_a_periods_first_minute():
+    """Rows at the first minute of a day, an hour and a 5-minute slot, in several shards: no
+    row is off its period's first minute, yet each period still holds a row per shard."""
+    now = timezone.now()
+    moments = [now - timedelta(days=12), now - timedelta(days=3), now - timedelta(hours=5)]
+    firsts = [rollups.start_of_day(moments[0]), rollups.minute_of(moments[1]) // 60 * 60,
+              rollups.minute_of(moments[2]) // 5 * 5]  # fmt: skip
+    for minute in firsts:
+        for shard in (0, 5, 13):
+            JobRollup.objects.create(minute=minute, kind="thumbnails", status="succeeded",
+                                     shard=shard, jobs=shard + 1)  # fmt: skip
+    assert housekeeping.compact_rollups() == {"rows": 6}
+    assert sorted(JobRollup.objects.values_list("minute", "shard", "jobs")) == [
+        (minute, 0, 1 + 6 + 14) for minute in firsts
+    ]
+
+
+def finished_job(at: datetime, *, status: str, run: float, wait: float) -> Job:
+    """A finished job as rollups.record() reads it (kind, status and its three times)."""
+    started = at - timedelta(seconds=run)
+    return Job(kind=Job.Kind.THUMBNAILS, status=status, finished_at=at, started_at=started,
+               queued_at=started - timedelta(seconds=wait))  # fmt: skip
+
+
+def test_readers_report_the_same_history_with_rows_spread_over_shards(settings, monkeypatch):
+    now = timezone.now().replace(second=30)
+    statuses = [Job.Status.SUCCEEDED] * 5 + [Job.Status.FAILED, Job.Status.CANCELLED]
+    # 18 keys (six minutes, over two days, and three outcomes) of about 9 jobs each.
+    jobs = [
+        finished_job(now - timedelta(minutes=n % 6, days=n % 2), status=statuses[n % 7],
+                     run=0.02 * n, wait=n % 11)
+        for n in range(160)
+    ]  # fmt: skip
+    rule = AlertRule.objects.get(name="Jobs failing")
+
+    def readings() -> tuple:
+        cache.delete(rollups.settled_totals_key(rollups.start_of_day(now)))
+        histories = [
+            job_history(window=window, slot=slot, now=now)
+            for window, slot in HISTORY_RANGES.values()
+        ]
+        slots = [
+            (slot.start, slot.counts, slot.retried, slot.run_buckets, slot.wait_buckets,
+             round(slot.run_seconds, 6), round(slot.wait_seconds, 6))
+            for history in histories for slot in [history.total, *history.slots]
+        ]  # fmt: skip
+        totals = [
+            (t.kind, t.status, t.jobs, t.retried, t.run_buckets, t.wait_buckets,
+             round(t.run_seconds, 6), round(t.wait_seconds, 6))
+            for t in rollup_totals(now=now)
+        ]  # fmt: skip
+        rate = recent_rate(minutes=5, now=now)
+        return slots, totals, rate, alerts.read(rule, now=now, facts=None)
+
+    def write(shards: Iterator[int]) -> None:
+        JobRollup.objects.all().delete()
+        monkeypatch.setattr(rollups, "shard", lambda: next(shards))
+        for job in jobs:
+            rollups.record([job])
+        rollups.record_retries([job for job in jobs if job.status != "succeeded"][:9], at=now)
+
+    write(itertools.repeat(0))
+    in_one = readings()
+    keys = JobRollup.objects.count()
+    assert keys == 18  # the retries add to this minute's rows of the outcomes they leave
+    write(itertools.cycle(range(settings.PARROTER_ROLLUP_SHARDS)))
+    assert JobRollup.objects.count() > 2 * keys  # really spread
+    assert readings() == in_one
+    assert in_one[0][0][1]  # the hour saw finishes: the comparison is not of empty charts

@@ -8,21 +8,27 @@ from django.db.models import F
 
 
 def backfill(apps, schema_editor):
-    """Jobs made before this migration: queued when created, and counted in the rollups."""
+    """Jobs made before this migration: queued when created, and counted in the rollups.
+
+    Summed with jobs.rollups' arithmetic but written through this migration's own model:
+    rollups.record() writes the table as it is now (0021 added the shard to its key). The
+    sums are a row per minute, kind and outcome with a finish, few for an install this old."""
     from jobs import rollups
 
     Job = apps.get_model("jobs", "Job")
+    JobRollup = apps.get_model("jobs", "JobRollup")
     Job.objects.update(queued_at=F("created_at"))
     finished = Job.objects.filter(status__in=["succeeded", "failed", "cancelled"]).exclude(
         finished_at=None
     )
-    batch = []
-    for job in finished.iterator(chunk_size=2000):
-        batch.append(job)
-        if len(batch) == 2000:
-            rollups.record(batch)
-            batch = []
-    rollups.record(batch)
+    sums = rollups.deltas(finished.iterator(chunk_size=2000))
+    JobRollup.objects.bulk_create(
+        [
+            JobRollup(minute=minute, kind=kind, status=status, **delta)
+            for (minute, kind, status), delta in sums.items()
+        ],
+        batch_size=500,
+    )
 
 
 class Migration(migrations.Migration):

@@ -424,6 +424,13 @@ PARROTER_AUDIT_RETENTION_DAYS = env_int("PARROTER_AUDIT_RETENTION_DAYS", 400)
 CELERY_RESULT_EXPIRES = PARROTER_RETENTION_DAYS * 86400
 # A job interrupted this many times (worker killed mid-run) is failed instead of retried.
 PARROTER_MAX_ATTEMPTS = env_int("PARROTER_MAX_ATTEMPTS", 3)
+# Rows a minute's history (per kind and outcome) is spread over, so that jobs finishing at once
+# add to different rows instead of queueing on one row's lock on PostgreSQL (README: the
+# finishes bench); readers sum them, compaction merges them. Past the pool processes of every
+# worker host, more shards only add rows; 1 puts a minute's finishes in one row.
+PARROTER_ROLLUP_SHARDS = env_int("PARROTER_ROLLUP_SHARDS", 16)
+if not 1 <= PARROTER_ROLLUP_SHARDS <= 32767:  # jobs.JobRollup.shard is a small integer
+    raise ImproperlyConfigured("PARROTER_ROLLUP_SHARDS must be between 1 and 32767.")
 
 # --- Rates (jobs/limits.py) -------------------------------------------------------------------
 # Per user ("count/period": s, m, h or d), counted atomically in the shared cache: the API's

@@ -1,0 +1,303 @@
+"""Finishes per second on PostgreSQL with 1, 4, 16 and 64 concurrent finishers: a job's finish
+with its rollup write, on sharded and on unsharded rollups, against the same transaction
+without the rollup write, in one run.
+
+Run:  .venv/bin/python bench/finishes.py        (make bench-finishes, about 4 minutes)
+
+A private PostgreSQL (parroter.local_postgres) with production's durability (fsync,
+synchronous_commit and full_page_writes on: the rollup row stays locked while its commit is
+flushed, which is where finishes queue), migrated, holding --jobs running jobs (bulk-inserted).
+64 finisher processes (multiprocessing, so no GIL between them), each with its own database
+connection kept between measurements as a Celery worker keeps its own. A measurement lets the
+first N of them run jobs.services._finish (the running job's UPDATE to succeeded and
+rollups.record, one transaction) on their own share of the jobs for --seconds, and counts the
+finishes committed in that time. The arms:
+- baseline: the same _finish with rollups.record replaced by nothing (the UPDATE alone);
+- sharded: the rollups as configured (PARROTER_ROLLUP_SHARDS, 16 by default);
+- unsharded: PARROTER_ROLLUP_SHARDS=1, every finish of a minute on one row (as before shards).
+Between measurements the jobs go back to running, the rollups are emptied and both tables
+vacuumed, so every arm starts alike. The arms take turns within each round (their order
+rotates from round to round) for each number of finishers, --rounds times; the best of each
+arm's rounds is reported with the worst beside it.
+
+Checks: after every measurement with rollups, their sum equals the finishes the finishers
+made (in any shard), and the shards written are the finishers' own (only shard 0 unsharded).
+Target: at 64 finishers the sharded arm makes >= 0.8x the baseline's finishes per second.
+PASS/FAIL; exit status 1 on a FAIL or a failed check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+import traceback
+import uuid
+from collections import Counter
+from datetime import timedelta
+from multiprocessing.connection import Connection
+from pathlib import Path
+from unittest import mock
+
+ROOT = Path(__file__).resolve().parents[1]
+# Run as a script, this file's folder comes first on sys.path, where bench/dashboard.py would be
+# imported as the project's `dashboard` app: put the repository root there instead.
+if sys.path and Path(sys.path[0] or ".").resolve() == ROOT / "bench":
+    sys.path[0] = str(ROOT)
+for _path in (str(ROOT), str(ROOT / "platform")):
+    if _path not in sys.path:
+        sys.path.insert(1, _path)
+
+from bench.harness import django_setup  # noqa: E402 - after the path set-up above
+
+FINISHERS = (1, 4, 16, 64)
+ARMS = ("baseline", "sharded", "unsharded")
+TARGET = 0.8  # sharded / baseline at the most finishers
+PRODUCTION_DURABILITY = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
+# The jobs a finisher works through, read once before the finishers are forked (they inherit
+# it): (pk, task_id, queued_at, started_at).
+POOL: list[tuple] = []
+
+
+def load_jobs(count: int) -> None:
+    """One owner's `count` running jobs, in bulk, into POOL too."""
+    from django.contrib.auth.models import User
+    from django.utils import timezone
+
+    from jobs.models import Job
+
+    owner = User.objects.create_user(username="finisher")
+    now = timezone.now()
+    Job.objects.bulk_create(
+        (
+            Job(owner=owner, source_name="photo.jpg", params={"sizes": [[128, 128]]},
+                task_id=str(uuid.uuid4()), status=Job.Status.RUNNING, attempts=1,
+                worker="celery@bench", created_at=now - timedelta(seconds=3),
+                queued_at=now - timedelta(seconds=3), started_at=now - timedelta(seconds=1))
+            for _ in range(count)
+        ),
+        batch_size=2_000,
+    )  # fmt: skip
+    POOL.extend(Job.objects.values_list("pk", "task_id", "queued_at", "started_at"))
+
+
+def arm_patch(arm: str, shards: int):
+    """What an arm changes about a finish: nothing, the shards, or no rollup write at all."""
+    from django.test.utils import override_settings
+
+    from jobs import rollups
+
+    if arm == "baseline":
+        return mock.patch.object(rollups, "record", lambda jobs: None)
+    return override_settings(PARROTER_ROLLUP_SHARDS=shards if arm == "sharded" else 1)
+
+
+def finisher(index: int, commands: Connection) -> None:
+    """A finisher process: per command (arm, finishers, shards, start, deadline), finish its
+    share of POOL from `start` until `deadline`, then answer (in time, all, shard, ran out) or
+    the traceback of what went wrong."""
+    from django.db import connection
+
+    from jobs import rollups, services
+    from jobs.models import Job
+
+    while (command := commands.recv()) is not None:
+        arm, finishers, shards, start, deadline = command
+        try:
+            in_time = done = 0
+            share = POOL[index::finishers]
+            with arm_patch(arm, shards):
+                time.sleep(max(start - time.monotonic(), 0))
+                for pk, task_id, queued_at, started_at in share:
+                    if time.monotonic() >= deadline:
+                        break
+                    job = Job(pk=pk, task_id=task_id, status=Job.Status.RUNNING,
+                              queued_at=queued_at, started_at=started_at)  # fmt: skip
+                    finished = services._finish(
+                        job, status=Job.Status.SUCCEEDED, archive=f"jobs/{pk}/thumbnails.zip",
+                        result={"thumbnails": [f"photo-{size}.jpg" for size in (128, 256)]},
+                    )  # fmt: skip
+                    done += finished
+                    in_time += finished and time.monotonic() <= deadline
+                shard = rollups.shard()
+            ran_out = time.monotonic() < deadline
+            commands.send((in_time, done, shard, ran_out))
+        except Exception:  # noqa: BLE001 - reported by the parent, which stops the run
+            commands.send(traceback.format_exc())
+    connection.close()
+
+
+def reset() -> None:
+    """Every job running again, no rollups, both tables vacuumed: each arm starts alike."""
+    from django.db import connection
+
+    from jobs.models import Job, JobRollup
+
+    Job.objects.exclude(status=Job.Status.RUNNING).update(
+        status=Job.Status.RUNNING, finished_at=None, progress=0, archive="", result={}
+    )
+    JobRollup.objects.all().delete()
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"VACUUM ANALYZE {quote(Job._meta.db_table)}, {quote(JobRollup._meta.db_table)}"
+        )
+
+
+def check_rollups(arm: str, answers: list[tuple]) -> str | None:
+    """What is wrong with the rollups after a measurement with them, or None."""
+    from django.db.models import Sum
+
+    from jobs.models import JobRollup
+
+    finished = sum(done for _, done, _, _ in answers)
+    counted = JobRollup.objects.aggregate(jobs=Sum("jobs"))["jobs"] or 0
+    if counted != finished:
+        return f"{arm}: the rollups count {counted} finishes, the finishers made {finished}"
+    shards = set(JobRollup.objects.values_list("shard", flat=True))
+    expected = {shard for _, done, shard, _ in answers if done} if arm == "sharded" else {0}
+    if shards != expected:
+        return f"{arm}: rollups in shards {sorted(shards)}, the finishers' are {sorted(expected)}"
+    return None
+
+
+def measure(pipes: list[Connection], arm: str, finishers: int, args) -> tuple[float, list]:
+    """Finishes per second of `finishers` processes in one arm, and their answers."""
+    start = time.monotonic() + 0.2  # every finisher has its command and is waiting
+    deadline = start + args.seconds
+    for pipe in pipes[:finishers]:
+        pipe.send((arm, finishers, args.shards, start, deadline))
+    answers = [pipe.recv() for pipe in pipes[:finishers]]
+    failed = [answer for answer in answers if isinstance(answer, str)]
+    if failed:
+        raise RuntimeError(f"a finisher failed ({arm}, {finishers}):\n{failed[0]}")
+    if any(ran_out for *_, ran_out in answers):
+        raise RuntimeError(f"a finisher ran out of jobs ({arm}, {finishers}): raise --jobs")
+    return sum(in_time for in_time, *_ in answers) / args.seconds, answers
+
+
+def run_rounds(pipes: list[Connection], levels: list[int], args) -> tuple[dict, dict, list]:
+    """Every arm at every number of finishers, --rounds times, the arms taking turns in an
+    order that rotates from round to round: finishes per second, the shards each number of
+    finishers wrote (shard -> finishers on it), and what the checks found wrong."""
+    results = {n: {arm: [] for arm in ARMS} for n in levels}
+    shard_use: dict[int, Counter] = {}
+    problems = []
+    for round_number in range(args.rounds):
+        turn = ARMS[round_number % len(ARMS) :] + ARMS[: round_number % len(ARMS)]
+        for finishers in levels:
+            for arm in turn:
+                reset()
+                rate, answers = measure(pipes, arm, finishers, args)
+                results[finishers][arm].append(rate)
+                if arm != "baseline":
+                    problems.append(check_rollups(arm, answers))
+                if arm == "sharded":
+                    shard_use[finishers] = Counter(shard for _, _, shard, _ in answers)
+            rates = ", ".join(f"{arm} {results[finishers][arm][-1]:,.0f}/s" for arm in ARMS)
+            print(f"  round {round_number + 1}, {finishers} finishers: {rates}", flush=True)
+    return results, shard_use, [problem for problem in problems if problem]
+
+
+def spread_of(values: list[float]) -> str:
+    best, worst = max(values), min(values)
+    return f"{best:,.0f} (worst {worst:,.0f}, -{(best - worst) / best:.0%})"
+
+
+def report(results: dict, shard_use: dict, args, facts: str) -> bool:
+    print(f"\nFinishes per second, best of {args.rounds} rounds of {args.seconds:g} s per arm "
+          f"(the worst round and how far below the best); {facts}")  # fmt: skip
+    header = ["finishers", "baseline (UPDATE only)", f"sharded ({args.shards} shards)", "ratio",
+              "unsharded (1 shard)", "ratio"]  # fmt: skip
+    rows = []
+    for finishers, arms in results.items():
+        base = max(arms["baseline"])
+        rows.append([
+            str(finishers), spread_of(arms["baseline"]),
+            spread_of(arms["sharded"]), f"{max(arms['sharded']) / base:.2f}x",
+            spread_of(arms["unsharded"]), f"{max(arms['unsharded']) / base:.2f}x",
+        ])  # fmt: skip
+    widths = [max(len(row[n]) for row in [header, *rows]) for n in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)))
+    most = max(results)
+    for finishers in results:
+        used = shard_use[finishers]
+        print(f"  {finishers} finishers wrote {len(used)} shard(s), at most "
+              f"{max(used.values())} finishers on one")  # fmt: skip
+    ratio = max(results[most]["sharded"]) / max(results[most]["baseline"])
+    unsharded = max(results[most]["unsharded"]) / max(results[most]["baseline"])
+    passed = ratio >= TARGET
+    print(f"{'PASS' if passed else 'FAIL'}: at {most} finishers the sharded rollups make "
+          f"{ratio:.2f}x the baseline's finishes per second (target >= {TARGET}x; unsharded "
+          f"{unsharded:.2f}x)")  # fmt: skip
+    return passed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=2.0, help="per measurement")
+    parser.add_argument("--jobs", type=int, default=64 * 400, help="running jobs to finish")
+    parser.add_argument("--finishers", default=",".join(map(str, FINISHERS)),
+                        help="comma-separated numbers of concurrent finishers")  # fmt: skip
+    args = parser.parse_args()
+    levels = sorted({int(n) for n in args.finishers.split(",")})
+
+    from parroter.local_postgres import LocalPostgres
+
+    started = time.monotonic()
+    load_before = os.getloadavg()[0]
+    with (
+        tempfile.TemporaryDirectory(prefix="parroter-finishes-") as var_dir,
+        LocalPostgres(settings=PRODUCTION_DURABILITY) as postgres,
+    ):
+        os.environ.update(
+            DATABASE_URL=postgres.url, PARROTER_VAR_DIR=var_dir,
+            DEBUG="false", SECRET_KEY=uuid.uuid4().hex, LOG_LEVEL="WARNING",
+        )  # fmt: skip
+        django_setup()
+        from django.conf import settings
+        from django.core.management import call_command
+        from django.db import connections
+
+        from jobs import services  # noqa: F401 - imported once, before the finishers fork
+
+        call_command("migrate", verbosity=0)
+        load_jobs(args.jobs)
+        args.shards = settings.PARROTER_ROLLUP_SHARDS
+        print(f"PostgreSQL {postgres.server_version()}, {args.jobs:,} running jobs; finishers "
+              f"{', '.join(map(str, levels))}; {len(ARMS)} arms x {args.rounds} rounds of "
+              f"{args.seconds:g} s")  # fmt: skip
+        connections.close_all()  # the finishers open their own
+        context = multiprocessing.get_context("fork")
+        pipes, processes = [], []
+        for index in range(max(levels)):
+            ours, theirs = context.Pipe()
+            process = context.Process(target=finisher, args=(index, theirs), daemon=True)
+            process.start()
+            pipes.append(ours)
+            processes.append(process)
+        try:
+            results, shard_use, problems = run_rounds(pipes, levels, args)
+        finally:
+            for pipe in pipes:
+                with contextlib.suppress(OSError):
+                    pipe.send(None)
+            for process in processes:
+                process.join(timeout=10)
+    took = time.monotonic() - started
+    facts = (f"{os.cpu_count()} cores, load average {load_before:.1f} before and "
+             f"{os.getloadavg()[0]:.1f} after; {took:.0f} s in all")  # fmt: skip
+    passed = report(results, shard_use, args, facts)
+    print(f"{'FAIL' if problems else 'PASS'}: the rollups equal the finishes after every "
+          f"measurement with them{': ' + '; '.join(problems[:3]) if problems else ''}")  # fmt: skip
+    return 0 if passed and not problems else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
