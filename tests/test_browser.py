@@ -445,6 +445,22 @@ def test_an_operator_pauses_the_jobs_queue_with_a_reason_and_resumes_it(
     expect(page.locator(".alert", has_text="is paused")).to_have_count(0)
 
 
+def test_a_failed_chore_shows_its_error_in_red_on_the_console(live_server, staff, browser):
+    from jobs.models import Chore
+
+    now = timezone.now()
+    error = "S3 did not answer within 5 s (ListObjectsV2 on bucket parroter-media)"
+    Chore.objects.create(name="sweep_orphan_files", started_at=now, finished_at=now, error=error)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    sign_in(page, live_server.url, "olivia")
+    page.goto(f"{live_server.url}/ops/")
+    detail = page.locator(".error-detail")
+    expect(detail).to_have_text(error)
+    expect(detail).to_have_css("color", "rgb(196, 50, 10)")  # --bad
+    detail.scroll_into_view_if_needed()
+    snapshot(page, "ops-chore-failed")
+
+
 def test_a_job_past_the_images_a_day_is_refused_with_the_files_still_chosen(
     live_server, user, browser, settings, tmp_path
 ):
