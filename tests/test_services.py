@@ -7,6 +7,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+from django.conf import settings
 
 from parroter.management.commands.runservices import Command as RunServices
 from tests.conftest import procfile, service_env
@@ -28,7 +29,10 @@ def test_procfile_runs_web_worker_housekeeping_monitor_beat_and_flower():
     services = procfile()
     assert set(services) == {"web", "worker", "housekeeping", "monitor", "beat", "flower"}
     assert services["monitor"] == "python manage.py monitor"
-    assert " -E" in services["worker"]
+    # Task events come from the setting (PARROTER_TASK_EVENTS, tests/test_task_events.py), not
+    # a flag that would overrule it.
+    assert " -E" not in services["worker"] and " -E" not in services["housekeeping"]
+    assert settings.CELERY_WORKER_SEND_TASK_EVENTS is settings.PARROTER_TASK_EVENTS is True
     # Jobs and housekeeping on separate queues and workers: a backlog never delays cleanup.
     assert "-Q celery " in services["worker"]
     assert "-Q housekeeping " in services["housekeeping"]
