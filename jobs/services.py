@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import timedelta
+from fnmatch import fnmatchcase
 from functools import partial
 from pathlib import Path, PurePath
 
@@ -40,7 +41,10 @@ from jobs.models import (
 
 logger = logging.getLogger(__name__)
 
-ARCHIVE_FILENAME = "thumbnails.zip"
+# Each delivery stores its archive under a name of its own (its task id): one that was superseded
+# (cancelled, recovered from a lost worker) and stores or deletes late only touches its own file,
+# never the archive of the delivery that finished the job.
+ARCHIVE_FILENAME = "thumbnails-{task_id}.zip"
 RETRYABLE = [Job.Status.FAILED, Job.Status.CANCELLED]
 ACTIVE = [Job.Status.QUEUED, Job.Status.RUNNING]  # waiting or running
 CANCELLABLE = ACTIVE
@@ -467,11 +471,11 @@ def _revoke(task_ids: list[str]) -> None:
 
 def discard_partial_outputs(*, job_id: uuid.UUID | str, task_id: str) -> None:
     """What a terminated delivery of a job left: its pending archive, and an archive moved
-    into place whose success was never recorded. Runs on the worker's host."""
+    into place whose success was never recorded (even if the job was retried since: the name
+    is this delivery's own). Runs on the worker's host."""
     _pending_archive_path(job_id, task_id).unlink(missing_ok=True)
-    job = Job.objects.filter(pk=job_id, task_id=task_id).exclude(status=Job.Status.SUCCEEDED)
-    if (job := job.first()) is not None:
-        _discard_archive(job)
+    if not Job.objects.filter(pk=job_id, task_id=task_id, status=Job.Status.SUCCEEDED).exists():
+        _discard_archive(Job(pk=job_id, task_id=task_id))
 
 
 def acknowledge_failures(*, signature: str, actor: Actor) -> bool:
@@ -616,8 +620,7 @@ def run_job(*, job_id: str, task_id: str, worker: str = "") -> dict:
         release_interrupted_job(job_id=job_id, task_id=task_id, message_kept=False)
         raise
     except SoftTimeLimitExceeded as exc:
-        if _running(job).exists():  # else the stored archive may be a newer delivery's
-            _discard_archive(job)
+        _discard_archive(job)
         limit = settings.CELERY_TASK_SOFT_TIME_LIMIT
         message = f"The job took longer than {limit} seconds and was stopped."
         _fail(job, message, Job.FailureKind.TIME_LIMIT)
@@ -631,9 +634,12 @@ def run_job(*, job_id: str, task_id: str, worker: str = "") -> dict:
         "images": [_image_row(item) for item in made.images],
     }
     if not _finish(job, status=Job.Status.SUCCEEDED, archive=archive_name, result=result):
-        if archive_name:  # stored, then cancelled before it was recorded: keep nothing
-            job.archive.storage.delete(archive_name)
+        # Cancelled or superseded before it was recorded: keep nothing (the name is this
+        # delivery's own, so a newer delivery's archive is never the one deleted).
+        job.archive.storage.delete(archive_name)
         return {"job": job_id, "cancelled": True}
+    if job.attempts > 1:  # only a later attempt can find an earlier one's archive
+        _remove_earlier_archives(job, keep=archive_name)
     return {"job": job_id, **result}
 
 
@@ -735,10 +741,30 @@ def _finish(
     return True
 
 
+def _archive_name(job: Job) -> str:
+    """Where this delivery (the job's current task id) stores its archive."""
+    return job_file_path(job, ARCHIVE_FILENAME.format(task_id=job.task_id))
+
+
 def _discard_archive(job: Job) -> None:
-    name = job_file_path(job, ARCHIVE_FILENAME)
-    if job.archive.storage.exists(name):
-        job.archive.storage.delete(name)
+    # Both storages ignore a name that is not there.
+    job.archive.storage.delete(_archive_name(job))
+
+
+def _remove_earlier_archives(job: Job, *, keep: str) -> None:
+    """The archives earlier deliveries of a job stored and never recorded (each died between
+    storing and finishing), once a later one has finished it. The job has succeeded by then: a
+    failure here is logged, and what is left goes with the job's folder."""
+    storage = job.archive.storage
+    folder = job_file_path(job, "").rstrip("/")
+    pattern = ARCHIVE_FILENAME.format(task_id="*")
+    try:
+        _, files = storage.listdir(folder)
+        for name in files:
+            if fnmatchcase(name, pattern) and f"{folder}/{name}" != keep:
+                storage.delete(f"{folder}/{name}")
+    except Exception:
+        logger.warning("could not remove earlier archives of job %s", job.pk, exc_info=True)
 
 
 def _pending_archive_path(job_id: uuid.UUID | str, task_id: str) -> Path:
@@ -784,12 +810,10 @@ def _make_thumbnail_archive(job: Job) -> tuple[str, thumbnails.Archive]:
             )
             pending.flush()
             pending.seek(0)
-            # Cancelled (and maybe retried) while it ran: the archive's name may already hold a
-            # newer delivery's, which this one must neither delete nor replace.
-            if not _running(job).exists():
-                return "", made
-            name = job_file_path(job, ARCHIVE_FILENAME)
-            if storage.exists(name):  # left by an earlier delivery of this job
+            name = _archive_name(job)
+            if job.attempts > 1:
+                # A delivery of this same message may have stored it and died; the disk would
+                # store beside it under another name instead of replacing it.
                 storage.delete(name)
             return storage.save(name, _PendingArchive(pending)), made
     finally:

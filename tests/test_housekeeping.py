@@ -163,7 +163,7 @@ def test_a_worker_starting_again_under_its_name_requeues_what_its_last_life_was_
 
 def finished_job(owner, *, days_ago: float, status=Job.Status.SUCCEEDED) -> Job:
     job = stored_job(owner, status=status)
-    job.archive.save(services.ARCHIVE_FILENAME, ContentFile(b"PK"), save=False)
+    job.archive.save(f"thumbnails-{job.task_id}.zip", ContentFile(b"PK"), save=False)
     finished = timezone.now() - timedelta(days=days_ago)
     Job.objects.filter(pk=job.pk).update(
         archive=job.archive.name, started_at=finished, finished_at=finished

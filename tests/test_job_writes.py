@@ -122,7 +122,11 @@ def test_a_superseded_delivery_leaves_the_newer_deliverys_archive_alone(user, mo
     job.refresh_from_db()
     assert job.status == Job.Status.SUCCEEDED and job.task_id != old_task
     assert "thumbnails" in newer["outcome"]
-    assert job.archive.storage.exists(job.archive.name)
+    # Its own archive, and not the old delivery's, which that one stored and then removed.
+    assert sorted(job.archive.storage.listdir(f"jobs/{job.pk}")[1]) == [
+        "source.jpg",
+        f"thumbnails-{job.task_id}.zip",
+    ]
     with job.archive.open("rb") as archive:
         assert archive.read(2) == b"PK"
 
