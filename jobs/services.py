@@ -246,9 +246,10 @@ def _enqueue(job_id: uuid.UUID, task_id: str, owner_id: int) -> None:
     from jobs.tasks import run_job  # tasks import this module
 
     priority = dispatch_priority(owner_id=owner_id) if settings.PARROTER_FAIR_DISPATCH else 0
-    # Asked before publishing: if the broker restarts after this, the run id recorded is the
-    # old one and the dispatcher sends the job again (at worst once too often, never lost).
-    run_id = broker.run_id()
+    # Heard before publishing (at most broker.RUN_ID_MAX_AGE ago): if the broker restarts after
+    # that, the run id recorded is the old one and the dispatcher sends the job again (at worst
+    # once too often, never lost).
+    run_id = broker.recent_run_id()
     run_job.apply_async(args=[str(job_id)], task_id=task_id, priority=priority)
     Job.objects.filter(pk=job_id, task_id=task_id).update(
         published_at=timezone.now(), broker_run_id=run_id
