@@ -20,8 +20,8 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files import File
 from django.core.files.storage import default_storage
-from django.db import InterfaceError, OperationalError, transaction
-from django.db.models import F, Q, QuerySet
+from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
@@ -659,21 +659,31 @@ def _claim(*, job_id: str, task_id: str, worker: str) -> Job | None:
     # Only the current message of a waiting job runs it: one for an older attempt (the job was
     # retried since), a second copy of a message while the first runs, or one for a finished
     # job is not this delivery's to run. One conditional UPDATE decides, atomically on either
-    # database, without a transaction around a locking read.
+    # database, without a transaction around a locking read; its RETURNING (SQLite >= 3.35,
+    # PostgreSQL; the ORM's update() has none) hands back the claimed row instead of a second
+    # query reading it again, which took more than half of the claim's time on either database.
     now = timezone.now()
-    claimed = Job.objects.filter(
-        pk=job_id, task_id=task_id, status=Job.Status.QUEUED
-    ).update(
-        status=Job.Status.RUNNING,
-        attempts=F("attempts") + 1,
-        progress=0,
-        result={},  # nothing of an interrupted attempt's progress
-        error="",
-        worker=worker[:255],
-        started_at=now,
-        updated_at=now,
+    changes = {
+        "status": Job.Status.RUNNING,
+        "progress": 0,
+        "result": {},  # nothing of an interrupted attempt's progress
+        "error": "",
+        "worker": worker[:255],
+        "started_at": now,
+        "updated_at": now,
+    }
+    quote, fields = connection.ops.quote_name, Job._meta.concrete_fields
+    assignments = ", ".join(f"{quote(name)} = %s" for name in changes)
+    sql = (  # names from the model; every value is a parameter
+        f"UPDATE {quote(Job._meta.db_table)} SET {assignments}, attempts = attempts + 1"  # noqa: S608
+        " WHERE id = %s AND task_id = %s AND status = %s"
+        f" RETURNING {', '.join(quote(field.column) for field in fields)}"
     )
-    return Job.objects.get(pk=job_id) if claimed else None
+    params = [Job._meta.get_field(name).get_db_prep_save(value, connection)
+              for name, value in changes.items()]  # fmt: skip
+    params += [Job._meta.pk.get_db_prep_value(job_id, connection), task_id, Job.Status.QUEUED]
+    claimed = list(Job.objects.raw(sql, params))  # read to its end: SQLite then ends the UPDATE
+    return claimed[0] if claimed else None
 
 
 def _running(job: Job) -> QuerySet[Job]:
