@@ -41,7 +41,9 @@ def test_behind_nginx_the_app_only_names_the_file(client, user, finished_job, se
     response = client.get(reverse("dashboard:download", args=[finished_job.pk]))
     assert response.status_code == 200
     assert response.content == b""
-    assert response["X-Accel-Redirect"] == f"/_protected/jobs/{finished_job.pk}/thumbnails.zip"
+    assert response["X-Accel-Redirect"] == (
+        f"/_protected/jobs/{finished_job.pk}/thumbnails-{finished_job.task_id}.zip"
+    )
     assert response["Content-Type"] == "application/zip"
     assert (
         response["Content-Disposition"] == 'attachment; filename="Strand in Nizza-thumbnails.zip"'

@@ -122,6 +122,60 @@ def test_a_broker_restart_is_told_by_its_run_id(user, tmp_path, switch_broker):
         broker.stop()
 
 
+def submit_tiny(owner) -> Job:
+    upload = services.Upload(ContentFile(image_bytes((64, 64)), name="a.jpg"), "a.jpg", "jpg")
+    job = services.submit_job(owner=owner, uploads=[upload], boxes=[thumbnails.Box(32, 32)])
+    job.refresh_from_db()
+    return job
+
+
+def test_a_publish_just_after_a_restart_records_the_old_run_id_and_is_sent_again(
+    user, tmp_path, switch_broker, monkeypatch
+):
+    # A publish records the run id its process heard up to RUN_ID_MAX_AGE ago (stretched here,
+    # so that a slow restart cannot outlast it): one made just after a restart records the old
+    # id. The dispatcher asks the broker itself, so its next round sends that job again too.
+    monkeypatch.setattr(broker, "RUN_ID_MAX_AGE", 60)
+    redis = LocalRedis(directory=tmp_path / "redis").start()
+    try:
+        switch_broker(redis.url)
+        lost = submit_tiny(user)
+        old_run_id = lost.broker_run_id
+        redis.stop()
+        redis.start()
+        switch_broker(redis.url)
+        just_after = submit_tiny(user)  # its message is in the new Redis
+        assert just_after.broker_run_id == old_run_id != broker.client().info()["run_id"]
+
+        assert services.dispatch_waiting_jobs(unpublished_for=timedelta(0)) == 2
+        new_run_id = broker.client().info()["run_id"]
+        for job in (lost, just_after):
+            job.refresh_from_db()
+            assert job.broker_run_id == new_run_id  # the dispatcher's own answer, remembered
+        assert services.dispatch_waiting_jobs(unpublished_for=timedelta(0)) == 0
+    finally:
+        redis.stop()
+
+
+def test_a_remembered_run_id_is_asked_again_once_older_than_its_max_age(
+    tmp_path, switch_broker, monkeypatch
+):
+    redis = LocalRedis(directory=tmp_path / "redis").start()
+    try:
+        switch_broker(redis.url)
+        monkeypatch.setattr(broker, "RUN_ID_MAX_AGE", 60)
+        old_run_id = broker.recent_run_id()
+        redis.stop()
+        redis.start()
+        switch_broker(redis.url)
+        assert broker.recent_run_id() == old_run_id  # remembered, not asked
+        monkeypatch.setattr(broker, "RUN_ID_MAX_AGE", 0.2)
+        time.sleep(0.2)
+        assert broker.recent_run_id() == broker.client().info()["run_id"] != old_run_id
+    finally:
+        redis.stop()
+
+
 # --- interrupted jobs ----------------------------------------------------------------------
 
 
@@ -163,7 +217,7 @@ def test_a_worker_starting_again_under_its_name_requeues_what_its_last_life_was_
 
 def finished_job(owner, *, days_ago: float, status=Job.Status.SUCCEEDED) -> Job:
     job = stored_job(owner, status=status)
-    job.archive.save(services.ARCHIVE_FILENAME, ContentFile(b"PK"), save=False)
+    job.archive.save(f"thumbnails-{job.task_id}.zip", ContentFile(b"PK"), save=False)
     finished = timezone.now() - timedelta(days=days_ago)
     Job.objects.filter(pk=job.pk).update(
         archive=job.archive.name, started_at=finished, finished_at=finished

@@ -71,7 +71,7 @@ def test_upload_makes_a_zip_of_the_requested_thumbnails(client, user, celery_wor
                 sizes[info.filename] = thumb.size
     # 1200x800 fit into each box, aspect kept; 300x100 is bound by its height.
     assert sorted(sizes.values()) == [(128, 85), (150, 100), (256, 171), (512, 341)]
-    assert job_files(media_root, job) == ["source.jpg", "thumbnails.zip"]
+    assert job_files(media_root, job) == ["source.jpg", f"thumbnails-{job.task_id}.zip"]
 
     status = client.get(reverse("dashboard:job_status", args=[job.pk])).json()
     assert status["status"] == "succeeded" and status["error"] is None

@@ -97,6 +97,22 @@ def test_a_claim_forgets_how_far_an_interrupted_attempt_got(user):
     assert (claimed.status, claimed.progress, claimed.images_done) == ("running", 0, 0)
 
 
+def test_a_claim_is_one_statement_that_hands_back_the_row_as_the_orm_reads_it(user):
+    job = queued_job(user)
+    Job.objects.filter(pk=job.pk).update(attempts=2, result={"images_done": 3})
+    with CaptureQueriesContext(connection) as queries:
+        claimed = services._claim(job_id=str(job.pk), task_id=job.task_id, worker="celery@here")
+    assert len(queries) == 1
+    assert (claimed.status, claimed.attempts, claimed.worker) == ("running", 3, "celery@here")
+    stored = Job.objects.get(pk=job.pk)
+    fields = [field.attname for field in Job._meta.concrete_fields]
+    assert [getattr(claimed, name) for name in fields] == [getattr(stored, name) for name in fields]
+    # Running now: neither this message again nor another one claims it.
+    assert services._claim(job_id=str(job.pk), task_id=job.task_id, worker="w") is None
+    Job.objects.filter(pk=job.pk).update(status=Job.Status.QUEUED)
+    assert services._claim(job_id=str(job.pk), task_id="an-older-message", worker="w") is None
+
+
 def test_a_superseded_delivery_leaves_the_newer_deliverys_archive_alone(user, monkeypatch):
     # The old delivery's revoke was lost: the job was cancelled and retried while it ran, and the
     # new delivery finished first. The old one then must not delete or replace its archive.
@@ -122,7 +138,11 @@ def test_a_superseded_delivery_leaves_the_newer_deliverys_archive_alone(user, mo
     job.refresh_from_db()
     assert job.status == Job.Status.SUCCEEDED and job.task_id != old_task
     assert "thumbnails" in newer["outcome"]
-    assert job.archive.storage.exists(job.archive.name)
+    # Its own archive, and not the old delivery's, which that one stored and then removed.
+    assert sorted(job.archive.storage.listdir(f"jobs/{job.pk}")[1]) == [
+        "source.jpg",
+        f"thumbnails-{job.task_id}.zip",
+    ]
     with job.archive.open("rb") as archive:
         assert archive.read(2) == b"PK"
 

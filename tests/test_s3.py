@@ -224,7 +224,8 @@ def test_a_job_runs_on_a_worker_that_shares_only_the_bucket(
     assert job.status == Job.Status.SUCCEEDED, f"{job.error}\n{worker.output()[-3000:]}"
 
     folder = f"jobs/{job.pk}"
-    assert bucket_keys(on_s3) == [f"{folder}/source.jpg", f"{folder}/thumbnails.zip"]
+    archive = f"{folder}/thumbnails-{job.task_id}.zip"
+    assert bucket_keys(on_s3) == [f"{folder}/source.jpg", archive]
     assert multipart_uploads(on_s3) == []
     assert not (media_root / folder).exists()  # nothing went to this host's disk
     assert not any((media_root / "tmp").iterdir())
@@ -233,7 +234,7 @@ def test_a_job_runs_on_a_worker_that_shares_only_the_bucket(
     assert download.status_code == 302
     location = urlsplit(download["Location"])
     assert f"{location.scheme}://{location.netloc}" == on_s3["PARROTER_S3_ENDPOINT_URL"]
-    assert location.path == f"/{on_s3['PARROTER_S3_BUCKET']}/{folder}/thumbnails.zip"
+    assert location.path == f"/{on_s3['PARROTER_S3_BUCKET']}/{archive}"
     query = parse_qs(location.query)
     assert query["X-Amz-Expires"] == ["120"]
     assert query["X-Amz-Credential"][0].startswith("test-key/")
@@ -323,7 +324,8 @@ def test_an_archive_stored_by_an_interrupted_delivery_is_removed(user, on_s3):
     job = submit_image(user, image_bytes((200, 100)))
     Job.objects.filter(pk=job.pk).update(status=Job.Status.RUNNING)
     # The delivery was killed after its archive reached the bucket, before success was recorded.
-    default_storage.save(f"jobs/{job.pk}/thumbnails.zip", ContentFile(b"PK whole, never recorded"))
+    stored = f"jobs/{job.pk}/thumbnails-{job.task_id}.zip"
+    default_storage.save(stored, ContentFile(b"PK whole, never recorded"))
     services.discard_partial_outputs(job_id=job.pk, task_id=job.task_id)
     assert bucket_keys(on_s3) == [f"jobs/{job.pk}/source.jpg"]
 

@@ -322,7 +322,10 @@ PARROTER_TASK_EVENTS = env_bool("PARROTER_TASK_EVENTS", True)
 CELERY_WORKER_SEND_TASK_EVENTS = PARROTER_TASK_EVENTS
 CELERY_TASK_SEND_SENT_EVENT = PARROTER_TASK_EVENTS
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-# A pool process still holding this much memory (KiB) after a job is replaced by a fresh one.
+# A pool process whose peak resident memory (KiB) has passed this is replaced by a fresh one
+# after its job: billiard reads the peak (getrusage's ru_maxrss, ~2 us a task), not what the
+# process holds now, so one big job recycles its process, and with it the address space that
+# RLIMIT_AS (PARROTER_JOB_MEMORY) counts against the next job.
 CELERY_WORKER_MAX_MEMORY_PER_CHILD = env_int("CELERY_WORKER_MAX_MEMORY_PER_CHILD", 512 * 1024)
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 300)
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 360)
