@@ -17,13 +17,13 @@ WORKER_CONCURRENCY=2 and DATABASE_CONN_MAX_AGE unset (the app's own default is m
    before the services start and as many after they stop. Ceiling = 2 cores / the kind's CPU
    time per image (process_time in the pool process), each image's least over all passes,
    printed with the median and spread (slowest / fastest - 1) of the passes. CPU time barely
-   stretches when other processes take the cores, wall time does (three runs at load 3-4:
-   12.8-13.3 ms per image, where the mean of one wall-clock pass each side, the ceiling until
-   then, read 77, 88 and 114 images/s), so the ratios no longer move with the ceiling's noise,
-   only with the phases' own. Beside it: the passes' wall-clock images/s (best, median,
-   spread), which on a quiet machine come near the CPU-bound rate (2026-11-27: 150-176
-   images/s at 11.4-12.1 ms CPU per image, 165-175 CPU-bound); a note says when no pass
-   reached 85% of it.
+   stretches when other processes take the cores, wall time does (five SQLite runs at load 3-5:
+   12.5-13.3 ms per image, where the mean of one wall-clock pass each side, the ceiling until
+   then, read 77-116 images/s), so the ratios no longer move with the ceiling's noise, only
+   with the phases' own; the host still shows (a PostgreSQL half at load 17 read 10.9 ms).
+   Beside it: the passes' wall-clock images/s (best, median, spread), which on a quiet machine
+   come near the CPU-bound rate (2026-11-27: 150-176 images/s at 11.4-12.1 ms CPU per image,
+   165-175 CPU-bound); a note says when no pass reached 85% of it.
 2. drain: every Procfile line but `worker` is started (web, housekeeping, beat, and flower with
    --with-flower); 4 client threads, each signed in through the login form, submit the N jobs
    through the upload form (CSRF token from the page); then the `worker` line is started.
