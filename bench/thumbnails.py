@@ -527,8 +527,8 @@ def main() -> int:
     ]
     checks += [
         (
-            f"time project/decode-only floor on 12 MP, noise sigma {noise:g}: {ratio:.2f}x"
-            f" in CPU time, {wall_ratio:.2f}x in wall time (target <= {FLOOR_TARGET}x in CPU"
+            f"time project/decode-only floor on 12 MP, noise sigma {noise:g}: {ratio:.3f}x"
+            f" in CPU time, {wall_ratio:.3f}x in wall time (target <= {FLOOR_TARGET}x in CPU"
             " time)",
             ratio <= FLOOR_TARGET,
         )
