@@ -56,7 +56,8 @@ cluster: $(INSTALLED) nginx postgresql iproute2
 	$(BIN)/python -m tests.cluster.harness
 
 # The thumbnail kind against the tutorial's way, a 200-image job against single-image jobs, and
-# what animated thumbnails cost (bench/thumbnails.py, ~4 minutes); BENCH_ARGS=--quick to smoke it.
+# what animated thumbnails cost (bench/thumbnails.py, ~4 minutes); BENCH_ARGS=--quick to smoke it,
+# BENCH_ARGS="--only floor" for the kind against its decode-only floor alone (~2 minutes).
 bench: $(INSTALLED)
 	$(BIN)/python bench/thumbnails.py $(BENCH_ARGS)
 
@@ -105,7 +106,7 @@ bench-probes: $(INSTALLED) postgresql
 
 # The pipeline against its ceiling (the bare thumbnail kind in a 2-process pool): N jobs drained
 # by a worker started after they were queued, and N submitted through the form while it runs,
-# with CPU per job per service and SQL per job; both databases, about 2 minutes.
+# with CPU per job per service and SQL per job; both databases, about 3 minutes.
 # BENCH_ARGS="--jobs 300 --databases sqlite --no-with-flower".
 bench-pipeline: $(INSTALLED) postgresql
 	$(BIN)/python bench/pipeline.py $(BENCH_ARGS)
