@@ -9,10 +9,10 @@ synchronous_commit and full_page_writes on: the rollup row stays locked while it
 flushed, which is where finishes queue), migrated, holding --jobs running jobs (bulk-inserted).
 64 finisher processes (multiprocessing, so no GIL between them), each with its own database
 connection kept between measurements as a Celery worker keeps its own. A measurement lets the
-first N of them run jobs.services._finish (the running job's UPDATE to succeeded and
-rollups.record, one transaction) on their own share of the jobs for --seconds, and counts the
-finishes committed in that time. The arms:
-- baseline: the same _finish with rollups.record replaced by nothing (the UPDATE alone);
+first N of them run jobs.services._finish (the running job's UPDATE to succeeded and its rollup
+write, one statement on PostgreSQL: rollups.record_if_updated) on their own share of the jobs
+for --seconds, and counts the finishes committed in that time. The arms:
+- baseline: the same _finish with the rollup write left out (the same UPDATE alone);
 - sharded: the rollups as configured (PARROTER_ROLLUP_SHARDS, 16 by default);
 - unsharded: PARROTER_ROLLUP_SHARDS=1, every finish of a minute on one row (as before shards).
 Between measurements the jobs go back to running, the rollups are emptied and both tables
@@ -85,6 +85,15 @@ def load_jobs(count: int) -> None:
     POOL.extend(Job.objects.values_list("pk", "task_id", "queued_at", "started_at"))
 
 
+def update_only(job, update: tuple[str, list]) -> bool:
+    """rollups.record_if_updated without the rollup write: the finish's UPDATE alone."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(*update)
+        return cursor.rowcount == 1
+
+
 def arm_patch(arm: str, shards: int):
     """What an arm changes about a finish: nothing, the shards, or no rollup write at all."""
     from django.test.utils import override_settings
@@ -92,7 +101,7 @@ def arm_patch(arm: str, shards: int):
     from jobs import rollups
 
     if arm == "baseline":
-        return mock.patch.object(rollups, "record", lambda jobs: None)
+        return mock.patch.object(rollups, "record_if_updated", update_only)
     return override_settings(PARROTER_ROLLUP_SHARDS=shards if arm == "sharded" else 1)
 
 

@@ -3,6 +3,7 @@
 A Job row is the truth a person sees; the broker only carries "go run job <id>".
 """
 
+import copy
 import logging
 import math
 import time
@@ -672,17 +673,12 @@ def _claim(*, job_id: str, task_id: str, worker: str) -> Job | None:
         "started_at": now,
         "updated_at": now,
     }
-    quote, fields = connection.ops.quote_name, Job._meta.concrete_fields
-    assignments = ", ".join(f"{quote(name)} = %s" for name in changes)
-    sql = (  # names from the model; every value is a parameter
-        f"UPDATE {quote(Job._meta.db_table)} SET {assignments}, attempts = attempts + 1"  # noqa: S608
-        " WHERE id = %s AND task_id = %s AND status = %s"
-        f" RETURNING {', '.join(quote(field.column) for field in fields)}"
+    sql, params = _update_of_delivery(
+        job_id, task_id, Job.Status.QUEUED, changes, also="attempts = attempts + 1"
     )
-    params = [Job._meta.get_field(name).get_db_prep_save(value, connection)
-              for name, value in changes.items()]  # fmt: skip
-    params += [Job._meta.pk.get_db_prep_value(job_id, connection), task_id, Job.Status.QUEUED]
-    claimed = list(Job.objects.raw(sql, params))  # read to its end: SQLite then ends the UPDATE
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in Job._meta.concrete_fields)
+    # Read to its end: SQLite then ends the UPDATE.
+    claimed = list(Job.objects.raw(f"{sql} RETURNING {columns}", params))
     return claimed[0] if claimed else None
 
 
@@ -741,15 +737,39 @@ def _finish(
     fields.update(failure or {"failure_kind": "", "failure_signature": ""})
     if status == Job.Status.SUCCEEDED:
         fields.update(progress=100, archive=archive, result=result or {})
+    finished = copy.copy(job)
+    for name, value in fields.items():
+        setattr(finished, name, value)
     with transaction.atomic():
-        if _running(job).update(**fields) != 1:
+        if not rollups.record_if_updated(
+            finished, _update_of_delivery(job.pk, job.task_id, Job.Status.RUNNING, fields)
+        ):
             return False
-        for name, value in fields.items():
-            setattr(job, name, value)
-        rollups.record([job])
         if group is not None:  # one statement, whoever records the group's first failure
             FailureGroup.objects.bulk_create([group], ignore_conflicts=True)
+    for name, value in fields.items():
+        setattr(job, name, value)
     return True
+
+
+def _update_of_delivery(
+    job_id: uuid.UUID | str, task_id: str, status: str, changes: dict, *, also: str = ""
+) -> tuple[str, list]:
+    """SQL and parameters of `Job.objects.filter(pk=job_id, task_id=task_id, status=status)
+    .update(**changes)` (plus the assignment `also`), for the statements the ORM cannot make
+    around it: a RETURNING (the claim), a WITH (the finish with its history, rollups)."""
+    quote = connection.ops.quote_name
+    fields = [Job._meta.get_field(name) for name in changes]
+    assignments = [f"{quote(field.column)} = %s" for field in fields]
+    if also:
+        assignments.append(also)
+    sql = (  # names from the model and this module; every value is a parameter
+        f"UPDATE {quote(Job._meta.db_table)} SET {', '.join(assignments)}"  # noqa: S608
+        " WHERE id = %s AND task_id = %s AND status = %s"
+    )
+    params = [field.get_db_prep_save(changes[field.name], connection) for field in fields]
+    params += [Job._meta.pk.get_db_prep_value(job_id, connection), task_id, status]
+    return sql, params
 
 
 def _archive_name(job: Job) -> str:
