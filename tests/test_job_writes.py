@@ -176,3 +176,42 @@ def test_a_submit_that_fails_midway_leaves_no_file_and_no_job(user, media_root, 
     assert len(calls) == 3
     folder = media_root / Path(calls[0]).parent  # jobs/<id>/ of the job that never was
     assert not folder.exists() or not any(folder.iterdir())
+
+
+def test_a_tasks_result_is_stored_in_one_statement_and_a_second_store_updates_it():
+    from celery import states
+    from django_celery_results.models import TaskResult
+
+    from jobs.results import ResultBackend
+    from parroter.celery_app import app
+
+    backend = app.backend
+    assert isinstance(backend, ResultBackend)
+    request = SimpleNamespace(
+        argsrepr="['a-job']", kwargsrepr="{}", task="jobs.run_job", hostname="celery@here",
+        periodic_task_name=None, children=[], group=None, chord=None, ignore_result=False,
+    )  # fmt: skip
+    with CaptureQueriesContext(connection) as queries:
+        backend.store_result("t-9", {"job": "a-job"}, states.SUCCESS, request=request)
+    assert [q["sql"].split(None, 1)[0] for q in queries] == ["INSERT"]
+    stored = TaskResult.objects.get(task_id="t-9")
+    assert (stored.status, stored.task_name, stored.worker) == (
+        "SUCCESS",
+        "jobs.run_job",
+        "celery@here",
+    )
+    assert stored.task_args == "\"['a-job']\"" and stored.result == '{"job": "a-job"}'
+    created = stored.date_created
+
+    backend.store_result(
+        "t-9", ValueError("no"), states.FAILURE, traceback="Traceback...", request=request
+    )
+    again = TaskResult.objects.get(task_id="t-9")
+    assert (again.status, again.traceback, again.date_created) == (
+        "FAILURE",
+        "Traceback...",
+        created,
+    )
+    assert again.date_done >= stored.date_done
+    assert TaskResult.objects.count() == 1
+    assert backend.get_task_meta("t-9")["status"] == "FAILURE"  # read back as the library does

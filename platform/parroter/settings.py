@@ -304,7 +304,8 @@ AXES_CLIENT_IP_CALLABLE = "parroter.middleware.client_ip"
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 CELERY_BROKER_URL = REDIS_URL
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_RESULT_BACKEND = "django-db"
+# django-celery-results' "django-db" backend, storing a task's row with one statement.
+CELERY_RESULT_BACKEND = "jobs.results:ResultBackend"
 CELERY_RESULT_EXTENDED = True
 # No STARTED row per job: the Job row already says running, where and since when.
 CELERY_TASK_TRACK_STARTED = False
