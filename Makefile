@@ -113,7 +113,7 @@ bench-pipeline: $(INSTALLED) postgresql
 
 # Finishes per second on a private PostgreSQL with 1, 4, 16 and 64 concurrent finishers: a job's
 # finish with its rollup write, sharded and on one row, against the same transaction without it
-# (bench/finishes.py, about 4 minutes). BENCH_ARGS="--rounds 3 --finishers 1,64" for a quick run.
+# (bench/finishes.py, about 2½ minutes). BENCH_ARGS="--rounds 3 --finishers 1,64" for a quick run.
 bench-finishes: $(INSTALLED) postgresql
 	$(BIN)/python bench/finishes.py $(BENCH_ARGS)
 

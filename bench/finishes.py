@@ -2,7 +2,7 @@
 with its rollup write, on sharded and on unsharded rollups, against the same transaction
 without the rollup write, in one run.
 
-Run:  .venv/bin/python bench/finishes.py        (make bench-finishes, about 4 minutes)
+Run:  .venv/bin/python bench/finishes.py        (make bench-finishes, about 2½ minutes)
 
 A private PostgreSQL (parroter.local_postgres) with production's durability (fsync,
 synchronous_commit and full_page_writes on: the rollup row stays locked while its commit is
