@@ -115,7 +115,7 @@ bench-pipeline: $(INSTALLED) postgresql
 # finish with its rollup write, sharded and on one row, against the same transaction without it
 # (bench/finishes.py, about 2½ minutes). BENCH_ARGS="--rounds 3 --finishers 1,64" for a quick run.
 bench-finishes: $(INSTALLED) postgresql
-	$(BIN)/python bench/finishes.py $(BENCH_ARGS)
+	$(BIN)/python -m bench.finishes $(BENCH_ARGS)
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .

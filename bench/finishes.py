@@ -2,7 +2,7 @@
 with its rollup write, on sharded and on unsharded rollups, against the same transaction
 without the rollup write, in one run.
 
-Run:  .venv/bin/python bench/finishes.py        (make bench-finishes, about 2½ minutes)
+Run:  .venv/bin/python -m bench.finishes        (make bench-finishes, about 2½ minutes)
 
 A private PostgreSQL (parroter.local_postgres) with production's durability (fsync,
 synchronous_commit and full_page_writes on: the rollup row stays locked while its commit is
@@ -40,19 +40,9 @@ import uuid
 from collections import Counter
 from datetime import timedelta
 from multiprocessing.connection import Connection
-from pathlib import Path
 from unittest import mock
 
-ROOT = Path(__file__).resolve().parents[1]
-# Run as a script, this file's folder comes first on sys.path, where bench/dashboard.py would be
-# imported as the project's `dashboard` app: put the repository root there instead.
-if sys.path and Path(sys.path[0] or ".").resolve() == ROOT / "bench":
-    sys.path[0] = str(ROOT)
-for _path in (str(ROOT), str(ROOT / "platform")):
-    if _path not in sys.path:
-        sys.path.insert(1, _path)
-
-from bench.harness import django_setup  # noqa: E402 - after the path set-up above
+from bench.harness import django_setup
 
 FINISHERS = (1, 4, 16, 64)
 ARMS = ("baseline", "sharded", "unsharded")
