@@ -644,7 +644,7 @@ def report(args, outcomes: dict[str, dict | str]) -> int:
     checks: list[tuple[str, bool]] = []
     print(f"\nmachine: {os.cpu_count()} cores, load average now {os.getloadavg()[0]:.1f}; "
           f"Python {platform.python_version()}; Flower "
-          f"{'on (-E events)' if args.with_flower else 'off'}")  # fmt: skip
+          f"{'on (task events on)' if args.with_flower else 'off'}")  # fmt: skip
     for database, o in outcomes.items():
         name = label(database)
         if isinstance(o, str):
@@ -817,7 +817,7 @@ def main() -> int:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="run the Procfile's flower line too, with a FLOWER_BASIC_AUTH the bench makes "
-        "(default on, as in production; the worker sends events with -E either way)",
+        "(default on, as in production; workers send task events either way: PARROTER_TASK_EVENTS)",
     )
     parser.add_argument(
         "--timeout",
