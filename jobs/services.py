@@ -257,13 +257,19 @@ def _enqueue(job_id: uuid.UUID, task_id: str, owner_id: int) -> None:
     )
 
 
+TOP_PRIORITY_FROM = 256  # other active jobs of an owner from which theirs enter list 9
+
+
 def dispatch_priority(*, owner_id: int) -> int:
     """The priority list a job of this owner enters (0, taken first, to 9): how many other jobs
     of theirs are waiting or running, on a doubling scale (none: 0; 1: 1; 2-3: 2; 4-7: 3; ...;
     256 or more: 9). So a person's first jobs go ahead of the backlog of someone with hundreds,
     and between two people with backlogs the smaller one's jobs go first; within a list the
     queue is first in, first out. Set when the job is sent (submit, retry, re-dispatch)."""
-    others = Job.objects.filter(owner_id=owner_id, status__in=ACTIVE).count() - 1
+    # Counted only as far as the top list needs (256 others), so a publish for someone with
+    # thousands waiting reads 257 index entries, not all of theirs.
+    active = Job.objects.filter(owner_id=owner_id, status__in=ACTIVE)
+    others = active[: TOP_PRIORITY_FROM + 1].count() - 1
     return min(max(others, 0).bit_length(), 9)
 
 

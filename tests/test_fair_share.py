@@ -7,6 +7,8 @@ import time
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -51,7 +53,10 @@ def test_the_priority_doubles_its_steps_with_the_owners_other_jobs(
         + jobs(other_user, "queued", 5)  # someone else's
         + jobs(user, "queued", 1)  # the job being sent
     )
-    assert services.dispatch_priority(owner_id=user.pk) == priority
+    with CaptureQueriesContext(connection) as queries:
+        assert services.dispatch_priority(owner_id=user.pk) == priority
+    # However long someone's backlog, the count stops where the top list starts.
+    assert f"LIMIT {services.TOP_PRIORITY_FROM + 1}" in queries[0]["sql"]
 
 
 @pytest.mark.django_db(transaction=True)
