@@ -292,14 +292,14 @@ _CELERY_FRAMES = f"""Traceback (most recent call last):
     return self.run(*args, **kwargs)
            ^^^^^^^^^^^^^^^^^^^^^^^^^
   File "/app/jobs/tasks.py", line 14, in run_job
-    outcome = services.run_job(job_id=job_id, task_id=self.request.id, worker=self.request.hostname)
-              ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+    outcome = running.run_job(job_id=job_id, task_id=self.request.id, worker=self.request.hostname)
+              ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
 """
 _KIND_FRAMES = """Traceback (most recent call last):
-  File "/app/jobs/services.py", line 233, in run_job
+  File "/app/jobs/running.py", line 233, in run_job
     archive_name, made = _make_thumbnail_archive(job)
                          ^^^^^^^^^^^^^^^^^^^^^^^^^^^^
-  File "/app/jobs/services.py", line 310, in _make_thumbnail_archive
+  File "/app/jobs/running.py", line 310, in _make_thumbnail_archive
     made = thumbnails.make_thumbnails(
            ^^^^^^^^^^^^^^^^^^^^^^^^^^^
   File "/app/jobs/kinds/thumbnails.py", line 156, in make_thumbnails
@@ -316,15 +316,15 @@ def _kind_traceback(cause: str, constant: str, message: str) -> str:
     return (
         f"{cause}\n{_CAUSE}{_KIND_FRAMES.format(constant=constant)}"
         f"jobs.kinds.thumbnails.ThumbnailError: {message}\n{_CAUSE}{_CELERY_FRAMES}"
-        f'  File "/app/jobs/services.py", line 235, in run_job\n'
-        f"    raise JobFailed(str(exc)) from exc\njobs.services.JobFailed: {message}\n"
+        f'  File "/app/jobs/running.py", line 235, in run_job\n'
+        f"    raise JobFailed(str(exc)) from exc\njobs.running.JobFailed: {message}\n"
     )
 
 
 def _simple_traceback(line: str, raise_line: str, message: str) -> str:
     return (
-        f'{_CELERY_FRAMES}  File "/app/jobs/services.py", line {line}, in run_job\n'
-        f"    {raise_line}\njobs.services.JobFailed: {message}\n"
+        f'{_CELERY_FRAMES}  File "/app/jobs/running.py", line {line}, in run_job\n'
+        f"    {raise_line}\njobs.running.JobFailed: {message}\n"
     )
 
 
@@ -373,21 +373,21 @@ def _pixels_message(width: int, height: int) -> str:
 _PIXELS = _pixels_message(12000, 10800)
 _NO_SPACE = "[Errno 28] No space left on device"
 FAILURES = [
-    Failure(0.44, NOT_AN_IMAGE, "JobFailed", "jobs.services", NOT_AN_IMAGE,
+    Failure(0.44, NOT_AN_IMAGE, "JobFailed", "jobs.running", NOT_AN_IMAGE,
             _kind_traceback(_PIL_UNIDENTIFIED, "_NOT_AN_IMAGE", NOT_AN_IMAGE), (0.003, 0.4)),
-    Failure(0.30, CORRUPT, "JobFailed", "jobs.services", CORRUPT,
+    Failure(0.30, CORRUPT, "JobFailed", "jobs.running", CORRUPT,
             _kind_traceback(_PIL_TRUNCATED, "_CORRUPT", CORRUPT), (0.02, 0.6)),
-    Failure(0.10, _PIXELS, "JobFailed", "jobs.services", _PIXELS,
+    Failure(0.10, _PIXELS, "JobFailed", "jobs.running", _PIXELS,
             _simple_traceback("235", "raise JobFailed(str(exc)) from exc", _PIXELS),
             (0.002, 0.3), kind="over_limit"),
     Failure(0.06, INTERNAL, "OSError", "builtins", _NO_SPACE,
-            f"{_CELERY_FRAMES}  File \"/app/jobs/services.py\", line 320, in "
+            f"{_CELERY_FRAMES}  File \"/app/jobs/running.py\", line 320, in "
             f"_make_thumbnail_archive\n    return storage.save(name, pending), made\n"
             f"OSError: {_NO_SPACE}\n", (0.03, 0.5), kind="internal"),
-    Failure(0.03, TIME_LIMIT, "JobFailed", "jobs.services", TIME_LIMIT,
+    Failure(0.03, TIME_LIMIT, "JobFailed", "jobs.running", TIME_LIMIT,
             _simple_traceback("245", "raise JobFailed(message) from exc", TIME_LIMIT),
             (300.0, 0.0), kind="time_limit"),
-    Failure(0.07, INTERRUPTED, "JobFailed", "jobs.services", INTERRUPTED,
+    Failure(0.07, INTERRUPTED, "JobFailed", "jobs.running", INTERRUPTED,
             _simple_traceback("229", "raise JobFailed(message)", INTERRUPTED), (0.002, 0.3),
             attempts=4, kind="interrupted"),
 ]  # fmt: skip
@@ -397,7 +397,7 @@ _TAIL_FORMATS = ["TIFF", "BMP", "GIF", "WebP", "PNG", "JPEG"]
 _TAIL_FEATURES = ["a colour space", "a compression", "an extension block", "a layout",
                   "a palette", "a sample format"]  # fmt: skip
 FAILURES += [
-    Failure(0.0015, message, "JobFailed", "jobs.services", message,
+    Failure(0.0015, message, "JobFailed", "jobs.running", message,
             _simple_traceback("235", "raise JobFailed(str(exc)) from exc", message), (0.002, 0.3))
     for fmt in _TAIL_FORMATS
     for feature in _TAIL_FEATURES

@@ -9,7 +9,7 @@ synchronous_commit and full_page_writes on: the rollup row stays locked while it
 flushed, which is where finishes queue), migrated, holding --jobs running jobs (bulk-inserted).
 64 finisher processes (multiprocessing, so no GIL between them), each with its own database
 connection kept between measurements as a Celery worker keeps its own. A measurement lets the
-first N of them run jobs.services._finish (the running job's UPDATE to succeeded and its rollup
+first N of them run jobs.running._finish (the running job's UPDATE to succeeded and its rollup
 write, one statement on PostgreSQL: rollups.record_if_updated) on their own share of the jobs
 for --seconds, and counts the finishes committed in that time. The arms:
 - baseline: the same _finish with the rollup write left out (the same UPDATE alone);
@@ -101,7 +101,7 @@ def finisher(index: int, commands: Connection) -> None:
     the traceback of what went wrong."""
     from django.db import connection
 
-    from jobs import rollups, services
+    from jobs import rollups, running
     from jobs.models import Job
 
     while (command := commands.recv()) is not None:
@@ -116,7 +116,7 @@ def finisher(index: int, commands: Connection) -> None:
                         break
                     job = Job(pk=pk, task_id=task_id, status=Job.Status.RUNNING,
                               queued_at=queued_at, started_at=started_at)  # fmt: skip
-                    finished = services._finish(
+                    finished = running._finish(
                         job, status=Job.Status.SUCCEEDED, archive=f"jobs/{pk}/thumbnails.zip",
                         result={"thumbnails": [f"photo-{size}.jpg" for size in (128, 256)]},
                     )  # fmt: skip
@@ -264,7 +264,7 @@ def main() -> int:
         from django.core.management import call_command
         from django.db import connections
 
-        from jobs import services  # noqa: F401 - imported once, before the finishers fork
+        from jobs import running  # noqa: F401 - imported once, before the finishers fork
 
         call_command("migrate", verbosity=0)
         load_jobs(args.jobs)

@@ -41,7 +41,7 @@ WORKER_CONCURRENCY=2 and DATABASE_CONN_MAX_AGE unset (the app's own default is m
    service connects with its own application_name (PGAPPNAME=parroter-<service>), so the
    server log counts the worker's statements (main and pool, django-celery-results' writes
    included) and web's; on both databases, after the services stop, a few jobs submitted with
-   jobs.services.submit_job are run in-process through jobs.services.run_job under Django's
+   jobs.services.submit_job are run in-process through jobs.running.run_job under Django's
    CaptureQueriesContext (the worker's Django work without Celery's result backend).
    Also printed: ceiling CPU per image / all services' CPU per job, which on a machine the
    pipeline saturates predicts the throughput ratios without their wall-clock noise, and the
@@ -410,7 +410,7 @@ def count_sql_in_process(user: str, files: list[str], out: str) -> int:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from jobs import services
+    from jobs import running, services
     from jobs.kinds.thumbnails import Box
 
     owner = get_user_model().objects.get(username=user)
@@ -421,8 +421,8 @@ def count_sql_in_process(user: str, files: list[str], out: str) -> int:
             upload = services.Upload(File(source, name=Path(path).name), Path(path).name, "jpg")
             job = services.submit_job(owner=owner, uploads=[upload], boxes=boxes)
         with CaptureQueriesContext(connection) as captured:
-            outcome = services.run_job(job_id=str(job.pk), task_id=job.task_id,
-                                       worker="bench-count@localhost")  # fmt: skip
+            outcome = running.run_job(job_id=str(job.pk), task_id=job.task_id,
+                                      worker="bench-count@localhost")  # fmt: skip
         if "thumbnails" not in outcome:
             raise RuntimeError(f"in-process job {job.pk} did not succeed: {outcome}")
         if n:  # the first is a warm-up
@@ -595,7 +595,7 @@ def run_database(args, database: str, files: list[Path], redis, static_root: Pat
             "writes": sum(p["writes"] for p in per_job) / len(per_job),
         }
         (log_dir / "statements.txt").write_text(
-            f"jobs.services.run_job in-process, one job ({out['vendor']}):\n"
+            f"jobs.running.run_job in-process, one job ({out['vendor']}):\n"
             + "\n".join(counted["jobs"][0])
             + "\n"
         )
@@ -734,7 +734,7 @@ def report(args, outcomes: dict[str, dict | str]) -> int:
         ip = o["in_process"]
         first = ip["first"]
         print(
-            f"\n  SQL per job, jobs.services.run_job in-process (CaptureQueriesContext, "
+            f"\n  SQL per job, jobs.running.run_job in-process (CaptureQueriesContext, "
             f"{ip['jobs']} jobs): {ip['total']:.1f} statements, {ip['writes']:.1f} writes"
         )
         print("    " + ", ".join(f"{k} x{v}" for k, v in sorted(first["detail"].items())))

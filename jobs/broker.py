@@ -116,7 +116,7 @@ def renew_held_messages(channel, *, now: float | None = None) -> int:
 def restore_abandoned_messages(*, queues: set[str], held_for: float, limit: int = 100) -> int:
     """Put back at the head of their queue the messages of `queues` that no worker has renewed
     for `held_for` seconds (their worker died or was cut off); returns how many. Only job
-    queues: a job runs once however often its message comes (jobs.services._claim), where a
+    queues: a job runs once however often its message comes (jobs.running._claim), where a
     chore or an alert notice would be done twice."""
     if not is_redis():
         return 0

@@ -273,11 +273,12 @@ class JobRollup(models.Model):
     """Finished attempts per minute, kind and status (spread over a few shards), with duration
     sums and histograms, and the retries made from that status in that minute.
 
-    Written by jobs.services in the same transaction as each attempt's finish (and each retry),
-    and only ever added to: history is what happened, so a later retry, cancel or delete never
-    takes an attempt out of the minute it finished in. The console's counters and charts read
-    them instead of scanning jobs. Older rows are merged into hours and days (jobs.housekeeping.
-    compact_rollups): totals stay exact, only the minute within the hour or day is forgotten.
+    Written by jobs.running and jobs.services in the same transaction as each attempt's finish
+    (and each retry), and only ever added to: history is what happened, so a later retry, cancel
+    or delete never takes an attempt out of the minute it finished in. The console's counters
+    and charts read them instead of scanning jobs. Older rows are merged into hours and days
+    (jobs.housekeeping.compact_rollups): totals stay exact, only the minute within the hour or
+    day is forgotten.
     """
 
     minute = models.IntegerField(help_text="Minutes since the Unix epoch (UTC) of finished_at.")

@@ -8,7 +8,7 @@ from celery.worker.request import Request
 from django.conf import settings
 from django.utils import timezone
 
-from jobs import alerts, housekeeping, services, tempfiles
+from jobs import alerts, housekeeping, running, services, tempfiles
 
 
 class JobRequest(Request):
@@ -20,15 +20,13 @@ class JobRequest(Request):
             # The message goes back to the queue (reject_on_worker_lost), after what the dead
             # process was writing is removed; the job must wait for it there, or the next
             # delivery would find it "running" and leave it.
-            services.discard_partial_outputs(job_id=self.args[0], task_id=self.id)
-            services.release_interrupted_job(
-                job_id=self.args[0], task_id=self.id, message_kept=True
-            )
+            running.discard_partial_outputs(job_id=self.args[0], task_id=self.id)
+            running.release_interrupted_job(job_id=self.args[0], task_id=self.id, message_kept=True)
         return super().on_failure(exc_info, send_failed_event, return_ok)
 
 
 # acks_late + reject_on_worker_lost: a job whose worker process dies mid-run is delivered
-# again (services.run_job gives up after the job's max_attempts). A temporary database or
+# again (running.run_job gives up after the job's max_attempts). A temporary database or
 # storage error is retried with exponential backoff; attempts bound the retries. JobFailed
 # is an expected outcome (bad input), logged in one line without a traceback.
 @shared_task(
@@ -37,14 +35,14 @@ class JobRequest(Request):
     acks_late=True,
     reject_on_worker_lost=True,
     Request=JobRequest,
-    throws=(services.JobFailed,),
-    autoretry_for=services.TRANSIENT_ERRORS,
+    throws=(running.JobFailed,),
+    autoretry_for=running.TRANSIENT_ERRORS,
     retry_backoff=True,
     retry_backoff_max=60,
     max_retries=None,
 )
 def run_job(self, job_id: str) -> dict:
-    outcome = services.run_job(job_id=job_id, task_id=self.request.id, worker=self.request.hostname)
+    outcome = running.run_job(job_id=job_id, task_id=self.request.id, worker=self.request.hostname)
     if outcome.get("cancelled"):
         # The task's result reads REVOKED, whether the revoke stopped it or came too late.
         self.backend.mark_as_revoked(self.request.id, "cancelled", request=self.request)
@@ -149,4 +147,4 @@ def remove_partial_outputs(sender=None, request=None, terminated=False, **kwargs
     # In the worker's main process, on the job's host, once the pool process running a
     # cancelled job was terminated: nothing it had written may stay (see services._revoke).
     if terminated and getattr(sender, "name", "") == "jobs.run_job" and request.args:
-        services.discard_partial_outputs(job_id=request.args[0], task_id=request.id)
+        running.discard_partial_outputs(job_id=request.args[0], task_id=request.id)

@@ -382,12 +382,12 @@ def submit_image(
 def run_in_process(job) -> dict:
     """One delivery, as the worker's task makes it, in this process; {"failed": True} when the
     job fails."""
-    from jobs import services
+    from jobs import running
 
     job.refresh_from_db()
     try:
-        return services.run_job(job_id=str(job.pk), task_id=job.task_id, worker="celery@here")
-    except services.JobFailed:
+        return running.run_job(job_id=str(job.pk), task_id=job.task_id, worker="celery@here")
+    except running.JobFailed:
         return {"failed": True}
 
 

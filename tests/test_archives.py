@@ -10,7 +10,7 @@ import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import FileSystemStorage, default_storage
 
-from jobs import services
+from jobs import running, services
 from jobs.models import Job
 from tests.conftest import image_bytes, run_in_process, submit_image
 
@@ -66,7 +66,7 @@ def test_a_delivery_recovered_from_while_it_stored_leaves_the_finished_archive_a
         return real_save(self, name, content, *args, **kwargs)
 
     monkeypatch.setattr(FileSystemStorage, "save", cut_off_while_storing)
-    outcome = services.run_job(job_id=str(job.pk), task_id=old_task, worker="celery@old")
+    outcome = running.run_job(job_id=str(job.pk), task_id=old_task, worker="celery@old")
 
     assert outcome == {"job": str(job.pk), "cancelled": True}  # its finish was refused
     assert newer["recovered"] == {"requeued": 1, "failed": 0}
@@ -95,7 +95,7 @@ def test_a_message_delivered_again_replaces_what_its_dead_delivery_stored(user):
     # Same task id: the pool process died after storing, and its message comes again.
     Job.objects.filter(pk=job.pk).update(status=Job.Status.RUNNING, attempts=1)
     default_storage.save(archive_of(job, job.task_id), ContentFile(b"PK never recorded"))
-    assert services.release_interrupted_job(
+    assert running.release_interrupted_job(
         job_id=str(job.pk), task_id=job.task_id, message_kept=True
     )
 
@@ -131,7 +131,7 @@ def test_an_earlier_archive_that_cannot_be_removed_leaves_the_job_succeeded(
         raise OSError("storage unreachable")
 
     monkeypatch.setattr(FileSystemStorage, "listdir", unreachable)
-    with caplog.at_level(logging.WARNING, logger="jobs.services"):
+    with caplog.at_level(logging.WARNING, logger="jobs.running"):
         assert "thumbnails" in run_in_process(job)
     monkeypatch.undo()
     assert f"could not remove earlier archives of job {job.pk}" in caplog.text
@@ -145,5 +145,5 @@ def test_a_terminated_delivery_removes_its_archive_even_after_the_job_was_retrie
     services.cancel_job(job_id=job.pk)
     services.retry_job(job_id=job.pk)  # a new task id before the worker cleans up
 
-    services.discard_partial_outputs(job_id=job.pk, task_id=old_task)
+    running.discard_partial_outputs(job_id=job.pk, task_id=old_task)
     assert folder_files(job) == ["source.jpg"]

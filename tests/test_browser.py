@@ -14,7 +14,7 @@ from django.utils import timezone
 from PIL import Image
 from playwright.sync_api import expect
 
-from jobs import alerts, rollups, services
+from jobs import alerts, rollups, running
 from jobs.api import api
 from jobs.models import AlertDelivery, AlertReceiver, Job
 from tests.conftest import (
@@ -542,7 +542,9 @@ def test_an_operator_triages_failure_groups_and_an_owner_is_told_what_to_do(
         owner=user, source_name="panorama.tif", status=Job.Status.RUNNING, task_id="t-slow",
         params={"sizes": [[128, 128]]}, started_at=timezone.now(),
     )  # fmt: skip
-    services._fail(slow, "The job took longer than 300 seconds and was stopped.", "time_limit")
+    running.record_failure(
+        slow, "The job took longer than 300 seconds and was stopped.", "time_limit"
+    )
     page.goto(f"{live_server.url}/ops/failures/")
     groups = page.locator(".failure-group")
     expect(groups).to_have_count(3)

@@ -24,7 +24,7 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from django_celery_results.models import TaskResult
 from PIL import Image
 
-from jobs import housekeeping, services
+from jobs import housekeeping, running, services
 from jobs.models import Job
 from jobs.tasks import run_job
 from tests.conftest import (
@@ -252,7 +252,7 @@ def test_a_temporary_storage_error_is_retried_with_backoff_and_succeeds(
     while (job := Job.objects.get(pk=job.pk)).attempts < 3 or job.status != Job.Status.QUEUED:
         assert time.monotonic() < deadline, f"not retried: {job.status} {job.attempts} {job.error}"
         time.sleep(0.01)
-    assert job.error == services.TEMPORARY_PROBLEM_MESSAGE  # what the owner sees meanwhile
+    assert job.error == running.TEMPORARY_PROBLEM_MESSAGE  # what the owner sees meanwhile
     shutil.rmtree(blocker)  # the problem goes away
 
     job = wait_for_job(job)

@@ -12,7 +12,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from PIL import Image
 
-from jobs import services
+from jobs import running, services
 from jobs.kinds import thumbnails
 from jobs.models import Job
 from parroter.local_redis import free_port
@@ -152,13 +152,13 @@ def test_a_message_delivered_again_does_not_run_a_finished_or_retried_job(
     job = wait_for_job(submitted_job(upload(client, image_bytes((300, 200)))))
     finished_at = job.finished_at
     # A redelivered message (acks_late) for this job gets the outcome again, not a second run:
-    assert services.run_job(job_id=str(job.pk), task_id=job.task_id) == {
+    assert running.run_job(job_id=str(job.pk), task_id=job.task_id) == {
         "job": str(job.pk),
         **job.result,
     }
     # ...and with a message from before a retry (the job now waits for another task id):
     Job.objects.filter(pk=job.pk).update(status=Job.Status.QUEUED, task_id="newer")
-    assert services.run_job(job_id=str(job.pk), task_id=job.task_id)["skipped"]
+    assert running.run_job(job_id=str(job.pk), task_id=job.task_id)["skipped"]
     job.refresh_from_db()
     assert (job.status, job.attempts, job.finished_at) == (Job.Status.QUEUED, 1, finished_at)
 
@@ -311,7 +311,7 @@ def test_a_file_the_form_cannot_read_is_left_out_and_listed_on_the_job_page(
 
 def test_a_job_of_many_images_reports_each_image_done_while_it_runs(client, user, celery_worker):
     # PNGs decode whole (JPEGs at 1/8 scale), so each of these takes ~0.1 s: long enough for
-    # several progress writes (at most one per services.PROGRESS_INTERVAL) during the job.
+    # several progress writes (at most one per running.PROGRESS_INTERVAL) during the job.
     big = image_bytes((3000, 3000), "RGB", "PNG")
     count = 20
     client.force_login(user)

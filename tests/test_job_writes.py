@@ -9,7 +9,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from jobs import services
+from jobs import running, services
 from jobs.kinds import thumbnails
 from jobs.models import Job
 from tests.conftest import image_bytes, run_in_process, submit_image
@@ -34,10 +34,10 @@ def writes(queries) -> list[str]:
 def test_a_short_job_writes_its_claim_and_its_outcome_only(user, monkeypatch):
     # A job shorter than the progress interval (the interval is stretched here so that a slow
     # machine cannot make this one longer).
-    monkeypatch.setattr(services, "PROGRESS_INTERVAL", 60)
+    monkeypatch.setattr(running, "PROGRESS_INTERVAL", 60)
     job = queued_job(user)
     with CaptureQueriesContext(connection) as queries:
-        outcome = services.run_job(job_id=str(job.pk), task_id=job.task_id)
+        outcome = running.run_job(job_id=str(job.pk), task_id=job.task_id)
     assert len(outcome["thumbnails"]) == 3
     statements = writes(queries)
     job_updates = [sql for sql in statements if 'UPDATE "jobs_job" ' in sql]
@@ -52,8 +52,8 @@ def test_progress_is_written_once_per_interval_of_wall_time(user, monkeypatch):
     job = queued_job(user)
     Job.objects.filter(pk=job.pk).update(status=Job.Status.RUNNING)
     clock = iter([0.0, 0.1, 0.2, 0.3, 0.35, 0.6, 0.61])
-    monkeypatch.setattr(services, "time", SimpleNamespace(monotonic=lambda: next(clock)))
-    report = services._ProgressWriter(job)  # created at 0.0, as the claim was written
+    monkeypatch.setattr(running, "time", SimpleNamespace(monotonic=lambda: next(clock)))
+    report = running._ProgressWriter(job)  # created at 0.0, as the claim was written
     with CaptureQueriesContext(connection) as queries:
         for percent in (10, 20, 30, 40, 50, 60):  # at 0.1 0.2 0.3 0.35 0.6 0.61
             report(percent, percent // 20)
@@ -96,7 +96,7 @@ def test_a_task_keeps_its_database_connection_for_the_next_one():
 def test_a_claim_forgets_how_far_an_interrupted_attempt_got(user):
     job = queued_job(user)
     Job.objects.filter(pk=job.pk).update(result={"images_done": 37})  # an earlier attempt's
-    claimed = services._claim(job_id=str(job.pk), task_id=job.task_id, worker="celery@here")
+    claimed = running._claim(job_id=str(job.pk), task_id=job.task_id, worker="celery@here")
     assert (claimed.status, claimed.progress, claimed.images_done) == ("running", 0, 0)
 
 
@@ -104,16 +104,16 @@ def test_a_claim_is_one_statement_that_hands_back_the_row_as_the_orm_reads_it(us
     job = queued_job(user)
     Job.objects.filter(pk=job.pk).update(attempts=2, result={"images_done": 3})
     with CaptureQueriesContext(connection) as queries:
-        claimed = services._claim(job_id=str(job.pk), task_id=job.task_id, worker="celery@here")
+        claimed = running._claim(job_id=str(job.pk), task_id=job.task_id, worker="celery@here")
     assert len(queries) == 1
     assert (claimed.status, claimed.attempts, claimed.worker) == ("running", 3, "celery@here")
     stored = Job.objects.get(pk=job.pk)
     fields = [field.attname for field in Job._meta.concrete_fields]
     assert [getattr(claimed, name) for name in fields] == [getattr(stored, name) for name in fields]
     # Running now: neither this message again nor another one claims it.
-    assert services._claim(job_id=str(job.pk), task_id=job.task_id, worker="w") is None
+    assert running._claim(job_id=str(job.pk), task_id=job.task_id, worker="w") is None
     Job.objects.filter(pk=job.pk).update(status=Job.Status.QUEUED)
-    assert services._claim(job_id=str(job.pk), task_id="an-older-message", worker="w") is None
+    assert running._claim(job_id=str(job.pk), task_id="an-older-message", worker="w") is None
 
 
 def test_a_superseded_delivery_leaves_the_newer_deliverys_archive_alone(user, monkeypatch):
@@ -134,7 +134,7 @@ def test_a_superseded_delivery_leaves_the_newer_deliverys_archive_alone(user, mo
 
     monkeypatch.setattr(thumbnails, "make_archive", superseded_midway)
     old_task = job.task_id
-    assert services.run_job(job_id=str(job.pk), task_id=old_task, worker="celery@old") == {
+    assert running.run_job(job_id=str(job.pk), task_id=old_task, worker="celery@old") == {
         "job": str(job.pk),
         "cancelled": True,
     }

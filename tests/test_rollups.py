@@ -22,7 +22,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from dashboard.forms import HISTORY_RANGES
-from jobs import alerts, housekeeping, rollups, services
+from jobs import alerts, housekeeping, rollups, running, services
 from jobs.kinds import thumbnails
 from jobs.models import RUN_BUCKET_FIELDS, WAIT_BUCKET_FIELDS, AlertRule, Job, JobRollup
 from jobs.selectors import job_history, recent_rate, rollup_totals
@@ -115,11 +115,11 @@ STEPS = st.lists(
 
 
 def run_steps(owner, steps: list[tuple[str, int]]) -> Ledger:
-    """Apply the steps through jobs.services on a clock the test moves; the ledger records
-    what each one did, decided from the test's own state of the jobs."""
+    """Apply the steps through jobs.services and jobs.running on a clock the test moves; the
+    ledger records what each one did, decided from the test's own state of the jobs."""
     clock = [START]
     ledger, jobs = Ledger(), []
-    queued, running = Job.Status.QUEUED, Job.Status.RUNNING
+    queued, running_status = Job.Status.QUEUED, Job.Status.RUNNING
     with mock.patch("django.utils.timezone.now", lambda: clock[0]):
         for action, number in steps:
             now = clock[0]
@@ -140,23 +140,23 @@ def run_steps(owner, steps: list[tuple[str, int]]) -> Ledger:
             job = pool[number % len(pool)]
             stored = Job.objects.get(pk=job.pk)
             if action == "claim":
-                claimed = services._claim(job_id=str(job.pk), task_id=stored.task_id, worker="w")
+                claimed = running._claim(job_id=str(job.pk), task_id=stored.task_id, worker="w")
                 assert (claimed is not None) == (job.status == queued)
                 if claimed:
-                    job.status, job.started_at, job.attempts = running, now, job.attempts + 1
+                    job.status, job.started_at, job.attempts = running_status, now, job.attempts + 1
             elif action in ("succeed", "fail"):
                 status = Job.Status.SUCCEEDED if action == "succeed" else Job.Status.FAILED
-                assert services._finish(stored, status=status) == (job.status == running)
-                if job.status == running:
+                assert running._finish(stored, status=status) == (job.status == running_status)
+                if job.status == running_status:
                     run, wait = now - job.started_at, job.started_at - job.queued_at
                     ledger.finished(now, status, run.total_seconds(), wait.total_seconds())
                     job.status = status
             elif action == "cancel":
                 cancelled = services.cancel_jobs(jobs=Job.objects.filter(pk=job.pk))
-                assert cancelled == (job.status in (queued, running))
+                assert cancelled == (job.status in (queued, running_status))
                 if cancelled:
                     run = wait = None
-                    if job.status == running:
+                    if job.status == running_status:
                         run = (now - job.started_at).total_seconds()
                         wait = (job.started_at - job.queued_at).total_seconds()
                     ledger.finished(now, Job.Status.CANCELLED, run, wait)
@@ -176,7 +176,7 @@ def run_steps(owner, steps: list[tuple[str, int]]) -> Ledger:
                 counts = services.reap_stuck_jobs(running_longer_than=timedelta(0))
                 expected = {"requeued": 0, "failed": 0}
                 for each in jobs:
-                    if each.status != running or each.started_at >= now:
+                    if each.status != running_status or each.started_at >= now:
                         continue
                     if each.attempts >= each.max_attempts:
                         run = (now - each.started_at).total_seconds()
@@ -356,7 +356,7 @@ def test_concurrent_finishes_on_different_shards_add_up_exactly(user, settings):
             done = 0
             for job in Job.objects.filter(pk__in=share):
                 status = Job.Status.FAILED if job.pk.int % 3 == 0 else Job.Status.SUCCEEDED
-                done += services._finish(job, status=status)
+                done += running._finish(job, status=status)
             return rollups.shard(), done
         finally:
             connection.close()

@@ -28,7 +28,7 @@ from django.utils import timezone
 from storages.backends.s3 import S3Storage
 
 import parroter.settings
-from jobs import housekeeping, selectors, services
+from jobs import housekeeping, running, selectors
 from jobs.models import Job
 from parroter.local_redis import free_port
 from tests.broker_fakes import HungServer
@@ -326,7 +326,7 @@ def test_an_archive_stored_by_an_interrupted_delivery_is_removed(user, on_s3):
     # The delivery was killed after its archive reached the bucket, before success was recorded.
     stored = f"jobs/{job.pk}/thumbnails-{job.task_id}.zip"
     default_storage.save(stored, ContentFile(b"PK whole, never recorded"))
-    services.discard_partial_outputs(job_id=job.pk, task_id=job.task_id)
+    running.discard_partial_outputs(job_id=job.pk, task_id=job.task_id)
     assert bucket_keys(on_s3) == [f"jobs/{job.pk}/source.jpg"]
 
 
