@@ -1211,7 +1211,8 @@ def compact_as_the_chore_does(facts: Facts) -> list[tuple[str, bool]]:
     from django.db.models import Sum
 
     from dashboard.forms import HISTORY_RANGES
-    from jobs import housekeeping, selectors
+    from jobs import housekeeping
+    from jobs.history import job_history
     from jobs.models import JobRollup
 
     def seen() -> tuple:
@@ -1219,7 +1220,7 @@ def compact_as_the_chore_does(facts: Facts) -> list[tuple[str, bool]]:
             jobs=Sum("jobs"), run=Sum("run_seconds"), retried=Sum("retried")
         )
         histories = [
-            selectors.job_history(window=window, slot=slot, now=now)
+            job_history(window=window, slot=slot, now=now)
             for window, slot in HISTORY_RANGES.values()
         ]
         rounded = {s: (j, round(r, 3), t) for s, j, r, t in totals}

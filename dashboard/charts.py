@@ -19,8 +19,8 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 from dashboard.templatetags.parroter import duration, percent
+from jobs.history import History, Slot
 from jobs.models import Job
-from jobs.selectors import History, Slot
 
 WIDTH, HEIGHT = 480, 150
 LEFT, RIGHT, TOP, BOTTOM = 46, 6, 8, 18  # room for the axis labels

@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dashboard import charts
+from jobs.history import History, Slot
 from jobs.models import DURATION_BOUNDS
-from jobs.selectors import History, Slot
 
 START = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 # The axis labels' font is 11 px; no character of theirs is wider than this, digits and

@@ -20,7 +20,7 @@ from django_celery_beat.schedulers import DatabaseScheduler
 from django_celery_results.models import TaskResult
 
 from dashboard.forms import HISTORY_RANGES
-from jobs import audit, broker, housekeeping, rollups, selectors, services, tasks, tempfiles
+from jobs import audit, broker, history, housekeeping, rollups, services, tasks, tempfiles
 from jobs.kinds import thumbnails
 from jobs.models import AuditedJob, AuditEntry, Chore, Job, JobRollup
 from parroter.celery_app import app as celery_app
@@ -529,9 +529,9 @@ def test_old_history_is_merged_into_hours_then_days_without_changing_what_the_ch
         minute=rollups.minute_of(hour_3d + timedelta(minutes=50)), kind="thumbnails",
         status="failed", retried=2,
     )  # fmt: skip
-    totals = selectors.rollup_totals(now=now)
+    totals = history.rollup_totals(now=now)
     charts = {
-        name: selectors.job_history(window=window, slot=slot, now=now)
+        name: history.job_history(window=window, slot=slot, now=now)
         for name, (window, slot) in HISTORY_RANGES.items()
     }
     rows_before = JobRollup.objects.count()
@@ -549,9 +549,9 @@ def test_old_history_is_merged_into_hours_then_days_without_changing_what_the_ch
     assert rollups.minute_of(five_5h) in minutes
     assert {rollups.minute_of(moment) for moment in moments[-2:]} <= minutes
     cache.delete(rollups.settled_totals_key(rollups.start_of_day(now)))
-    assert selectors.rollup_totals(now=now) == totals
+    assert history.rollup_totals(now=now) == totals
     for name, (window, slot) in HISTORY_RANGES.items():
-        assert selectors.job_history(window=window, slot=slot, now=now) == charts[name], name
+        assert history.job_history(window=window, slot=slot, now=now) == charts[name], name
     assert housekeeping.compact_rollups() == {"rows": 0}
 
 

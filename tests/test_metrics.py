@@ -9,7 +9,7 @@ from django.db.models import F
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from jobs import housekeeping, monitoring, rollups, selectors, services, tokens
+from jobs import history, housekeeping, monitoring, rollups, services, tokens
 from jobs.models import ApiToken, Job, JobRollup
 from tests.conftest import image_bytes, run_in_process, submit_image
 
@@ -121,7 +121,7 @@ def test_a_scraper_authenticates_with_a_staff_users_api_token(client, user, staf
 
 
 def failed_total() -> int:
-    return sum(t.jobs for t in selectors.rollup_totals() if t.status == Job.Status.FAILED)
+    return sum(t.jobs for t in history.rollup_totals() if t.status == Job.Status.FAILED)
 
 
 def failed_job(owner, finished_at) -> Job:

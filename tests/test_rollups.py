@@ -23,9 +23,9 @@ from hypothesis import strategies as st
 
 from dashboard.forms import HISTORY_RANGES
 from jobs import alerts, housekeeping, rollups, running, services
+from jobs.history import job_history, recent_rate, rollup_totals
 from jobs.kinds import thumbnails
 from jobs.models import RUN_BUCKET_FIELDS, WAIT_BUCKET_FIELDS, AlertRule, Job, JobRollup
-from jobs.selectors import job_history, recent_rate, rollup_totals
 from tests.conftest import image_bytes, run_in_process, submit_image
 
 pytestmark = pytest.mark.django_db

@@ -23,6 +23,7 @@ from dashboard import charts, tables
 from dashboard.forms import HISTORY_RANGES, AuditFilterForm, JobFilterForm
 from jobs import monitoring, roles, rollups, selectors, services
 from jobs.audit import Actor
+from jobs.history import job_history, recent_rate
 from jobs.models import Job, QueuePause
 
 # The Throughput tile's rate is over this many minutes, whatever the history's range.
@@ -409,7 +410,7 @@ def _stats_context(request: HttpRequest) -> dict:
     name = JobFilterForm(request.GET).history_range
     window, slot = HISTORY_RANGES[name]
     jobs_version = selectors.jobs_version()  # before the counts, as in _jobs_context
-    history = selectors.job_history(window=window, slot=slot)
+    history = job_history(window=window, slot=slot)
     now = selectors.now_counts()
     facts = monitoring.cluster_facts()
     # Counters move with any job change, charts with the clock's current slot, and the
@@ -425,7 +426,7 @@ def _stats_context(request: HttpRequest) -> dict:
     return {
         "range": name,
         "history": history,
-        "recent_rate": selectors.recent_rate(minutes=RECENT_MINUTES),
+        "recent_rate": recent_rate(minutes=RECENT_MINUTES),
         "recent_minutes": RECENT_MINUTES,
         "now": now,
         "facts": facts,

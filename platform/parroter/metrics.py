@@ -17,7 +17,7 @@ from prometheus_client.core import (
     Metric,
 )
 
-from jobs import housekeeping, monitoring, roles, selectors, tokens
+from jobs import history, housekeeping, monitoring, roles, selectors, tokens
 from jobs.models import DURATION_BOUNDS, Chore, Job
 from jobs.schemas import Error
 
@@ -46,7 +46,7 @@ def _job_metrics() -> Iterator[Metric]:
         value=now.oldest_wait_seconds or 0.0,
     )
 
-    totals = selectors.rollup_totals()
+    totals = history.rollup_totals()
     finished = CounterMetricFamily(
         "parroter_jobs_finished",
         "Finished attempts, by kind and outcome, counted when they finished (a later retry or "
