@@ -21,16 +21,17 @@ from jobs.kinds.thumbnails.encode import (
 
 # The first step, from the decoded image to the largest thumbnail. A JPEG is drafted to the
 # smallest DCT scale not below the output size, which leaves a < 2x step; a 2x margin (a 1/2
-# instead of a 1/4 scale for 12 MP -> 512) cost 40% more time for the same PSNR. For that short
-# step BILINEAR (an antialiasing triangle filter when shrinking) is ~2 ms cheaper than BICUBIC
-# and ~4 ms cheaper than LANCZOS for 1000x750 -> 512x384, and within 0.1 dB of their PSNR after
-# JPEG encoding (bench/thumbnails.py). Formats without draft() first reduce() by an integer box
-# filter down to a 3x step; Pillow documents a reducing_gap >= 3 as indistinguishable from
-# resampling the whole way.
+# instead of a 1/4 scale for 12 MP -> 512) cost 40% more time for the same PSNR. That short step
+# is most of the kind's work after decoding, so it takes Pillow's cheapest averaging filter: BOX
+# (an area average, as reduce() and the cascade are) takes 2.8 ms for 1000x750 -> 512x384,
+# BILINEAR 4.3, BICUBIC 6.9, LANCZOS 9.8; after JPEG encoding BOX is 0.14 dB below BILINEAR at
+# 512 px (0.04 at 128) and 0.2 dB below the tutorial's BICUBIC (bench/thumbnails.py). Formats
+# without draft() first reduce() by an integer box filter down to a 3x step; Pillow documents a
+# reducing_gap >= 3 as indistinguishable from resampling the whole way.
 # (the image scaled, the piece cut from it) -> the centre of that piece, as fractions.
 Placement = Callable[[tuple[int, int], tuple[int, int]], tuple[float, float]]
 
-_FIRST_STEP_FILTER = Image.Resampling.BILINEAR
+_FIRST_STEP_FILTER = Image.Resampling.BOX
 _REDUCING_GAP = 3.0
 
 # Each smaller thumbnail from the previous one: the integer part of the step by reduce() (a
