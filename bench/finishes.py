@@ -1,28 +1,30 @@
 """Finishes per second on PostgreSQL with 1, 4, 16 and 64 concurrent finishers: a job's finish
-with its rollup write, on sharded and on unsharded rollups, against the same transaction
-without the rollup write, in one run.
+with its history (the pending finish it writes, and the mover that adds those to the rollups),
+against the same transaction without it, in one run.
 
-Run:  .venv/bin/python -m bench.finishes        (make bench-finishes, about 2½ minutes)
+Run:  .venv/bin/python -m bench.finishes        (make bench-finishes, about 2 minutes)
 
 A private PostgreSQL (parroter.local_postgres) with production's durability (fsync,
-synchronous_commit and full_page_writes on: the rollup row stays locked while its commit is
-flushed, which is where finishes queue), migrated, holding --jobs running jobs (bulk-inserted).
-64 finisher processes (multiprocessing, so no GIL between them), each with its own database
-connection kept between measurements as a Celery worker keeps its own. A measurement lets the
-first N of them run jobs.running._finish (the running job's UPDATE to succeeded and its rollup
-write, one statement on PostgreSQL: rollups.record_if_updated) on their own share of the jobs
-for --seconds, and counts the finishes committed in that time. The arms:
-- baseline: the same _finish with the rollup write left out (the same UPDATE alone);
-- sharded: the rollups as configured (PARROTER_ROLLUP_SHARDS, 16 by default);
-- unsharded: PARROTER_ROLLUP_SHARDS=1, every finish of a minute on one row (as before shards).
-Between measurements the jobs go back to running, the rollups are emptied and both tables
+synchronous_commit and full_page_writes on), migrated, holding --jobs running jobs
+(bulk-inserted). 64 finisher processes (multiprocessing, so no GIL between them), each with its
+own database connection kept between measurements as a Celery worker keeps its own. A
+measurement lets the first N of them run jobs.running._finish (the running job's UPDATE to
+succeeded and the INSERT of its pending finish, one statement on PostgreSQL:
+rollups.record_if_updated) on their own share of the jobs for --seconds, and counts the
+finishes committed in that time. The arms:
+- baseline: the same _finish with the history left out (the same UPDATE alone);
+- history: the finish as it is, while one more process adds the pending finishes to the
+  rollups every monitoring.REPORT_EVERY (rollups.add_pending, as the monitor does). Once every
+  finisher has stopped, what is left is added, and that time counts too: the arm's rate is its
+  finishes over --seconds plus that catch-up, so no work is left outside the measurement.
+Between measurements the jobs go back to running, the rollups are emptied and the tables
 vacuumed, so every arm starts alike. The arms take turns within each round (their order
 rotates from round to round) for each number of finishers, --rounds times; the best of each
 arm's rounds is reported with the worst beside it.
 
-Checks: after every measurement with rollups, their sum equals the finishes the finishers
-made (in any shard), and the shards written are the finishers' own (only shard 0 unsharded).
-Target: at 64 finishers the sharded arm makes >= 0.8x the baseline's finishes per second.
+Check: after every measurement with history, the rollups count exactly the finishes the
+finishers made, and no pending finish is left.
+Target: at 64 finishers the history arm makes >= 0.8x the baseline's finishes per second.
 PASS/FAIL; exit status 1 on a FAIL or a failed check.
 """
 
@@ -37,7 +39,6 @@ import tempfile
 import time
 import traceback
 import uuid
-from collections import Counter
 from datetime import timedelta
 from multiprocessing.connection import Connection
 from unittest import mock
@@ -45,8 +46,8 @@ from unittest import mock
 from bench.harness import django_setup
 
 FINISHERS = (1, 4, 16, 64)
-ARMS = ("baseline", "sharded", "unsharded")
-TARGET = 0.8  # sharded / baseline at the most finishers
+ARMS = ("baseline", "history")
+TARGET = 0.8  # history / baseline at the most finishers
 PRODUCTION_DURABILITY = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
 # The jobs a finisher works through, read once before the finishers are forked (they inherit
 # it): (pk, task_id, queued_at, started_at).
@@ -76,7 +77,7 @@ def load_jobs(count: int) -> None:
 
 
 def update_only(job, update: tuple[str, list]) -> bool:
-    """rollups.record_if_updated without the rollup write: the finish's UPDATE alone."""
+    """rollups.record_if_updated without the history: the finish's UPDATE alone."""
     from django.db import connection
 
     with connection.cursor() as cursor:
@@ -84,32 +85,30 @@ def update_only(job, update: tuple[str, list]) -> bool:
         return cursor.rowcount == 1
 
 
-def arm_patch(arm: str, shards: int):
-    """What an arm changes about a finish: nothing, the shards, or no rollup write at all."""
-    from django.test.utils import override_settings
-
+def arm_patch(arm: str):
+    """What an arm changes about a finish: nothing, or no history at all."""
     from jobs import rollups
 
     if arm == "baseline":
         return mock.patch.object(rollups, "record_if_updated", update_only)
-    return override_settings(PARROTER_ROLLUP_SHARDS=shards if arm == "sharded" else 1)
+    return contextlib.nullcontext()
 
 
 def finisher(index: int, commands: Connection) -> None:
-    """A finisher process: per command (arm, finishers, shards, start, deadline), finish its
-    share of POOL from `start` until `deadline`, then answer (in time, all, shard, ran out) or
-    the traceback of what went wrong."""
+    """A finisher process: per command (arm, finishers, start, deadline), finish its share of
+    POOL from `start` until `deadline`, then answer (in time, all, ran out) or the traceback of
+    what went wrong."""
     from django.db import connection
 
-    from jobs import rollups, running
+    from jobs import running
     from jobs.models import Job
 
     while (command := commands.recv()) is not None:
-        arm, finishers, shards, start, deadline = command
+        arm, finishers, start, deadline = command
         try:
             in_time = done = 0
             share = POOL[index::finishers]
-            with arm_patch(arm, shards):
+            with arm_patch(arm):
                 time.sleep(max(start - time.monotonic(), 0))
                 for pk, task_id, queued_at, started_at in share:
                     if time.monotonic() >= deadline:
@@ -122,84 +121,113 @@ def finisher(index: int, commands: Connection) -> None:
                     )  # fmt: skip
                     done += finished
                     in_time += finished and time.monotonic() <= deadline
-                shard = rollups.shard()
             ran_out = time.monotonic() < deadline
-            commands.send((in_time, done, shard, ran_out))
+            commands.send((in_time, done, ran_out))
+        except Exception:  # noqa: BLE001 - reported by the parent, which stops the run
+            commands.send(traceback.format_exc())
+    connection.close()
+
+
+def mover(commands: Connection) -> None:
+    """The monitor's part: per command (start, deadline), add the pending finishes every
+    REPORT_EVERY from `start` until `deadline`; answer None, or the traceback of what went
+    wrong."""
+    from django.db import connection
+
+    from jobs import rollups
+    from jobs.monitoring import REPORT_EVERY
+
+    while (command := commands.recv()) is not None:
+        start, deadline = command
+        try:
+            moment = start
+            while (moment := moment + REPORT_EVERY) < deadline:
+                time.sleep(max(moment - time.monotonic(), 0))
+                rollups.add_pending()
+            commands.send(None)
         except Exception:  # noqa: BLE001 - reported by the parent, which stops the run
             commands.send(traceback.format_exc())
     connection.close()
 
 
 def reset() -> None:
-    """Every job running again, no rollups, both tables vacuumed: each arm starts alike."""
+    """Every job running again, no rollups, the tables vacuumed: each arm starts alike."""
     from django.db import connection
 
-    from jobs.models import Job, JobRollup
+    from jobs.models import Job, JobRollup, PendingFinish
 
     Job.objects.exclude(status=Job.Status.RUNNING).update(
         status=Job.Status.RUNNING, finished_at=None, progress=0, archive="", result={}
     )
     JobRollup.objects.all().delete()
-    quote = connection.ops.quote_name
+    PendingFinish.objects.all().delete()
+    tables = ", ".join(connection.ops.quote_name(model._meta.db_table)
+                       for model in (Job, JobRollup, PendingFinish))  # fmt: skip
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"VACUUM ANALYZE {quote(Job._meta.db_table)}, {quote(JobRollup._meta.db_table)}"
-        )
+        cursor.execute(f"VACUUM ANALYZE {tables}")
 
 
-def check_rollups(arm: str, answers: list[tuple]) -> str | None:
-    """What is wrong with the rollups after a measurement with them, or None."""
+def check_rollups(answers: list[tuple]) -> str | None:
+    """What is wrong with the history after a measurement with it, or None."""
     from django.db.models import Sum
 
-    from jobs.models import JobRollup
+    from jobs.models import JobRollup, PendingFinish
 
-    finished = sum(done for _, done, _, _ in answers)
+    finished = sum(done for _, done, _ in answers)
     counted = JobRollup.objects.aggregate(jobs=Sum("jobs"))["jobs"] or 0
     if counted != finished:
-        return f"{arm}: the rollups count {counted} finishes, the finishers made {finished}"
-    shards = set(JobRollup.objects.values_list("shard", flat=True))
-    expected = {shard for _, done, shard, _ in answers if done} if arm == "sharded" else {0}
-    if shards != expected:
-        return f"{arm}: rollups in shards {sorted(shards)}, the finishers' are {sorted(expected)}"
+        return f"the rollups count {counted} finishes, the finishers made {finished}"
+    if left := PendingFinish.objects.count():
+        return f"{left} pending finishes were left after the catch-up"
     return None
 
 
-def measure(pipes: list[Connection], arm: str, finishers: int, args) -> tuple[float, list]:
-    """Finishes per second of `finishers` processes in one arm, and their answers."""
+def measure(pipes: list[Connection], moving: Connection, arm: str, finishers: int, args):
+    """Finishes per second of `finishers` processes in one arm (over --seconds, plus, with
+    history, the catch-up: adding what is pending once every finisher has stopped), and their
+    answers."""
+    from jobs import rollups
+
     start = time.monotonic() + 0.2  # every finisher has its command and is waiting
     deadline = start + args.seconds
     for pipe in pipes[:finishers]:
-        pipe.send((arm, finishers, args.shards, start, deadline))
+        pipe.send((arm, finishers, start, deadline))
+    if arm == "history":
+        moving.send((start, deadline))
     answers = [pipe.recv() for pipe in pipes[:finishers]]
+    if arm == "history":
+        answers.append(moving.recv())
     failed = [answer for answer in answers if isinstance(answer, str)]
     if failed:
-        raise RuntimeError(f"a finisher failed ({arm}, {finishers}):\n{failed[0]}")
+        raise RuntimeError(f"a finisher or the mover failed ({arm}, {finishers}):\n{failed[0]}")
+    answers = answers[:finishers]
     if any(ran_out for *_, ran_out in answers):
         raise RuntimeError(f"a finisher ran out of jobs ({arm}, {finishers}): raise --jobs")
-    return sum(in_time for in_time, *_ in answers) / args.seconds, answers
+    catching_up = time.monotonic()
+    if arm == "history":
+        rollups.add_pending()
+    catch_up = time.monotonic() - catching_up
+    return sum(in_time for in_time, *_ in answers) / (args.seconds + catch_up), answers
 
 
-def run_rounds(pipes: list[Connection], levels: list[int], args) -> tuple[dict, dict, list]:
+def run_rounds(pipes: list[Connection], moving: Connection, levels: list[int], args):
     """Every arm at every number of finishers, --rounds times, the arms taking turns in an
-    order that rotates from round to round: finishes per second, the shards each number of
-    finishers wrote (shard -> finishers on it), and what the checks found wrong."""
+    order that rotates from round to round: finishes per second, and what the checks found
+    wrong."""
     results = {n: {arm: [] for arm in ARMS} for n in levels}
-    shard_use: dict[int, Counter] = {}
     problems = []
     for round_number in range(args.rounds):
         turn = ARMS[round_number % len(ARMS) :] + ARMS[: round_number % len(ARMS)]
         for finishers in levels:
             for arm in turn:
                 reset()
-                rate, answers = measure(pipes, arm, finishers, args)
+                rate, answers = measure(pipes, moving, arm, finishers, args)
                 results[finishers][arm].append(rate)
-                if arm != "baseline":
-                    problems.append(check_rollups(arm, answers))
-                if arm == "sharded":
-                    shard_use[finishers] = Counter(shard for _, _, shard, _ in answers)
+                if arm == "history":
+                    problems.append(check_rollups(answers))
             rates = ", ".join(f"{arm} {results[finishers][arm][-1]:,.0f}/s" for arm in ARMS)
             print(f"  round {round_number + 1}, {finishers} finishers: {rates}", flush=True)
-    return results, shard_use, [problem for problem in problems if problem]
+    return results, [problem for problem in problems if problem]
 
 
 def spread_of(values: list[float]) -> str:
@@ -207,33 +235,27 @@ def spread_of(values: list[float]) -> str:
     return f"{best:,.0f} (worst {worst:,.0f}, -{(best - worst) / best:.0%})"
 
 
-def report(results: dict, shard_use: dict, args, facts: str) -> bool:
+def report(results: dict, args, facts: str) -> bool:
     print(f"\nFinishes per second, best of {args.rounds} rounds of {args.seconds:g} s per arm "
           f"(the worst round and how far below the best); {facts}")  # fmt: skip
-    header = ["finishers", "baseline (UPDATE only)", f"sharded ({args.shards} shards)", "ratio",
-              "unsharded (1 shard)", "ratio"]  # fmt: skip
+    header = ["finishers", "baseline (UPDATE only)", "with history", "ratio"]
     rows = []
     for finishers, arms in results.items():
         base = max(arms["baseline"])
         rows.append([
             str(finishers), spread_of(arms["baseline"]),
-            spread_of(arms["sharded"]), f"{max(arms['sharded']) / base:.2f}x",
-            spread_of(arms["unsharded"]), f"{max(arms['unsharded']) / base:.2f}x",
+            spread_of(arms["history"]), f"{max(arms['history']) / base:.2f}x",
         ])  # fmt: skip
     widths = [max(len(row[n]) for row in [header, *rows]) for n in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)))
     most = max(results)
-    for finishers in results:
-        used = shard_use[finishers]
-        print(f"  {finishers} finishers wrote {len(used)} shard(s), at most "
-              f"{max(used.values())} finishers on one")  # fmt: skip
-    ratio = max(results[most]["sharded"]) / max(results[most]["baseline"])
-    unsharded = max(results[most]["unsharded"]) / max(results[most]["baseline"])
+    ratio = max(results[most]["history"]) / max(results[most]["baseline"])
     passed = ratio >= TARGET
-    print(f"{'PASS' if passed else 'FAIL'}: at {most} finishers the sharded rollups make "
-          f"{ratio:.2f}x the baseline's finishes per second (target >= {TARGET}x; unsharded "
-          f"{unsharded:.2f}x)")  # fmt: skip
+    print(
+        f"{'PASS' if passed else 'FAIL'}: at {most} finishers a finish with its history "
+        f"makes {ratio:.2f}x the baseline's finishes per second (target >= {TARGET}x)"
+    )
     return passed
 
 
@@ -260,7 +282,6 @@ def main() -> int:
             DEBUG="false", SECRET_KEY=uuid.uuid4().hex, LOG_LEVEL="WARNING",
         )  # fmt: skip
         django_setup()
-        from django.conf import settings
         from django.core.management import call_command
         from django.db import connections
 
@@ -268,7 +289,6 @@ def main() -> int:
 
         call_command("migrate", verbosity=0)
         load_jobs(args.jobs)
-        args.shards = settings.PARROTER_ROLLUP_SHARDS
         print(f"PostgreSQL {postgres.server_version()}, {args.jobs:,} running jobs; finishers "
               f"{', '.join(map(str, levels))}; {len(ARMS)} arms x {args.rounds} rounds of "
               f"{args.seconds:g} s")  # fmt: skip
@@ -281,10 +301,13 @@ def main() -> int:
             process.start()
             pipes.append(ours)
             processes.append(process)
+        moving, theirs = context.Pipe()
+        processes.append(context.Process(target=mover, args=(theirs,), daemon=True))
+        processes[-1].start()
         try:
-            results, shard_use, problems = run_rounds(pipes, levels, args)
+            results, problems = run_rounds(pipes, moving, levels, args)
         finally:
-            for pipe in pipes:
+            for pipe in [*pipes, moving]:
                 with contextlib.suppress(OSError):
                     pipe.send(None)
             for process in processes:
@@ -292,9 +315,10 @@ def main() -> int:
     took = time.monotonic() - started
     facts = (f"{os.cpu_count()} cores, load average {load_before:.1f} before and "
              f"{os.getloadavg()[0]:.1f} after; {took:.0f} s in all")  # fmt: skip
-    passed = report(results, shard_use, args, facts)
+    passed = report(results, args, facts)
+    found = f": {'; '.join(problems[:3])}" if problems else ""
     print(f"{'FAIL' if problems else 'PASS'}: the rollups equal the finishes after every "
-          f"measurement with them{': ' + '; '.join(problems[:3]) if problems else ''}")  # fmt: skip
+          f"measurement with history{found}")  # fmt: skip
     return 0 if passed and not problems else 1
 
 

@@ -27,7 +27,6 @@ from jobs.models import (
     AlertRule,
     FailureGroup,
     Job,
-    JobRollup,
 )
 
 logger = logging.getLogger(__name__)
@@ -107,7 +106,8 @@ def read(rule: AlertRule, *, now: datetime, facts: monitoring.ClusterFacts | Non
 def _failure_rate(rule: AlertRule, now: datetime) -> Reading:
     since = rollups.minute_of(now - timedelta(minutes=rule.window_minutes))
     totals = dict(
-        JobRollup.objects.filter(minute__gte=since)
+        rollups.rows()
+        .filter(minute__gte=since)
         .values_list("status")
         .annotate(jobs=Sum("jobs"))
         .values_list("status", "jobs")

@@ -87,7 +87,8 @@ def job_history(*, window: timedelta, slot: timedelta, now: datetime | None = No
         **{name: Sum(name) for name in ["retried", "run_seconds", "wait_seconds", *BUCKET_FIELDS]},
     }
     query = (
-        JobRollup.objects.filter(minute__gte=start * slot_minutes, minute__lt=end * slot_minutes)
+        rollups.rows()
+        .filter(minute__gte=start * slot_minutes, minute__lt=end * slot_minutes)
         .annotate(slot=ExpressionWrapper(F("minute") / slot_minutes, output_field=IntegerField()))
         .values("slot")
         .annotate(**sums)
@@ -114,9 +115,11 @@ def recent_rate(*, minutes: int = 5, now: datetime | None = None) -> float:
     """Finished attempts per minute over the last `minutes` whole minutes, from the rollups (a
     range of the rollup key's index: a few rows)."""
     end = rollups.minute_of(now or timezone.now())
-    finished = JobRollup.objects.filter(minute__gte=end - minutes, minute__lt=end).aggregate(
-        jobs=Coalesce(Sum("jobs"), 0)
-    )["jobs"]
+    finished = (
+        rollups.rows()
+        .filter(minute__gte=end - minutes, minute__lt=end)
+        .aggregate(jobs=Coalesce(Sum("jobs"), 0))["jobs"]
+    )
     return finished / minutes
 
 
@@ -156,16 +159,17 @@ def rollup_totals(*, now: datetime | None = None) -> list[RollupTotal]:
     today's rows are summed on every call, and the cost stays flat however long they go back."""
     today = rollups.start_of_day(now or timezone.now())
     key = rollups.settled_totals_key(today)
+    counted = rollups.rows()
     try:
         settled = cache.get(key)
     except Exception:  # the cache's Redis is down: sum everything, correct if slower
         settled = None
     if settled is None:
-        settled = _rollup_sums(JobRollup.objects.filter(minute__lt=today))
+        settled = _rollup_sums(counted.filter(minute__lt=today))
         with contextlib.suppress(Exception):
             cache.set(key, settled, timeout=2 * 86400)
     sums = dict(settled)
-    for group, values in _rollup_sums(JobRollup.objects.filter(minute__gte=today)).items():
+    for group, values in _rollup_sums(counted.filter(minute__gte=today)).items():
         before = sums.get(group, [0] * len(values))
         sums[group] = [a + b for a, b in zip(before, values, strict=True)]
     return [

@@ -27,7 +27,7 @@ from django_celery_results.models import TaskResult
 from storages.backends.s3 import S3Storage
 
 from jobs import rollups, tempfiles
-from jobs.models import AuditedJob, AuditEntry, Chore, Job, JobRollup
+from jobs.models import AuditedJob, AuditEntry, Chore, Job
 
 logger = logging.getLogger(__name__)
 
@@ -286,7 +286,7 @@ def _compact_before(cutoff: int, minutes: int, *, since: int | None) -> int:
     """Merge each period of `minutes` before `cutoff` (from `since`) that holds rows off its
     first minute or off shard 0. Periods merged by earlier runs are not visited again: the
     search starts at the oldest row that is not at a period's first minute in shard 0."""
-    rows = JobRollup.objects.filter(minute__lt=cutoff)
+    rows = rollups.rows().filter(minute__lt=cutoff)
     if since is not None:
         rows = rows.filter(minute__gte=since)
     oldest = (

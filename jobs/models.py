@@ -273,12 +273,12 @@ class JobRollup(models.Model):
     """Finished attempts per minute, kind and status (spread over a few shards), with duration
     sums and histograms, and the retries made from that status in that minute.
 
-    Written by jobs.running and jobs.services in the same transaction as each attempt's finish
-    (and each retry), and only ever added to: history is what happened, so a later retry, cancel
-    or delete never takes an attempt out of the minute it finished in. The console's counters
-    and charts read them instead of scanning jobs. Older rows are merged into hours and days
-    (jobs.housekeeping.compact_rollups): totals stay exact, only the minute within the hour or
-    day is forgotten.
+    Each attempt's finish reaches it through a PendingFinish (jobs.rollups.add_pending), each
+    retry directly in its own transaction, and it is only ever added to: history is what
+    happened, so a later retry, cancel or delete never takes an attempt out of the minute it
+    finished in. The console's counters and charts read them (jobs.rollups.rows) instead of
+    scanning jobs. Older rows are merged into hours and days (jobs.housekeeping.compact_rollups):
+    totals stay exact, only the minute within the hour or day is forgotten.
     """
 
     minute = models.IntegerField(help_text="Minutes since the Unix epoch (UTC) of finished_at.")
@@ -291,7 +291,7 @@ class JobRollup(models.Model):
     run_seconds = models.FloatField(db_default=0)
     wait_seconds = models.FloatField(db_default=0)
     # Which of the minute's rows for this kind and outcome (jobs.rollups.shard): concurrent
-    # finishes add to different rows instead of waiting on one row's lock. Readers sum them.
+    # writers add to different rows instead of waiting on one row's lock. Readers sum them.
     shard = models.PositiveSmallIntegerField(db_default=0)
 
     class Meta:
@@ -301,6 +301,24 @@ class JobRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.minute} {self.kind} {self.status} #{self.shard}: {self.jobs}"
+
+
+class PendingFinish(models.Model):
+    """A finished attempt not yet added to its JobRollup row: written by the transition that
+    finished it, in its transaction (an INSERT, which concurrent finishes make side by side,
+    where adding to a minute's row would queue them on its lock), and moved into the rollups
+    in batches by jobs.rollups.add_pending (the monitor every round, and every reader first).
+    It holds what the rollups need of the attempt, so a later retry or delete of the job
+    changes nothing here."""
+
+    minute = models.IntegerField(help_text="Minutes since the Unix epoch (UTC) of finished_at.")
+    kind = models.CharField(max_length=32, choices=Job.Kind.choices)
+    status = models.CharField(max_length=16, choices=Job.Status.choices)
+    run_seconds = models.FloatField(null=True)  # None: cancelled before it started
+    wait_seconds = models.FloatField(null=True)
+
+    def __str__(self) -> str:
+        return f"{self.minute} {self.kind} {self.status}"
 
 
 # run_0 .. run_15 and wait_0 .. wait_15: how many jobs fell in each DURATION_BOUNDS bucket.

@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from jobs import broker, services
+from jobs import broker, rollups, services
 from jobs.models import ClusterReport
 from parroter.celery_app import app
 
@@ -208,6 +208,10 @@ class ClusterMonitor:
                 self.put_back_lost_work(facts)
             except Exception:  # the database, most likely: try again at the next round
                 logger.exception("could not write the cluster report or put back lost work")
+            try:  # the finishes since the last round, into the console's history
+                rollups.add_pending()
+            except Exception:
+                logger.exception("could not add the pending finishes to the rollups")
             self.stopping.wait(max(REPORT_EVERY - (time.monotonic() - started), 0.1))
 
     def stop(self) -> None:

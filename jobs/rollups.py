@@ -1,10 +1,15 @@
 """The arithmetic of JobRollup rows: which minute and histogram bucket a finished attempt
-counts in, the upserts that add it (and a retry, beside it), and percentiles from a histogram.
+counts in, how it gets there (a PendingFinish written with the finish, added in batches), the
+retries counted beside them, and percentiles from a histogram.
 
-Only jobs.services writes rollups, inside the transaction of the job's own transition. Rows
-only ever grow: history is what happened, so a later retry, cancel or delete never takes an
-attempt back out of the minute it finished in. A minute's row per kind and outcome is spread
-over shards (see shard()), which every reader sums and compaction merges into shard 0.
+Finished attempts reach the rollups in two steps. The transition that finishes a job writes a
+PendingFinish in its own transaction (record, record_if_updated): an INSERT, so concurrent
+finishes do not queue on the lock of their minute's row. add_pending moves them into their rows
+in batches: the monitor every round, and every reader first (rows()), so what a page shows
+counts every finish committed before it asked. Rows only ever grow: history is what happened,
+so a later retry, cancel or delete never takes an attempt back out of the minute it finished
+in. A minute's row per kind and outcome is spread over shards (see shard()), which every reader
+sums and compaction merges into shard 0.
 """
 
 import threading
@@ -15,7 +20,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Sum
+from django.db.models import QuerySet, Sum
 
 from jobs.models import (
     DURATION_BOUNDS,
@@ -23,6 +28,7 @@ from jobs.models import (
     WAIT_BUCKET_FIELDS,
     Job,
     JobRollup,
+    PendingFinish,
 )
 
 KEY_FIELDS = ("minute", "kind", "status", "shard")
@@ -43,60 +49,123 @@ def start_of_day(moment: datetime) -> int:
 
 
 def settled_totals_key(day_start_minute: int) -> str:
-    """The cache key of all-time totals over the days before this one (jobs.selectors). Rows of
+    """The cache key of all-time totals over the days before this one (jobs.history). Rows of
     earlier days never change (compaction keeps their sums), so they are summed once a day.
     (v2: the cached lists gained the retried column.)"""
     return f"rollup-totals-v2-before:{day_start_minute}"
 
 
+# What the rollups need of a finished attempt: minute, kind, status, run and wait seconds
+# (None for both when it never started), as a PendingFinish holds it.
+Attempt = tuple[int, str, str, float | None, float | None]
+ATTEMPT_FIELDS = ("minute", "kind", "status", "run_seconds", "wait_seconds")
+# Pending finishes moved per statement; a reader moves at most READER_BATCHES of them before it
+# reads, so a backlog (the monitor down for a long while) never makes a page wait on all of it.
+ADD_BATCH = 5_000
+READER_BATCHES = 20
+
+
 def record(jobs: Iterable[Job]) -> None:
-    """Add finished attempts to the rollup row of the minute they finished in.
+    """Write the jobs' finished attempts as pending finishes (one statement for them all).
 
     Call inside the transaction that moves the jobs into a finished state, with their fields as
     they are once finished.
     """
-    into = shard()
-    for key, delta in deltas(jobs).items():
-        _add((*key, into), delta)
+    PendingFinish.objects.bulk_create(
+        PendingFinish(**dict(zip(ATTEMPT_FIELDS, attempt, strict=True)))
+        for attempt in map(attempt_of, jobs)
+        if attempt is not None
+    )
 
 
 def record_if_updated(job: Job, update: tuple[str, list]) -> bool:
     """Run `update` (SQL and parameters of an UPDATE that finishes the job, if its row still
-    matches) and, if it changed the row, add the finished attempt as record() does; whether it
-    did. `job` has its fields as they are once finished.
+    matches) and, if it changed the row, write the finished attempt as record() does; whether
+    it did. `job` has its fields as they are once finished.
 
-    On PostgreSQL one statement, the UPDATE in a WITH and the upsert selecting from what it
-    returned: a finish is one round trip and one statement to parse, as without history, so
-    concurrent finishes keep their pace (README, `make bench-finishes`). SQLite allows no UPDATE
-    in a WITH; its writers take turns anyway. Call inside a transaction.
+    On PostgreSQL one statement, the UPDATE in a WITH and the INSERT selecting from what it
+    returned: one round trip and one statement to parse, as a finish without history (README,
+    `make bench-finishes`). SQLite allows no UPDATE in a WITH; its writers take turns anyway.
+    Call inside a transaction.
     """
-    ((key, delta),) = deltas([job]).items()
-    key = (*key, shard())
-    if connection.vendor == "postgresql":
-        upsert, values = _upsert(key, delta, selecting_from="updated")
-        with connection.cursor() as cursor:
+    attempt = attempt_of(job)
+    if attempt is None:
+        raise ValueError("record_if_updated needs the job as it is once finished")
+    quote = connection.ops.quote_name
+    insert = (  # names from the model and this module; values are parameters
+        f"INSERT INTO {quote(PendingFinish._meta.db_table)} "  # noqa: S608
+        f"({', '.join(map(quote, ATTEMPT_FIELDS))}) SELECT %s, %s, %s, %s, %s"
+    )
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
             cursor.execute(
-                f"WITH updated AS ({update[0]} RETURNING 1) {upsert}", update[1] + values
+                f"WITH updated AS ({update[0]} RETURNING 1) {insert} FROM updated",
+                update[1] + list(attempt),
             )
             return cursor.rowcount == 1
-    with connection.cursor() as cursor:
         cursor.execute(*update)
         if cursor.rowcount != 1:
             return False
-    _add(key, delta)
+        cursor.execute(insert, list(attempt))
     return True
 
 
+def add_pending(*, batches: int | None = None) -> int:
+    """Move pending finishes into their rollup rows, ADD_BATCH per transaction, until none is
+    left (or after `batches`); returns how many were moved.
+
+    Each batch is deleted and added in one transaction, so a finish counts once whoever moves
+    it. On PostgreSQL the batch's rows are locked in id order: a second mover waits for the
+    first's to commit (then finds them gone), so it returns only once every finish committed
+    before it started is counted, and the rollup rows are written in key order, so movers and
+    retries never deadlock."""
+    moved = 0
+    table = connection.ops.quote_name(PendingFinish._meta.db_table)
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    sql = (  # names from the model and this module; the batch size is a parameter
+        f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} ORDER BY id LIMIT %s{lock})"  # noqa: S608
+        f" RETURNING {', '.join(ATTEMPT_FIELDS)}"
+    )
+    while batches is None or batches > 0:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(sql, [ADD_BATCH])
+            attempts = cursor.fetchall()
+            _add_all(_deltas_of(attempts), into=shard())
+        moved += len(attempts)
+        if len(attempts) < ADD_BATCH:
+            break
+        batches = None if batches is None else batches - 1
+    return moved
+
+
+def rows() -> QuerySet[JobRollup]:
+    """Every rollup row, once the pending finishes (up to READER_BATCHES of them) are added:
+    what readers query, so a page counts every finish committed before it asked."""
+    if PendingFinish.objects.exists():
+        add_pending(batches=READER_BATCHES)
+    return JobRollup.objects.all()
+
+
+def attempt_of(job: Job) -> Attempt | None:
+    """What the rollups count of a finished job; None if it never finished (e.g. made by
+    hand): it is in no bucket."""
+    if job.finished_at is None:
+        return None
+    run, wait = _durations(job)
+    return minute_of(job.finished_at), job.kind, job.status, run, wait
+
+
 def deltas(jobs: Iterable[Job]) -> dict[tuple, dict[str, float]]:
-    """What finished attempts add to each rollup row: (minute, kind, status) -> column -> amount
+    """What finished jobs add to each rollup row: (minute, kind, status) -> column -> amount
     (a bulk load, such as the dashboard benchmark's, writes these itself, in shard 0)."""
+    return _deltas_of(attempt for attempt in map(attempt_of, jobs) if attempt is not None)
+
+
+def _deltas_of(attempts: Iterable[Attempt]) -> dict[tuple, dict[str, float]]:
     added: dict[tuple, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    for job in jobs:
-        if job.finished_at is None:  # never finished (e.g. made by hand): in no bucket
-            continue
-        delta = added[(minute_of(job.finished_at), job.kind, job.status)]
+    for minute, kind, status, run, wait in attempts:
+        delta = added[(minute, kind, status)]
         delta["jobs"] += 1
-        run, wait = _durations(job)
         if run is not None:
             delta["run_seconds"] += run
             delta[RUN_BUCKET_FIELDS[bucket_of(run)]] += 1
@@ -112,22 +181,20 @@ def record_retries(jobs: Iterable[Job], *, at: datetime) -> None:
 
     Call inside the transaction of the retry, with the jobs' status still the one they leave.
     """
-    retried: dict[tuple, int] = defaultdict(int)
-    into = shard()
+    retried: dict[tuple, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for job in jobs:
-        retried[(minute_of(at), job.kind, job.status, into)] += 1
-    for key, count in retried.items():
-        _add(key, {"retried": count})
+        retried[(minute_of(at), job.kind, job.status)]["retried"] += 1
+    _add_all(retried, into=shard())
 
 
 def shard() -> int:
-    """The shard the calling finisher adds to. The upsert keeps its row locked until the job's
-    transaction commits, so finishes of one minute, kind and outcome would queue on a single
-    row's lock; on N rows, only finishers that share a shard wait for each other.
+    """The shard the calling writer adds to. An upsert keeps its row locked until its
+    transaction commits, so writers of one minute, kind and outcome (movers of pending finishes,
+    retries) would queue on a single row's lock; on N rows, only writers that share a shard
+    wait for each other.
 
-    The thread's id (a prefork pool process's pid) rather than a random number: a finisher
-    stays on one row, so a quiet worker writes one row a minute, not N for readers to sum, and
-    the ids the kernel hands out in turn put one host's pool processes on different rows."""
+    The thread's id (a process's pid) rather than a random number: a writer stays on one row,
+    so a quiet one writes one row a minute, not N for readers to sum."""
     return threading.get_native_id() % settings.PARROTER_ROLLUP_SHARDS
 
 
@@ -161,32 +228,29 @@ def compact(start_minute: int, minutes: int) -> int:
     return before - len(merged)
 
 
+def _add_all(deltas_by_key: dict[tuple, dict[str, float]], *, into: int) -> None:
+    """Add each (minute, kind, status) -> delta to its row in shard `into`, in key order (so two
+    writers' row locks are always taken in the same order)."""
+    for key in sorted(deltas_by_key):
+        _add((*key, into), deltas_by_key[key])
+
+
 def _add(key: tuple, delta: dict[str, float]) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(*_upsert(key, delta))
-
-
-def _upsert(key: tuple, delta: dict[str, float], selecting_from: str = "") -> tuple[str, list]:
-    """One statement, atomic on both SQLite and PostgreSQL: concurrent finishes in the same
-    minute add up instead of racing between a read and a write. With `selecting_from` (a WITH's
-    name) it adds once per row that returned, so not at all when there was none."""
+    """One statement, atomic on both SQLite and PostgreSQL: concurrent writers to the same row
+    add up instead of racing between a read and a write."""
     quote = connection.ops.quote_name
     table = quote(JobRollup._meta.db_table)
     columns = [*KEY_FIELDS, *delta]
     updates = ", ".join(f"{quote(c)} = {table}.{quote(c)} + excluded.{quote(c)}" for c in delta)
-    placeholders = ", ".join(["%s"] * len(columns))
-    source = (
-        f"SELECT {placeholders} FROM {selecting_from}"  # noqa: S608 - a WITH of ours
-        if selecting_from
-        else f"VALUES ({placeholders})"
-    )
     # Identifiers come from the model and this module, never from input; values are parameters.
     sql = (
-        f"INSERT INTO {table} ({', '.join(map(quote, columns))}) {source} "  # noqa: S608
+        f"INSERT INTO {table} ({', '.join(map(quote, columns))}) "  # noqa: S608
+        f"VALUES ({', '.join(['%s'] * len(columns))}) "
         f"ON CONFLICT ({', '.join(map(quote, KEY_FIELDS))}) DO UPDATE SET {updates}"
     )
     # Columns a delta does not name take their database default (0) on insert.
-    return sql, [*key, *(_number(c, v) for c, v in delta.items())]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*key, *(_number(c, v) for c, v in delta.items())])
 
 
 def _number(column: str, value: float) -> float | int:

@@ -15,7 +15,6 @@ import pytest
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import Sum
 from django.utils import timezone
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
@@ -25,7 +24,14 @@ from dashboard.forms import HISTORY_RANGES
 from jobs import alerts, housekeeping, rollups, running, services
 from jobs.history import job_history, recent_rate, rollup_totals
 from jobs.kinds import thumbnails
-from jobs.models import RUN_BUCKET_FIELDS, WAIT_BUCKET_FIELDS, AlertRule, Job, JobRollup
+from jobs.models import (
+    RUN_BUCKET_FIELDS,
+    WAIT_BUCKET_FIELDS,
+    AlertRule,
+    Job,
+    JobRollup,
+    PendingFinish,
+)
 from tests.conftest import image_bytes, run_in_process, submit_image
 
 pytestmark = pytest.mark.django_db
@@ -63,7 +69,7 @@ class Ledger:
 
 def stored_rollups() -> dict:
     stored = {}
-    for rollup in JobRollup.objects.all():
+    for rollup in rollups.rows():
         values = {name: getattr(rollup, name) for name in COLUMNS}
         nonzero = {name: value for name, value in values.items() if abs(value) > 1e-9}
         if nonzero:
@@ -337,8 +343,10 @@ def test_history_adds_up_slots_that_saw_different_outcomes():
 # --- shards: a minute's row per kind and outcome is spread over PARROTER_ROLLUP_SHARDS rows ---
 
 
-@pytest.mark.django_db(transaction=True)  # each finisher commits on its own connection
-def test_concurrent_finishes_on_different_shards_add_up_exactly(user, settings):
+@pytest.mark.django_db(transaction=True)  # each thread commits on its own connection
+def test_concurrent_finishes_and_movers_of_pending_finishes_count_each_finish_once(user, settings):
+    """Finishers write pending finishes while two movers add them to the rollups (as the
+    monitor and a page's reader do at once): every finish is counted, once, and none is left."""
     settings.PARROTER_ROLLUP_SHARDS = 16
     finishers, each = 8, 15
     started = timezone.now()
@@ -348,34 +356,68 @@ def test_concurrent_finishes_on_different_shards_add_up_exactly(user, settings):
         for _ in range(finishers * each)
     )  # fmt: skip
     pks = list(Job.objects.order_by("pk").values_list("pk", flat=True))
-    together = threading.Barrier(finishers)
+    together = threading.Barrier(finishers + 2)
+    finishing = threading.Event()
 
-    def finish(share: list) -> tuple[int, int]:
+    def finish(share: list) -> int:
         try:
             together.wait(timeout=30)
             done = 0
             for job in Job.objects.filter(pk__in=share):
                 status = Job.Status.FAILED if job.pk.int % 3 == 0 else Job.Status.SUCCEEDED
                 done += running._finish(job, status=status)
-            return rollups.shard(), done
+            return done
         finally:
             connection.close()
 
-    with ThreadPoolExecutor(finishers) as pool:
-        results = list(pool.map(finish, [pks[n::finishers] for n in range(finishers)]))
+    def move() -> int:
+        try:
+            together.wait(timeout=30)
+            moved = 0
+            while finishing.is_set():
+                moved += rollups.add_pending()
+            return moved
+        finally:
+            connection.close()
 
-    assert sum(done for _, done in results) == finishers * each
-    by_shard: dict[int, int] = defaultdict(int)
-    for shard, done in results:
-        by_shard[shard] += done
-    assert len(by_shard) > 1  # 8 threads' ids on one of 16 shards: about 1 in 270 million
-    stored = JobRollup.objects.values("shard").annotate(jobs=Sum("jobs")).order_by()
-    assert {row["shard"]: row["jobs"] for row in stored} == by_shard
+    finishing.set()
+    with ThreadPoolExecutor(finishers + 2) as pool:
+        movers = [pool.submit(move) for _ in range(2)]
+        finished = list(pool.map(finish, [pks[n::finishers] for n in range(finishers)]))
+        finishing.clear()
+        moved = sum(mover.result() for mover in movers)
+
+    assert sum(finished) == finishers * each
+    assert moved > 0  # the movers ran beside the finishers, not only after them
     failed = sum(1 for pk in pks if pk.int % 3 == 0)
     history = job_history(window=timedelta(hours=1), slot=timedelta(minutes=1)).total
     assert history.counts == {"succeeded": finishers * each - failed, "failed": failed}
     assert history.wait_buckets[rollups.bucket_of(1.0)] == finishers * each  # 1 s each
     assert history.wait_seconds == pytest.approx(finishers * each, abs=1e-6)
+    assert not PendingFinish.objects.exists()
+
+
+def test_a_reader_counts_the_finishes_committed_before_it_asked(user):
+    """The monitor adds pending finishes every round; a page does not wait for it."""
+    job = Job.objects.create(owner=user, source_name="a.jpg", task_id="t", status="running",
+                             started_at=timezone.now())  # fmt: skip
+    assert running._finish(job, status=Job.Status.SUCCEEDED)
+    assert PendingFinish.objects.count() == 1 and not JobRollup.objects.exists()
+    assert recent_rate(minutes=1, now=timezone.now() + timedelta(minutes=1)) == 1.0
+    assert not PendingFinish.objects.exists()
+    assert JobRollup.objects.get().jobs == 1
+
+
+def test_a_reader_moves_a_bounded_backlog_of_pending_finishes(monkeypatch):
+    """A backlog (the monitor down for long) is added a bounded amount per page, the oldest
+    first, and the rest on later reads: no page waits on all of it."""
+    monkeypatch.setattr(rollups, "ADD_BATCH", 3)
+    monkeypatch.setattr(rollups, "READER_BATCHES", 2)
+    at = timezone.now()
+    rollups.record([finished_job(at, status=Job.Status.SUCCEEDED, run=1, wait=1)] * 8)
+    assert rollups.rows().get().jobs == 6
+    assert rollups.rows().get().jobs == 8
+    assert rollups.add_pending() == 0
 
 
 def test_compaction_merges_every_shard_into_shard_0():
@@ -458,8 +500,9 @@ def test_readers_report_the_same_history_with_rows_spread_over_shards(settings, 
     def write(shards: Iterator[int]) -> None:
         JobRollup.objects.all().delete()
         monkeypatch.setattr(rollups, "shard", lambda: next(shards))
-        for job in jobs:
+        for job in jobs:  # each added on its own, so each in the shard of that moment
             rollups.record([job])
+            rollups.add_pending()
         rollups.record_retries([job for job in jobs if job.status != "succeeded"][:9], at=now)
 
     write(itertools.repeat(0))
