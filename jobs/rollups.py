@@ -62,7 +62,7 @@ ATTEMPT_FIELDS = ("minute", "kind", "status", "run_seconds", "wait_seconds")
 # Pending finishes moved per statement; a reader moves at most READER_BATCHES of them before it
 # reads, so a backlog (the monitor down for a long while) never makes a page wait on all of it.
 ADD_BATCH = 5_000
-READER_BATCHES = 20
+READER_BATCHES = 4
 
 
 def record(jobs: Iterable[Job]) -> None:
