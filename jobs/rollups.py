@@ -115,10 +115,10 @@ def add_pending(*, batches: int | None = None) -> int:
     left (or after `batches`); returns how many were moved.
 
     Each batch is deleted and added in one transaction, so a finish counts once whoever moves
-    it. On PostgreSQL the batch's rows are locked in id order: a second mover waits for the
-    first's to commit (then finds them gone), so it returns only once every finish committed
-    before it started is counted, and the rollup rows are written in key order, so movers and
-    retries never deadlock."""
+    it. On PostgreSQL the batch's rows are locked in id order: a second mover (a page while the
+    monitor moves) waits for the first's to commit and then finds them gone, so what it reads
+    next includes them. Rollup rows are written in key order, so movers and retries never
+    deadlock."""
     moved = 0
     table = connection.ops.quote_name(PendingFinish._meta.db_table)
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
