@@ -34,7 +34,7 @@ WORKER_CONCURRENCY=2 and DATABASE_CONN_MAX_AGE unset (the app's own default is m
    p50/p95 of queue wait (started_at - queued_at) and run time (finished_at - started_at).
 4. CPU per job by process: utime+stime (with reaped children's) of every service process from
    /proc/<pid>/stat before and after each phase (web = gunicorn master and workers; worker
-   main; worker pool = its children; housekeeping; beat; flower; redis; postgres = the
+   main; worker pool = its children; housekeeping; beat; monitor; flower; redis; postgres = the
    server and all its backends), divided by N. The drain window starts at the sample taken
    just before the first job started, so Celery's boot is reported apart.
    SQL statements per job: on PostgreSQL the cluster runs with log_statement=all and each
@@ -121,8 +121,8 @@ PG_LOG = re.compile(r"^([^|\n]*)\|\S+:  (?:statement|execute [^:]*): (.*)$")
 PG_CONNECTION = re.compile(r"\|\S+:  connection authorized: .* application_name=(\S+)")
 NEW_CONNECTION = "(new connection)"
 TABLE = re.compile(r'(?:FROM|INTO|UPDATE|JOIN)\s+"?([A-Za-z_][A-Za-z0-9_]*)"?', re.IGNORECASE)
-CPU_ROWS = ["web", "worker main", "worker pool", "housekeeping", "beat", "flower", "redis",
-            "postgres"]  # fmt: skip
+CPU_ROWS = ["web", "worker main", "worker pool", "housekeeping", "beat", "monitor", "flower",
+            "redis", "postgres"]  # fmt: skip
 
 
 # --- corpus and ceiling --------------------------------------------------------------------------
