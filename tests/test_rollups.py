@@ -3,6 +3,7 @@ beside it: compared with a ledger of what happened, kept by the test itself."""
 
 import itertools
 import threading
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
@@ -406,6 +407,17 @@ def test_a_reader_counts_the_finishes_committed_before_it_asked(user):
     assert recent_rate(minutes=1, now=timezone.now() + timedelta(minutes=1)) == 1.0
     assert not PendingFinish.objects.exists()
     assert JobRollup.objects.get().jobs == 1
+
+
+@pytest.mark.django_db(transaction=True)  # the monitor is a process of its own
+def test_the_monitor_adds_pending_finishes_to_the_rollups_without_a_reader(monitor):
+    rollups.record([finished_job(timezone.now(), status=Job.Status.FAILED, run=1, wait=2)] * 3)
+    deadline = time.monotonic() + 10  # a round every 2 s
+    while PendingFinish.objects.exists():
+        assert time.monotonic() < deadline, monitor.output()[-3000:]
+        time.sleep(0.1)
+    row = JobRollup.objects.get()
+    assert (row.status, row.jobs, row.run_seconds, row.wait_seconds) == ("failed", 3, 3.0, 6.0)
 
 
 def test_a_reader_moves_a_bounded_backlog_of_pending_finishes(monkeypatch):
