@@ -33,7 +33,13 @@ from jobs.models import (
     JobRollup,
     PendingFinish,
 )
-from tests.conftest import image_bytes, run_in_process, submit_image
+from tests.conftest import (
+    image_bytes,
+    run_in_process,
+    start_monitor,
+    stop_process,
+    submit_image,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -410,12 +416,17 @@ def test_a_reader_counts_the_finishes_committed_before_it_asked(user):
 
 
 @pytest.mark.django_db(transaction=True)  # the monitor is a process of its own
-def test_the_monitor_adds_pending_finishes_to_the_rollups_without_a_reader(monitor):
+def test_the_monitor_adds_pending_finishes_to_the_rollups_without_a_reader(redis_url, tmp_path):
     rollups.record([finished_job(timezone.now(), status=Job.Status.FAILED, run=1, wait=2)] * 3)
-    deadline = time.monotonic() + 10  # a round every 2 s
-    while PendingFinish.objects.exists():
-        assert time.monotonic() < deadline, monitor.output()[-3000:]
-        time.sleep(0.1)
+    # A monitor of this test's own (not the session's), stopped after it, as in test_monitoring.
+    monitor = start_monitor(redis_url, log=tmp_path / "monitor.log")
+    try:
+        deadline = time.monotonic() + 15  # its start, then a round every 2 s
+        while PendingFinish.objects.exists():
+            assert time.monotonic() < deadline and monitor.alive, monitor.output()[-3000:]
+            time.sleep(0.1)
+    finally:
+        stop_process(monitor)
     row = JobRollup.objects.get()
     assert (row.status, row.jobs, row.run_seconds, row.wait_seconds) == ("failed", 3, 3.0, 6.0)
 
