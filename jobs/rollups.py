@@ -12,14 +12,16 @@ in. A minute's row per kind and outcome is spread over shards (see shard()), whi
 sums and compaction merges into shard 0.
 """
 
+import contextlib
+import logging
 import threading
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import QuerySet, Sum
 
 from jobs.models import (
@@ -30,6 +32,8 @@ from jobs.models import (
     JobRollup,
     PendingFinish,
 )
+
+logger = logging.getLogger(__name__)
 
 KEY_FIELDS = ("minute", "kind", "status", "shard")
 
@@ -63,6 +67,7 @@ ATTEMPT_FIELDS = ("minute", "kind", "status", "run_seconds", "wait_seconds")
 # reads, so a backlog (the monitor down for a long while) never makes a page wait on all of it.
 ADD_BATCH = 5_000
 READER_BATCHES = 4
+READER_LOCK_WAIT = 0.2  # seconds
 
 
 def record(jobs: Iterable[Job]) -> None:
@@ -140,10 +145,44 @@ def add_pending(*, batches: int | None = None) -> int:
 
 def rows() -> QuerySet[JobRollup]:
     """Every rollup row, once the pending finishes (up to READER_BATCHES of them) are added:
-    what readers query, so a page counts every finish committed before it asked."""
+    what readers query, so a page counts every finish committed before it asked.
+
+    A reader waits at most READER_LOCK_WAIT for a lock another mover or writer holds: past it,
+    or on any database error while adding, it reads what is there, and the monitor adds the
+    rest at its next round. A page is never held up by history's bookkeeping."""
     if PendingFinish.objects.exists():
-        add_pending(batches=READER_BATCHES)
+        try:
+            with _lock_wait_at_most(READER_LOCK_WAIT):
+                add_pending(batches=READER_BATCHES)
+        except DatabaseError as error:
+            # Not the error's text: "database is locked" in a log means a failed write elsewhere.
+            logger.warning("read history without adding its pending finishes first (%s)",
+                           error.__class__.__name__)  # fmt: skip
     return JobRollup.objects.all()
+
+
+@contextlib.contextmanager
+def _lock_wait_at_most(seconds: float) -> Iterator[None]:
+    """This connection waits at most `seconds` for a lock, then fails (PostgreSQL's
+    lock_timeout, SQLite's busy timeout), and as long as it did before afterwards."""
+    milliseconds = int(seconds * 1000)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SHOW lock_timeout")
+            (before,) = cursor.fetchone()
+            setting = "SELECT set_config('lock_timeout', %s, false)"
+            cursor.execute(setting, [f"{milliseconds}ms"])
+            restore: tuple[str, list] = (setting, [before])
+        else:  # a PRAGMA takes no parameters; both numbers are ints
+            cursor.execute("PRAGMA busy_timeout")
+            (before,) = cursor.fetchone()
+            cursor.execute(f"PRAGMA busy_timeout = {milliseconds:d}")
+            restore = (f"PRAGMA busy_timeout = {int(before):d}", [])
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(*restore)
 
 
 def attempt_of(job: Job) -> Attempt | None:

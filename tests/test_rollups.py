@@ -431,6 +431,46 @@ def test_the_monitor_adds_pending_finishes_to_the_rollups_without_a_reader(redis
     assert (row.status, row.jobs, row.run_seconds, row.wait_seconds) == ("failed", 3, 3.0, 6.0)
 
 
+@pytest.mark.django_db(transaction=True)  # the lock is held from another connection
+def test_a_reader_waits_only_briefly_for_a_lock_on_the_pending_finishes(caplog):
+    """Another mover (or, on SQLite, any writer) holds the lock: the page reads what the
+    rollups have within about READER_LOCK_WAIT, and the finish is added once the lock is gone."""
+    rollups.record([finished_job(timezone.now(), status=Job.Status.SUCCEEDED, run=1, wait=1)])
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_lock() -> None:
+        try:
+            with transaction.atomic():  # SQLite: BEGIN IMMEDIATE takes the write lock
+                list(PendingFinish.objects.select_for_update())  # PostgreSQL: the rows' locks
+                locked.set()
+                release.wait(timeout=30)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    try:
+        assert locked.wait(timeout=10)
+        started = time.monotonic()
+        assert recent_rate(minutes=1, now=timezone.now() + timedelta(minutes=1)) == 0.0
+        assert time.monotonic() - started < rollups.READER_LOCK_WAIT + 1.0
+    finally:
+        release.set()
+        holder.join(timeout=10)
+    assert PendingFinish.objects.count() == 1
+    assert "read history without adding its pending finishes" in caplog.text
+    assert "locked" not in caplog.text  # no "database is locked" line for a page's read
+    assert recent_rate(minutes=1, now=timezone.now() + timedelta(minutes=1)) == 1.0
+    # The connection waits as long as it did before for every other statement.
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SHOW lock_timeout")
+            assert cursor.fetchone() == ("0",)
+        else:
+            cursor.execute("PRAGMA busy_timeout")
+            assert cursor.fetchone() == (20_000,)
+
+
 def test_a_reader_moves_a_bounded_backlog_of_pending_finishes(monkeypatch):
     """A backlog (the monitor down for long) is added a bounded amount per page, the oldest
     first, and the rest on later reads: no page waits on all of it."""
