@@ -936,8 +936,8 @@ def load(jobs: int, seed: int, timer: Timer) -> Facts:
 
     job_writer, result_writer = Writer(Job, vendor), Writer(TaskResult, vendor)
     # The rollups of every finished attempt, summed here with jobs.rollups' own arithmetic
-    # (rollups.deltas) and written in one bulk load after the jobs: what the services' upserts
-    # would have left, without 80,000 upserts.
+    # (rollups.deltas) and written in one bulk load after the jobs: what moving the finishes'
+    # pending rows would have left, without 80,000 upserts.
     rollup_rows: dict[tuple, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     facts = Facts(name_prefixes=dict.fromkeys(NAME_PREFIXES, 0))
     generator = Generator(jobs=jobs, now=datetime.now(UTC), seed=seed, owner_ids=owner_ids)

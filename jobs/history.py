@@ -13,7 +13,14 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from jobs import rollups
-from jobs.models import DURATION_BUCKETS, RUN_BUCKET_FIELDS, WAIT_BUCKET_FIELDS, Job, JobRollup
+from jobs.models import (
+    DURATION_BUCKETS,
+    RUN_BUCKET_FIELDS,
+    WAIT_BUCKET_FIELDS,
+    Job,
+    JobRollup,
+    PendingFinish,
+)
 
 BUCKET_FIELDS = [*RUN_BUCKET_FIELDS, *WAIT_BUCKET_FIELDS]
 
@@ -155,8 +162,9 @@ class RollupTotal:
 def rollup_totals(*, now: datetime | None = None) -> list[RollupTotal]:
     """Every attempt that ever finished (of deleted jobs too) and every retry, by kind and
     status, with duration sums and histograms, from the rollups, never the jobs table. Rows of
-    earlier days never change, so they are summed once a day and kept in the shared cache; only
-    today's rows are summed on every call, and the cost stays flat however long they go back."""
+    earlier days change no more once none of their finishes is pending, so they are summed once
+    a day and kept in the shared cache; only today's rows are summed on every call, and the cost
+    stays flat however long they go back."""
     today = rollups.start_of_day(now or timezone.now())
     key = rollups.settled_totals_key(today)
     counted = rollups.rows()
@@ -166,8 +174,9 @@ def rollup_totals(*, now: datetime | None = None) -> list[RollupTotal]:
         settled = None
     if settled is None:
         settled = _rollup_sums(counted.filter(minute__lt=today))
-        with contextlib.suppress(Exception):
-            cache.set(key, settled, timeout=2 * 86400)
+        if not PendingFinish.objects.filter(minute__lt=today).exists():  # else: not settled yet
+            with contextlib.suppress(Exception):
+                cache.set(key, settled, timeout=2 * 86400)
     sums = dict(settled)
     for group, values in _rollup_sums(counted.filter(minute__gte=today)).items():
         before = sums.get(group, [0] * len(values))

@@ -3,13 +3,14 @@ counts in, how it gets there (a PendingFinish written with the finish, added in 
 retries counted beside them, and percentiles from a histogram.
 
 Finished attempts reach the rollups in two steps. The transition that finishes a job writes a
-PendingFinish in its own transaction (record, record_if_updated): an INSERT, so concurrent
-finishes do not queue on the lock of their minute's row. add_pending moves them into their rows
-in batches: the monitor every round, and every reader first (rows()), so what a page shows
-counts every finish committed before it asked. Rows only ever grow: history is what happened,
-so a later retry, cancel or delete never takes an attempt back out of the minute it finished
-in. A minute's row per kind and outcome is spread over shards (see shard()), which every reader
-sums and compaction merges into shard 0.
+PendingFinish in that transition's transaction (record, record_if_updated): an INSERT, so
+concurrent finishes do not queue on the lock of their minute's row. add_pending moves them into
+their rows in batches, in transactions of their own: the monitor every round, and every reader
+first (rows()), so what a page shows counts every finish committed before it asked (unless a
+backlog is beyond a reader's bound or a lock holds it up: then the monitor's next round).
+Rows only ever grow: history is what happened, so a later retry, cancel or delete never takes
+an attempt back out of the minute it finished in. A minute's row per kind and outcome is spread
+over shards (see shard()), which every reader sums and compaction merges into shard 0.
 """
 
 import contextlib
@@ -54,8 +55,8 @@ def start_of_day(moment: datetime) -> int:
 
 def settled_totals_key(day_start_minute: int) -> str:
     """The cache key of all-time totals over the days before this one (jobs.history). Rows of
-    earlier days never change (compaction keeps their sums), so they are summed once a day.
-    (v2: the cached lists gained the retried column.)"""
+    earlier days change no more once none of their finishes is pending (compaction keeps their
+    sums), so they are summed once a day. (v2: the cached lists gained the retried column.)"""
     return f"rollup-totals-v2-before:{day_start_minute}"
 
 
@@ -123,7 +124,8 @@ def add_pending(*, batches: int | None = None) -> int:
     it. On PostgreSQL the batch's rows are locked in id order: a second mover (a page while the
     monitor moves) waits for the first's to commit and then finds them gone, so what it reads
     next includes them. Rollup rows are written in key order, so movers and retries never
-    deadlock."""
+    deadlock; compaction never merges a period a pending finish will add to
+    (jobs.housekeeping.compact_rollups)."""
     moved = 0
     table = connection.ops.quote_name(PendingFinish._meta.db_table)
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""

@@ -16,6 +16,7 @@ import pytest
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
+from django.db.models import Sum
 from django.utils import timezone
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
@@ -396,6 +397,9 @@ def test_concurrent_finishes_and_movers_of_pending_finishes_count_each_finish_on
 
     assert sum(finished) == finishers * each
     assert moved > 0  # the movers ran beside the finishers, not only after them
+    # Every finish was moved once: none twice by two movers, none left behind but these.
+    assert moved + rollups.add_pending() == finishers * each
+    assert JobRollup.objects.aggregate(jobs=Sum("jobs"))["jobs"] == finishers * each
     failed = sum(1 for pk in pks if pk.int % 3 == 0)
     history = job_history(window=timedelta(hours=1), slot=timedelta(minutes=1)).total
     assert history.counts == {"succeeded": finishers * each - failed, "failed": failed}
@@ -521,6 +525,45 @@ def test_the_compaction_chore_merges_shards_that_sit_on_a_periods_first_minute()
     assert sorted(JobRollup.objects.values_list("minute", "shard", "jobs")) == [
         (minute, 0, 1 + 6 + 14) for minute in firsts
     ]
+
+
+def test_compaction_leaves_the_periods_a_pending_finish_will_add_to(monkeypatch):
+    """A finish still pending (another mover holds it, say) will add to its minute's row:
+    compaction stops before that minute's periods and merges them on a later run."""
+    now = timezone.now()
+    hours = [rollups.minute_of(now - timedelta(days=3, hours=n)) // 60 * 60 for n in (5, 1)]
+    for hour in hours:
+        for shard in (2, 7):
+            JobRollup.objects.create(minute=hour + 10, kind="thumbnails", status="succeeded",
+                                     shard=shard, jobs=1)  # fmt: skip
+    pending = PendingFinish.objects.create(
+        minute=hours[1] + 12, kind="thumbnails", status="failed", run_seconds=1, wait_seconds=1
+    )
+    monkeypatch.setattr(rollups, "add_pending", lambda **_: 0)  # it stays pending
+    assert housekeeping.compact_rollups() == {"rows": 1}  # the earlier hour's two shards
+    assert sorted(JobRollup.objects.values_list("minute", "shard")) == [
+        (hours[0], 0), (hours[1] + 10, 2), (hours[1] + 10, 7)
+    ]  # fmt: skip
+    pending.delete()
+    assert housekeeping.compact_rollups() == {"rows": 1}
+    assert sorted(JobRollup.objects.values_list("minute", "shard")) == [
+        (hours[0], 0),
+        (hours[1], 0),
+    ]
+
+
+def test_earlier_days_totals_are_kept_only_once_none_of_their_finishes_is_pending(monkeypatch):
+    now = timezone.now()
+    key = rollups.settled_totals_key(rollups.start_of_day(now))
+    cache.delete(key)
+    yesterday = finished_job(now - timedelta(days=1), status=Job.Status.FAILED, run=1, wait=1)
+    rollups.record([yesterday])
+    monkeypatch.setattr(rollups, "add_pending", lambda **_: 0)  # held up: it stays pending
+    assert rollup_totals(now=now) == []
+    assert cache.get(key) is None  # not settled: kept, it would hide that finish for a day
+    monkeypatch.undo()
+    assert [(t.status, t.jobs) for t in rollup_totals(now=now)] == [("failed", 1)]
+    assert cache.get(key) is not None
 
 
 def finished_job(at: datetime, *, status: str, run: float, wait: float) -> Job:
