@@ -137,7 +137,7 @@ class Job(models.Model):
                 name="job_waiting_idx",
             ),
             # Failure groups: counted over a range from the index alone, and a group's jobs
-            # paged newest first (jobs.selectors.failure_groups, the console's group filter).
+            # paged newest first (jobs.failure_groups, the console's group filter).
             # Signature first: a group's trend is one range per signature, and the groups of a
             # range are read by skipping from signature to signature (about forty of them),
             # where a range of finish times first made SQLite walk every failure instead.

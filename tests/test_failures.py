@@ -166,9 +166,9 @@ def test_a_new_kind_of_failure_fires_an_alert_until_it_is_acknowledged(user, sta
 
 
 def test_failure_groups_come_a_page_at_a_time(client, user, staff, monkeypatch):
-    from jobs import selectors
+    from jobs import failure_groups
 
-    monkeypatch.setattr(selectors, "FAILURE_GROUPS_PER_PAGE", 1)
+    monkeypatch.setattr(failure_groups, "FAILURE_GROUPS_PER_PAGE", 1)
     corrupt(user)
     failed_job(user, b"", "empty.jpg")
     client.force_login(staff)
@@ -187,12 +187,12 @@ def test_a_groups_trend_counts_its_failures_per_slot(user):
 
     from django.utils import timezone
 
-    from jobs import selectors
+    from jobs import failure_groups
 
     job = corrupt(user)
     Job.objects.filter(pk=job.pk).update(finished_at=timezone.now() - timedelta(hours=5))
     corrupt(user)
     corrupt(user)
-    (row,) = selectors.failure_groups(since=timezone.now() - timedelta(hours=24), slot="hour")
+    (row,) = failure_groups.failure_groups(since=timezone.now() - timedelta(hours=24), slot="hour")
     assert len(row.trend) in (24, 25) and sum(row.trend) == 3
     assert row.trend[-1] == 2 and row.trend[-6] == 1

@@ -21,7 +21,7 @@ from django_celery_results.models import TaskResult
 
 from dashboard import charts, tables
 from dashboard.forms import HISTORY_RANGES, AuditFilterForm, JobFilterForm
-from jobs import monitoring, roles, rollups, selectors, services
+from jobs import failure_groups, monitoring, roles, rollups, selectors, services
 from jobs.audit import Actor
 from jobs.history import job_history, recent_rate
 from jobs.models import Job, QueuePause
@@ -220,11 +220,11 @@ def failures(request: HttpRequest) -> HttpResponse:
     page = int(request.GET["page"]) if request.GET.get("page", "").isdigit() else 1
     page = min(max(page, 1), 1000)
     window, slot = FAILURE_RANGES[chosen]
-    groups = selectors.failure_groups(
+    groups = failure_groups.failure_groups(
         since=timezone.now() - window, slot=slot, by_count=by_count, page=page
     )
-    more = len(groups) > selectors.FAILURE_GROUPS_PER_PAGE
-    groups = groups[: selectors.FAILURE_GROUPS_PER_PAGE]
+    more = len(groups) > failure_groups.FAILURE_GROUPS_PER_PAGE
+    groups = groups[: failure_groups.FAILURE_GROUPS_PER_PAGE]
     return render(
         request,
         "dashboard/ops/failures.html",
