@@ -1,6 +1,7 @@
 """Task events are a choice (PARROTER_TASK_EVENTS, settings): on by default, so Flower lists every
 task; off, at rates where their cost counts, no worker sends any, Flower does not switch them
-back on, and workers still send the heartbeats the monitor and the console go by."""
+back on, and workers still send the heartbeats the monitor and the console go by. On, a worker
+sends them in batches (parroter.celery_app.BatchTaskEvents)."""
 
 import os
 import threading
@@ -33,10 +34,20 @@ class EventLog:
 
     def __init__(self, broker_url: str) -> None:
         self.events: list[dict] = []
+        self.messages: list[list[str]] = []  # the types of the events each message carried
         self.connection = Connection(broker_url)
         self.receiver = celery_app.events.Receiver(
             self.connection, handlers={"*": self.events.append}
         )
+        receive = self.receiver._receive  # a batch of events comes as one message, a list
+
+        def receive_counting(body, message) -> None:
+            self.messages.append(
+                [event["type"] for event in (body if isinstance(body, list) else [body])]
+            )
+            receive(body, message)
+
+        self.receiver._receive = receive_counting
         self.thread = threading.Thread(target=self._capture, daemon=True)
 
     def _capture(self) -> None:
@@ -78,6 +89,36 @@ def test_workers_send_task_events_by_default(user, own_broker, media_root, tmp_p
             events.wait_for_heartbeat(name)
             run_one_job(user, events, name)
             assert {"task-received", "task-started", "task-succeeded"} <= set(events.of(name))
+    finally:
+        stop_process(worker)
+
+
+def test_a_worker_sends_its_task_events_in_batches_and_what_it_holds_when_it_stops(
+    user, own_broker, media_root, tmp_path
+):
+    name = f"events-batched-{os.getpid()}@host"
+    worker = celery_process(
+        worker_arguments(name),
+        log=tmp_path / "w.log",
+        REDIS_URL=own_broker.url,
+        PARROTER_TASK_EVENTS_BATCH_SECONDS="600",
+    )
+    try:
+        with EventLog(own_broker.url) as events:
+            wait_until_answering(worker, name)
+            events.wait_for_heartbeat(name)
+            for _ in range(3):
+                run_one_job(user, events, name)
+            assert not [kind for kind in events.of(name) if kind.startswith("task-")]
+            stop_process(worker)  # a warm shutdown: the batch goes before the worker does
+            deadline = time.monotonic() + 10
+            while events.of(name).count("task-succeeded") < 3:
+                assert time.monotonic() < deadline, events.of(name)
+                time.sleep(0.1)
+            tasks = [kind for kind in events.of(name) if kind.startswith("task-")]
+            assert sorted(tasks) == sorted(["task-received", "task-started", "task-succeeded"] * 3)
+            batches = [kinds for kinds in events.messages if "task-received" in kinds]
+            assert [sorted(kinds) for kinds in batches] == [sorted(tasks)]  # all in one message
     finally:
         stop_process(worker)
 

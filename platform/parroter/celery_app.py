@@ -4,6 +4,7 @@ import resource
 
 from celery import Celery, bootsteps
 from celery.signals import celeryd_after_setup, task_postrun, task_prerun, worker_process_init
+from kombu.common import ignore_errors
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "parroter.settings")
 
@@ -142,7 +143,52 @@ class SweepTemporaryFiles(RepeatingStep):
         logger.info("removed %d stale temporary files of this host", removed)
 
 
-for step in (FollowQueuePauses, KeepHeldMessagesFresh, SweepTemporaryFiles):
+# A batch that reaches this many events is sent at once (~300 bytes each).
+TASK_EVENTS_BATCH_LIMIT = 200
+
+
+class BatchTaskEvents(bootsteps.StartStopStep):
+    """Send the worker's task events (for Flower) in one broker message every
+    PARROTER_TASK_EVENTS_BATCH_SECONDS, not one per turn of its event loop, which at full load
+    carried one or two: each message costs the worker's main process, Redis and Flower more
+    than its events do. An event keeps the time it happened; Flower learns of it later. What a
+    batch holds is sent when the worker stops."""
+
+    requires = {"celery.worker.consumer.events:Events"}
+
+    def __init__(self, parent, **kwargs) -> None:
+        super().__init__(parent, **kwargs)
+        self.flush_timer = None
+
+    def start(self, consumer) -> None:
+        from django.conf import settings
+
+        dispatcher = consumer.event_dispatcher
+        if dispatcher is None or consumer.hub is None:  # no event loop: Celery sends each event
+            return
+        dispatcher.buffer_limit = TASK_EVENTS_BATCH_LIMIT
+
+        def flush() -> None:
+            self.flush_timer = None
+            consumer._flush_events()
+
+        def flush_soon() -> None:
+            if self.flush_timer is None:
+                self.flush_timer = consumer.timer.call_after(
+                    settings.PARROTER_TASK_EVENTS_BATCH_SECONDS, flush
+                )
+
+        dispatcher.on_send_buffered = flush_soon
+
+    def stop(self, consumer) -> None:
+        if self.flush_timer is not None:
+            self.flush_timer.cancel()
+            self.flush_timer = None
+        if consumer.event_dispatcher is not None:  # what the batch holds goes before the close
+            ignore_errors(consumer, consumer._flush_events)
+
+
+for step in (FollowQueuePauses, KeepHeldMessagesFresh, SweepTemporaryFiles, BatchTaskEvents):
     app.steps["consumer"].add(step)
 
 

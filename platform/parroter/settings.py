@@ -315,13 +315,18 @@ CELERY_DB_REUSE_MAX = 1_000_000
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
-# Task events (sent, received, started, succeeded...) are what Flower's task list is made of;
-# they cost ~3.7 ms per job over web, worker and Flower (deploy/README, "Capacity model"). The
-# console and the monitor need none of them: the Job rows have every job, and workers send
-# their heartbeats either way. Off at high rates, Flower shows workers and queues only.
+# Task events (received, started, succeeded...) are what Flower's task list is made of; the
+# workers send them in batches (parroter.celery_app.BatchTaskEvents). They cost ~2 ms per job
+# over worker and Flower (deploy/README, "Capacity model"). The console and the monitor need
+# none of them: the Job rows have every job, and workers send their heartbeats either way. Off
+# at high rates, Flower shows workers and queues only. Web sends no "task-sent" event (Celery's
+# default): a queued job is on the console, and its queue's length in Flower's broker page.
 PARROTER_TASK_EVENTS = env_bool("PARROTER_TASK_EVENTS", True)
 CELERY_WORKER_SEND_TASK_EVENTS = PARROTER_TASK_EVENTS
-CELERY_TASK_SEND_SENT_EVENT = PARROTER_TASK_EVENTS
+CELERY_TASK_SEND_SENT_EVENT = False
+# A quarter of a second is below what a person watching Flower notices, and gathers the events
+# of ~25 jobs at 100 jobs/s into one message.
+PARROTER_TASK_EVENTS_BATCH_SECONDS = env_float("PARROTER_TASK_EVENTS_BATCH_SECONDS", 0.25)
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # A pool process whose peak resident memory (KiB) has passed this is replaced by a fresh one
 # after its job: billiard reads the peak (getrusage's ru_maxrss, ~2 us a task), not what the
