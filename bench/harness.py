@@ -125,11 +125,12 @@ class Services:
     def names(self) -> list[str]:
         return list(procfile_services(self.skip))
 
-    def start(self, names: list[str] | None = None) -> None:
-        """Start the given services (default: all not skipped) that are not running yet."""
+    def start(self, names: list[str] | None = None, commands: dict[str, str] | None = None) -> None:
+        """Start the given services (default: all not skipped) that are not running yet;
+        `commands` (name -> command) replaces the Procfile's lines."""
         from parroter.local_redis import stop_with_parent
 
-        for name, command in procfile_services(self.skip).items():
+        for name, command in (commands or procfile_services(self.skip)).items():
             if (names is not None and name not in names) or name in self.processes:
                 continue
             with (self.log_dir / f"{name}.log").open("wb") as sink:

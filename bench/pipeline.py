@@ -46,6 +46,10 @@ WORKER_CONCURRENCY=2 and DATABASE_CONN_MAX_AGE unset (the app's own default is m
    Also printed: ceiling CPU per image / all services' CPU per job, which on a machine the
    pipeline saturates predicts the throughput ratios without their wall-clock noise, and the
    images/s the ceiling's CPU per image would make with both cores wholly its.
+5. Celery's floor: the Procfile's worker line again, with -A bench.celery_floor and its queue,
+   for N tasks that do nothing (acks_late, events and a stored result, as a job's task): CPU per
+   task of its main process, pool, Flower, Redis and PostgreSQL, tasks/s, and the drain ratio
+   no job could pass on top of that floor (ceiling CPU / (ceiling CPU + floor CPU)).
 
 Targets: drain >= 0.70 x ceiling (ambition 0.85), end to end >= 0.45 x ceiling, and no failed,
 cancelled or lost job, no refused upload, no "database is locked". PASS/FAIL lines; exit 1 on a
@@ -123,6 +127,9 @@ NEW_CONNECTION = "(new connection)"
 TABLE = re.compile(r'(?:FROM|INTO|UPDATE|JOIN)\s+"?([A-Za-z_][A-Za-z0-9_]*)"?', re.IGNORECASE)
 CPU_ROWS = ["web", "worker main", "worker pool", "housekeeping", "beat", "monitor", "flower",
             "redis", "postgres"]  # fmt: skip
+WORKERS = ("worker", "floor")  # their main process and pool are counted apart
+# As bench/celery_floor.py names them (this process does not import the Celery app).
+FLOOR_QUEUE, FLOOR_TASK = "bench-floor", "bench.nothing"
 
 
 # --- corpus and ceiling --------------------------------------------------------------------------
@@ -248,6 +255,15 @@ class Probe:
                 found.append((str(pk), status, *(self._epoch(t) for t in times)))
         return found
 
+    def results(self, task: str) -> tuple[int, float | None]:
+        """How many results of the task are stored, and when the last was."""
+        query = "SELECT count(*), max(date_done) FROM django_celery_results_taskresult WHERE "
+        cursor = self.connection.cursor()
+        cursor.execute(query + ("task_name = ?" if self.vendor == "sqlite" else "task_name = %s"),
+                       (task,))  # fmt: skip
+        count, last = cursor.fetchone()
+        return count, self._epoch(last)
+
     def _epoch(self, value) -> float | None:
         if value is None:
             return None
@@ -346,11 +362,11 @@ def cpu_snapshot(services: Services, redis_pid: int, postgres_pid: int | None) -
     used = dict.fromkeys(CPU_ROWS, 0.0)
     for name, process in services.processes.items():
         total = sum(own + kids for _pp, group, own, kids in stats.values() if group == process.pid)
-        if name == "worker":
+        if name in WORKERS:
             main = services.main_pid(name, stats)
             own = stats[main][2] if main in stats else 0.0
-            used["worker main"] += own
-            used["worker pool"] += total - own  # pool processes, alive or reaped
+            used[f"{name} main"] = used.get(f"{name} main", 0.0) + own
+            used[f"{name} pool"] = used.get(f"{name} pool", 0.0) + total - own  # alive or reaped
         else:
             used[name] = used.get(name, 0.0) + total
     if redis_pid in stats:
@@ -560,10 +576,15 @@ def run_database(args, database: str, files: list[Path], redis, static_root: Pat
                           submit_seconds=submitted["ended"] - submitted["started"],
                           response=percentiles(submitted["times"]))  # fmt: skip
         print(f"  end to end: {out['e2e']['per_s']:.2f} jobs/s", flush=True)
-        out["load_after"] = os.getloadavg()[0]
         out["dead"] = services.dead()
         out["services"] = list(services.processes)
         out["n"] = len(files)
+
+        # 5. Celery's floor: the worker line again, for a task that does nothing.
+        services.stop(names=["worker"])
+        out["floor"] = measure_floor(args, services, snapshot, probe, redis.url, log_dir)
+        print(f"  Celery's floor: {out['floor']['per_s']:.0f} tasks/s", flush=True)
+        out["load_after"] = os.getloadavg()[0]
 
         if pg_log:
             out["pg_log"] = {
@@ -608,6 +629,44 @@ def run_database(args, database: str, files: list[Path], redis, static_root: Pat
             postgres.stop()
     out["logs"] = scan_logs(log_dir)
     return out
+
+
+def measure_floor(args, services: Services, snapshot, probe: Probe, broker_url: str,
+                  log_dir: Path) -> dict:  # fmt: skip
+    """The Procfile's worker line, run with bench/celery_floor.py's task that does nothing:
+    what Celery with the project's settings costs per task (taking the message, the pool,
+    the task's events and its stored result), which no job can run below. The tasks are sent
+    once the worker is ready; CPU per task of its main process, its pool, Flower, Redis and the
+    database server, and tasks/s from the first send to the last result stored."""
+    from celery import Celery
+
+    command = procfile_services()["worker"].replace("-A parroter ", "-A bench.celery_floor ")
+    services.start(["floor"], {"floor": command.replace("-Q celery ", f"-Q {FLOOR_QUEUE} ")})
+    log = log_dir / "floor.log"
+    deadline = time.monotonic() + 90
+    while b" ready." not in log.read_bytes():
+        if services.dead() or time.monotonic() > deadline:
+            raise RuntimeError(f"the floor's worker did not start: see {log}")
+        time.sleep(0.2)
+    time.sleep(1)  # its first turns of the loop, and the first heartbeat, go before the window
+    sender = Celery(broker=broker_url, set_as_current=False)
+    before = snapshot()
+    sent_at = time.time()
+    for number in range(args.jobs):
+        sender.send_task(FLOOR_TASK, args=[str(number)], queue=FLOOR_QUEUE)
+    deadline = time.monotonic() + args.timeout
+    while (stored := probe.results(FLOOR_TASK))[0] < args.jobs:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the floor's worker stored {stored[0]} of {args.jobs} results")
+        time.sleep(0.2)
+    after = snapshot()
+    sender.close()
+    services.stop(names=["floor"])
+    used = cpu_delta(after, before)
+    cpu = {"worker main": used["floor main"], "worker pool": used["floor pool"],
+           "flower": used.get("flower", 0.0), "redis": used["redis"],
+           "postgres": used.get("postgres", 0.0)}  # fmt: skip
+    return {"per_s": args.jobs / (stored[1] - sent_at), "cpu": cpu}
 
 
 def _self_cpu() -> float:
@@ -729,6 +788,17 @@ def report(args, outcomes: dict[str, dict | str]) -> int:
             f"  CPU ratio, ceiling ms per image / all services' ms per job: drain "
             f"{ceiling['cpu_ms'] / (totals[1] or 1):.2f}, end to end "
             f"{ceiling['cpu_ms'] / (totals[2] or 1):.2f} (informative; the targets use jobs/s)"
+        )
+        floor = o["floor"]
+        floor_rows = [r for r in floor["cpu"] if r in rows]
+        floor_ms = 1000 * sum(floor["cpu"][r] for r in floor_rows) / n
+        print(
+            f"  Celery's floor, the worker line with a task that does nothing: "
+            f"{floor['per_s']:.0f} tasks/s, CPU ms per task "
+            + ", ".join(f"{r} {1000 * floor['cpu'][r] / n:.1f}" for r in floor_rows)
+            + f" = {floor_ms:.1f}; no job can cost less, so drain stays under "
+            f"{ceiling['cpu_ms'] / (ceiling['cpu_ms'] + floor_ms):.2f} x ceiling with both "
+            "cores the pipeline's"
         )
 
         ip = o["in_process"]
