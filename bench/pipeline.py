@@ -47,8 +47,9 @@ WORKER_CONCURRENCY=2 and DATABASE_CONN_MAX_AGE unset (the app's own default is m
    pipeline saturates predicts the throughput ratios without their wall-clock noise, and the
    images/s the ceiling's CPU per image would make with both cores wholly its.
 5. Celery's floor: the Procfile's worker line again, with -A bench.celery_floor and its queue,
-   for N tasks that do nothing (acks_late, events and a stored result, as a job's task): CPU per
-   task of its main process, pool, Flower, Redis and PostgreSQL, tasks/s, and the drain ratio
+   for N tasks that sleep as long as the kind's CPU time per image (acks_late, events and a
+   stored result, as a job's task): CPU per task of its main process, pool, Flower, Redis and
+   PostgreSQL, and the drain ratio
    no job could pass on top of that floor (ceiling CPU / (ceiling CPU + floor CPU)).
 
 Targets: drain >= 0.70 x ceiling (ambition 0.85), end to end >= 0.45 x ceiling, and no failed,
@@ -129,7 +130,7 @@ CPU_ROWS = ["web", "worker main", "worker pool", "housekeeping", "beat", "monito
             "redis", "postgres"]  # fmt: skip
 WORKERS = ("worker", "floor")  # their main process and pool are counted apart
 # As bench/celery_floor.py names them (this process does not import the Celery app).
-FLOOR_QUEUE, FLOOR_TASK = "bench-floor", "bench.nothing"
+FLOOR_QUEUE, FLOOR_TASK = "bench-floor", "bench.wait"
 
 
 # --- corpus and ceiling --------------------------------------------------------------------------
@@ -255,14 +256,13 @@ class Probe:
                 found.append((str(pk), status, *(self._epoch(t) for t in times)))
         return found
 
-    def results(self, task: str) -> tuple[int, float | None]:
-        """How many results of the task are stored, and when the last was."""
-        query = "SELECT count(*), max(date_done) FROM django_celery_results_taskresult WHERE "
+    def result_count(self, task: str) -> int:
+        """How many results of the task are stored."""
+        query = "SELECT count(*) FROM django_celery_results_taskresult WHERE "
         cursor = self.connection.cursor()
         cursor.execute(query + ("task_name = ?" if self.vendor == "sqlite" else "task_name = %s"),
                        (task,))  # fmt: skip
-        count, last = cursor.fetchone()
-        return count, self._epoch(last)
+        return cursor.fetchone()[0]
 
     def _epoch(self, value) -> float | None:
         if value is None:
@@ -582,8 +582,10 @@ def run_database(args, database: str, files: list[Path], redis, static_root: Pat
 
         # 5. Celery's floor: the worker line again, for a task that does nothing.
         services.stop(names=["worker"])
-        out["floor"] = measure_floor(args, services, snapshot, probe, redis.url, log_dir)
-        print(f"  Celery's floor: {out['floor']['per_s']:.0f} tasks/s", flush=True)
+        kind_seconds = statistics.median(p["cpu_ms"] for p in ceiling_before) / 1000
+        out["floor"] = measure_floor(args, services, snapshot, probe, redis.url, log_dir,
+                                     kind_seconds)  # fmt: skip
+        print("  Celery's floor: measured", flush=True)
         out["load_after"] = os.getloadavg()[0]
 
         if pg_log:
@@ -632,12 +634,13 @@ def run_database(args, database: str, files: list[Path], redis, static_root: Pat
 
 
 def measure_floor(args, services: Services, snapshot, probe: Probe, broker_url: str,
-                  log_dir: Path) -> dict:  # fmt: skip
-    """The Procfile's worker line, run with bench/celery_floor.py's task that does nothing:
-    what Celery with the project's settings costs per task (taking the message, the pool,
-    the task's events and its stored result), which no job can run below. The tasks are sent
-    once the worker is ready; CPU per task of its main process, its pool, Flower, Redis and the
-    database server, and tasks/s from the first send to the last result stored."""
+                  log_dir: Path, seconds: float) -> dict:  # fmt: skip
+    """The Procfile's worker line, run with bench/celery_floor.py's task that only waits
+    `seconds` (the kind's CPU time per image) without using the CPU: what Celery with the
+    project's settings costs per task at a job's pace (taking the message, the pool, the
+    task's events and its stored result), which no job can run below. The tasks are sent
+    once the worker is ready, faster than it takes them; CPU per task of its main process,
+    its pool, Flower, Redis and the database server."""
     from celery import Celery
 
     command = procfile_services()["worker"].replace("-A parroter ", "-A bench.celery_floor ")
@@ -651,13 +654,12 @@ def measure_floor(args, services: Services, snapshot, probe: Probe, broker_url: 
     time.sleep(1)  # its first turns of the loop, and the first heartbeat, go before the window
     sender = Celery(broker=broker_url, set_as_current=False)
     before = snapshot()
-    sent_at = time.time()
     for number in range(args.jobs):
-        sender.send_task(FLOOR_TASK, args=[str(number)], queue=FLOOR_QUEUE)
+        sender.send_task(FLOOR_TASK, args=[str(number), seconds], queue=FLOOR_QUEUE)
     deadline = time.monotonic() + args.timeout
-    while (stored := probe.results(FLOOR_TASK))[0] < args.jobs:
+    while (stored := probe.result_count(FLOOR_TASK)) < args.jobs:
         if time.monotonic() > deadline:
-            raise RuntimeError(f"the floor's worker stored {stored[0]} of {args.jobs} results")
+            raise RuntimeError(f"the floor's worker stored {stored} of {args.jobs} results")
         time.sleep(0.2)
     after = snapshot()
     sender.close()
@@ -666,7 +668,7 @@ def measure_floor(args, services: Services, snapshot, probe: Probe, broker_url: 
     cpu = {"worker main": used["floor main"], "worker pool": used["floor pool"],
            "flower": used.get("flower", 0.0), "redis": used["redis"],
            "postgres": used.get("postgres", 0.0)}  # fmt: skip
-    return {"per_s": args.jobs / (stored[1] - sent_at), "cpu": cpu}
+    return {"cpu": cpu}
 
 
 def _self_cpu() -> float:
@@ -793,8 +795,8 @@ def report(args, outcomes: dict[str, dict | str]) -> int:
         floor_rows = [r for r in floor["cpu"] if r in rows]
         floor_ms = 1000 * sum(floor["cpu"][r] for r in floor_rows) / n
         print(
-            f"  Celery's floor, the worker line with a task that does nothing: "
-            f"{floor['per_s']:.0f} tasks/s, CPU ms per task "
+            "  Celery's floor, the worker line with a task that waits as long as the kind takes: "
+            "CPU ms per task "
             + ", ".join(f"{r} {1000 * floor['cpu'][r] / n:.1f}" for r in floor_rows)
             + f" = {floor_ms:.1f}; no job can cost less, so drain stays under "
             f"{ceiling['cpu_ms'] / (ceiling['cpu_ms'] + floor_ms):.2f} x ceiling with both "
