@@ -316,11 +316,11 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 # Task events (received, started, succeeded...) are what Flower's task list is made of; the
-# workers send them in batches (parroter.celery_app.BatchTaskEvents). They cost ~2 ms per job
-# over worker and Flower (deploy/README, "Capacity model"). The console and the monitor need
-# none of them: the Job rows have every job, and workers send their heartbeats either way. Off
-# at high rates, Flower shows workers and queues only. Web sends no "task-sent" event (Celery's
-# default): a queued job is on the console, and its queue's length in Flower's broker page.
+# workers send them in batches (parroter.celery_app.BatchTaskEvents), ~0.5 ms per job over worker
+# and Flower (README, "The pipeline against its ceiling"). The console and the monitor need none
+# of them: the Job rows have every job, and workers send their heartbeats either way. Off, Flower
+# shows workers and queues only. Web sends no "task-sent" event (Celery's default): a queued job
+# is on the console, and in its queue's length on Flower's broker page.
 PARROTER_TASK_EVENTS = env_bool("PARROTER_TASK_EVENTS", True)
 CELERY_WORKER_SEND_TASK_EVENTS = PARROTER_TASK_EVENTS
 CELERY_TASK_SEND_SENT_EVENT = False
