@@ -159,6 +159,16 @@ class RollupTotal:
     wait_buckets: list[int]
 
 
+# Counting a backlog whole would make each scrape as slow as the backlog is long.
+PENDING_COUNT_CAP = 100_000
+
+
+def pending_finishes() -> int:
+    """Finished attempts not yet added to the rollups, counted up to PENDING_COUNT_CAP: a few
+    seconds' worth while the monitor keeps up, more when it falls behind or stops."""
+    return PendingFinish.objects.all()[:PENDING_COUNT_CAP].count()
+
+
 def rollup_totals(*, now: datetime | None = None) -> list[RollupTotal]:
     """Every attempt that ever finished (of deleted jobs too) and every retry, by kind and
     status, with duration sums and histograms, from the rollups, never the jobs table. Rows of

@@ -10,7 +10,7 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from jobs import history, housekeeping, monitoring, rollups, services, tokens
-from jobs.models import ApiToken, Job, JobRollup
+from jobs.models import ApiToken, Job, JobRollup, PendingFinish
 from tests.conftest import image_bytes, run_in_process, submit_image
 
 pytestmark = pytest.mark.django_db
@@ -84,6 +84,33 @@ def test_metrics_report_jobs_durations_queues_and_chores(client, user, staff):
     # Deleting jobs (retention, admin) does not take them out of what has finished.
     Job.objects.filter(pk=done[0].pk).delete()
     assert scrape(client)[("parroter_jobs_finished_total", succeeded)] == 2
+
+
+def test_finishes_not_yet_in_the_history_are_a_gauge(client, staff, monkeypatch):
+    client.force_login(staff)
+    pending = ("parroter_history_pending_finishes", ())
+    assert scrape(client)[pending] == 0
+    monkeypatch.setattr(rollups, "add_pending", lambda **_: 0)  # nothing moves them: held up
+    PendingFinish.objects.bulk_create(
+        PendingFinish(minute=rollups.minute_of(timezone.now()), kind="thumbnails",
+                      status="succeeded", run_seconds=1.0, wait_seconds=0.5)
+        for _ in range(3)
+    )  # fmt: skip
+    samples = scrape(client)
+    assert samples[pending] == 3
+    assert (
+        "parroter_jobs_finished_total",
+        (("kind", "thumbnails"), ("status", "succeeded")),
+    ) not in samples
+    monkeypatch.setattr(history, "PENDING_COUNT_CAP", 2)
+    assert scrape(client)[pending] == 2  # a backlog past the cap reads as the cap
+    monkeypatch.undo()  # moving again: the scrape adds them first
+    samples = scrape(client)
+    assert samples[pending] == 0
+    assert (
+        samples[("parroter_jobs_finished_total", (("kind", "thumbnails"), ("status", "succeeded")))]
+        == 3
+    )
 
 
 def test_only_staff_read_metrics_and_a_scraper_without_a_login_gets_401(client, user):

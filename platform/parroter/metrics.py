@@ -17,7 +17,7 @@ from prometheus_client.core import (
     Metric,
 )
 
-from jobs import history, housekeeping, monitoring, roles, selectors, tokens
+from jobs import history, housekeeping, monitoring, roles, rollups, selectors, tokens
 from jobs.models import DURATION_BOUNDS, Chore, Job
 from jobs.schemas import Error
 
@@ -75,6 +75,13 @@ def _job_metrics() -> Iterator[Metric]:
         run.add_metric(labels, _cumulative(total.run_buckets), total.run_seconds)
         wait.add_metric(labels, _cumulative(total.wait_buckets), total.wait_seconds)
     yield from (finished, retried, run, wait)
+    yield GaugeMetricFamily(
+        "parroter_history_pending_finishes",
+        "Finished attempts the counters above do not count yet: the monitor adds them every "
+        f"round, this scrape added up to {rollups.READER_BATCHES * rollups.ADD_BATCH:,}; "
+        f"counted up to {history.PENDING_COUNT_CAP:,}. Growing: the monitor is behind or down.",
+        value=history.pending_finishes(),
+    )
 
 
 def _cumulative(counts: Sequence[int]) -> list[tuple[str, int]]:
