@@ -3,9 +3,13 @@ task; off, at rates where their cost counts, no worker sends any, Flower does no
 back on, and workers still send the heartbeats the monitor and the console go by. On, a worker
 sends them in batches (parroter.celery_app.BatchTaskEvents)."""
 
+import base64
+import json
 import os
 import threading
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 from kombu import Connection
@@ -121,6 +125,29 @@ def test_a_worker_sends_its_task_events_in_batches_and_what_it_holds_when_it_sto
             assert [sorted(kinds) for kinds in batches] == [sorted(tasks)]  # all in one message
     finally:
         stop_process(worker)
+
+
+def flower_task_state(flower, task_id: str) -> str | None:
+    """The task's state in Flower's task list (its API), None while Flower has not seen it."""
+    request = urllib.request.Request(f"{flower.url}/flower/api/task/info/{task_id}")  # noqa: S310
+    token = base64.b64encode(flower.credentials.encode()).decode()
+    request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 (loopback)
+            return json.loads(response.read())["state"]
+    except urllib.error.HTTPError as error:
+        if error.code == 404:
+            return None
+        raise
+
+
+def test_flower_lists_a_jobs_task_from_the_batched_events(user, celery_worker, flower):
+    job = wait_for_job(submit_image(user, image_bytes((80, 60))))
+    assert job.status == "succeeded"
+    deadline = time.monotonic() + 10  # the batch goes within 0.25 s
+    while (state := flower_task_state(flower, job.task_id)) != "SUCCESS":
+        assert time.monotonic() < deadline, state
+        time.sleep(0.2)
 
 
 def test_with_task_events_off_only_heartbeats_are_sent_even_with_flower_running(
