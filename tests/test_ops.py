@@ -214,6 +214,10 @@ def test_the_job_page_shows_the_timeline_and_a_retry_as_queued_again(client, sta
     client.force_login(staff)
     page = client.get(reverse("dashboard:ops_job", args=[job.pk])).content.decode()
     assert "<strong>Created</strong>" in page and "Queued again" not in page
+    # Flower knows a task once a worker has taken it: no link to its "unknown task" page before.
+    assert f"/flower/task/{job.task_id}" not in page
+    Job.objects.filter(pk=job.pk).update(status=Job.Status.RUNNING, started_at=timezone.now())
+    page = client.get(reverse("dashboard:ops_job", args=[job.pk])).content.decode()
     assert f"/flower/task/{job.task_id}" in page
     later = timezone.now()
     Job.objects.filter(pk=job.pk).update(

@@ -127,14 +127,42 @@ def test_a_worker_sends_its_task_events_in_batches_and_what_it_holds_when_it_sto
         stop_process(worker)
 
 
-def flower_task_state(flower, task_id: str) -> str | None:
-    """The task's state in Flower's task list (its API), None while Flower has not seen it."""
-    request = urllib.request.Request(f"{flower.url}/flower/api/task/info/{task_id}")  # noqa: S310
+def test_a_batch_the_broker_missed_is_sent_whole_once_it_is_back(own_broker):
+    def dispatcher():  # the app's, as a worker makes it, on a connection of its own
+        return celery_app.events.Dispatcher(
+            Connection(own_broker.url), hostname="batch@test", buffer_group=["task"]
+        )
+
+    first = dispatcher()
+    for kind in ("task-received", "task-started", "task-succeeded"):
+        first.send(kind, uuid="a-task")
+    own_broker.stop()
+    first.flush()  # the publish fails: the batch is kept for the next connection
+    own_broker.start()
+    with EventLog(own_broker.url) as events:
+        probe = dispatcher()
+        while not events.of("batch@test"):  # the log listens once it sees a probe
+            probe.send("probe-listening")
+            time.sleep(0.1)
+        second = dispatcher()
+        second.extend_buffer(first)  # as a worker's consumer does once it is connected again
+        second.flush()
+        deadline = time.monotonic() + 10
+        while "task-succeeded" not in events.of("batch@test"):
+            assert time.monotonic() < deadline, events.of("batch@test")  # Celery's: sent empty
+            time.sleep(0.1)
+        tasks = [kind for kind in events.of("batch@test") if kind.startswith("task-")]
+        assert tasks == ["task-received", "task-started", "task-succeeded"]
+
+
+def flower_api(flower, path: str):
+    """Flower's JSON API under /flower/, with its login; None for a 404."""
+    request = urllib.request.Request(f"{flower.url}/flower/api/{path}")  # noqa: S310
     token = base64.b64encode(flower.credentials.encode()).decode()
     request.add_header("Authorization", f"Basic {token}")
     try:
         with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 (loopback)
-            return json.loads(response.read())["state"]
+            return json.loads(response.read())
     except urllib.error.HTTPError as error:
         if error.code == 404:
             return None
@@ -142,11 +170,16 @@ def flower_task_state(flower, task_id: str) -> str | None:
 
 
 def test_flower_lists_a_jobs_task_from_the_batched_events(user, celery_worker, flower):
+    deadline = time.monotonic() + 15
+    while not any((flower_api(flower, "workers?status=1") or {}).values()):
+        # Flower answers before it listens to events: a worker's heartbeat says it listens.
+        assert time.monotonic() < deadline, "Flower saw no worker's heartbeat"
+        time.sleep(0.2)
     job = wait_for_job(submit_image(user, image_bytes((80, 60))))
     assert job.status == "succeeded"
     deadline = time.monotonic() + 10  # the batch goes within 0.25 s
-    while (state := flower_task_state(flower, job.task_id)) != "SUCCESS":
-        assert time.monotonic() < deadline, state
+    while (task := flower_api(flower, f"task/info/{job.task_id}") or {}).get("state") != "SUCCESS":
+        assert time.monotonic() < deadline, task
         time.sleep(0.2)
 
 
