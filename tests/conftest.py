@@ -4,6 +4,7 @@ A component that cannot be had is a failure, never a skip.
 """
 
 import contextlib
+import functools
 import io
 import os
 import shutil
@@ -400,14 +401,32 @@ def image_bytes(size=(1200, 800), mode="RGB", fmt="JPEG", color=(200, 80, 40), *
 PASSWORDS = {"alice": "alice-password-1", "bob": "bob-password-1", "olivia": "olivia-password-1"}
 
 
+@functools.cache
+def _password_hash(password: str, algorithm: str) -> str:
+    from django.contrib.auth.hashers import make_password
+
+    return make_password(password, hasher=algorithm)
+
+
+def person(django_user_model, username: str, **fields):
+    """A user who signs in with PASSWORDS[username] (or "<username>-password-1"). The password's
+    hash is made once per run and hasher (the app's PBKDF2, which the services a test starts
+    check too): made per person, at ~0.2 s each, it was most of many tests' time."""
+    from django.contrib.auth.hashers import get_hasher
+
+    password = PASSWORDS.get(username, f"{username}-password-1")
+    hashed = _password_hash(password, get_hasher().algorithm)
+    return django_user_model.objects.create(username=username, password=hashed, **fields)
+
+
 @pytest.fixture
 def user(django_user_model):
-    return django_user_model.objects.create_user(username="alice", password=PASSWORDS["alice"])
+    return person(django_user_model, "alice")
 
 
 @pytest.fixture
 def other_user(django_user_model):
-    return django_user_model.objects.create_user(username="bob", password=PASSWORDS["bob"])
+    return person(django_user_model, "bob")
 
 
 def person_with_role(django_user_model, username: str, role: str | None, *, is_staff: bool):
@@ -420,13 +439,10 @@ def person_with_role(django_user_model, username: str, role: str | None, *, is_s
     if role and not Group.objects.filter(name=role).exists():
         roles.sync_roles()
 
-    person = django_user_model.objects.create_user(
-        username=username, password=PASSWORDS.get(username, f"{username}-password-1"),
-        is_staff=is_staff,
-    )  # fmt: skip
+    made = person(django_user_model, username, is_staff=is_staff)
     if role:
-        person.groups.add(Group.objects.get(name=role))
-    return person
+        made.groups.add(Group.objects.get(name=role))
+    return made
 
 
 @pytest.fixture
